@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Stowage needs to build, run and test.
+# Usage: deploy/install-deps.sh [--runtime-only]
+set -euo pipefail
+
+build_pkgs=(
+  cmake ninja-build g++ pkg-config git
+  libboost-dev libboost-filesystem-dev libcurl4-openssl-dev nlohmann-json3-dev
+  liburing-dev libzstd-dev libssl-dev libcli11-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+)
+# Real components the tests start: a Docker engine, a busybox image source,
+# PostgreSQL 15, Ceph radosgw (S3), restic (benchmark baseline), filesystems
+# with reflink for snapshot tests.
+test_pkgs=(
+  docker.io busybox-static postgresql-15 postgresql-contrib
+  ceph-mon ceph-osd radosgw restic
+  xfsprogs btrfs-progs util-linux iproute2 curl zstd procps psmisc
+)
+
+pkgs=("${build_pkgs[@]}")
+if [[ "${1:-}" != "--runtime-only" ]]; then
+  pkgs+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
