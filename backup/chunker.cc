@@ -1,0 +1,121 @@
+// FastCDC as specified in docs/FORMAT.md §3.1. Any change to the arithmetic
+// here changes chunk boundaries and breaks dedup with existing repositories:
+// the golden-value test in tests/backup/chunker_test.cc guards it.
+#include "stowage/chunker.h"
+
+#include <bit>
+#include <cstring>
+#include <string>
+
+namespace stowage {
+
+namespace {
+
+constexpr uint32_t kMaxChunkerSize = 64u << 20;
+
+uint64_t top_bits_mask(uint32_t bits) { return bits == 0 ? 0 : ~uint64_t{0} << (64 - bits); }
+
+}  // namespace
+
+ChunkerParams ChunkerParams::with_average(uint32_t avg) {
+  ChunkerParams p;
+  p.min_size = avg / 4;
+  p.avg_size = avg;
+  p.max_size = avg * 4;
+  return p;
+}
+
+Status ChunkerParams::validate() const {
+  auto bad = [&](const char* why) {
+    return Status::invalid_argument("chunker parameters min=" + std::to_string(min_size) +
+                                    " avg=" + std::to_string(avg_size) + " max=" + std::to_string(max_size) +
+                                    " normalization=" + std::to_string(normalization) + ": " + why);
+  };
+  if (!std::has_single_bit(avg_size) || avg_size < 256 || avg_size > (16u << 20)) {
+    return bad("avg_size must be a power of two in [256, 16 MiB]");
+  }
+  if (min_size < 64 || min_size >= avg_size) return bad("need 64 <= min_size < avg_size");
+  if (max_size <= avg_size || max_size > kMaxChunkerSize) return bad("need avg_size < max_size <= 64 MiB");
+  if (normalization < 1 || normalization > 4) return bad("normalization must be in [1, 4]");
+  return Status::ok();
+}
+
+std::array<uint64_t, 256> make_gear_table(uint64_t seed) {
+  std::array<uint64_t, 256> table{};
+  uint64_t state = seed;
+  for (auto& v : table) {
+    state += 0x9E3779B97F4A7C15ULL;
+    uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    v = z ^ (z >> 31);
+  }
+  return table;
+}
+
+Result<Chunker> Chunker::create(const ChunkerParams& params) {
+  STOWAGE_RETURN_IF_ERROR(params.validate());
+  return Chunker(params);
+}
+
+Chunker::Chunker(const ChunkerParams& params) : params_(params), gear_(make_gear_table(params.gear_seed)) {
+  const auto bits = static_cast<uint32_t>(std::countr_zero(params.avg_size));
+  mask_s_ = top_bits_mask(bits + params.normalization);
+  mask_l_ = top_bits_mask(bits - params.normalization);
+}
+
+size_t Chunker::cut(std::string_view data) const {
+  const size_t n = data.size();
+  if (n <= params_.min_size) return n;
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  const size_t limit = std::min<size_t>(n, params_.max_size);
+  const size_t normal = std::min<size_t>(params_.avg_size, limit);
+  uint64_t fp = 0;
+  size_t i = params_.min_size;
+  for (; i < normal; ++i) {
+    fp = (fp << 1) + gear_[p[i]];
+    if ((fp & mask_s_) == 0) return i + 1;
+  }
+  for (; i < limit; ++i) {
+    fp = (fp << 1) + gear_[p[i]];
+    if ((fp & mask_l_) == 0) return i + 1;
+  }
+  return limit;
+}
+
+std::vector<size_t> Chunker::split(std::string_view data) const {
+  std::vector<size_t> lengths;
+  while (!data.empty()) {
+    const size_t len = cut(data);
+    lengths.push_back(len);
+    data.remove_prefix(len);
+  }
+  return lengths;
+}
+
+StreamChunker::StreamChunker(const Chunker& chunker, ReadFn read)
+    : chunker_(chunker), read_(std::move(read)), buf_(size_t{2} * chunker.params().max_size) {}
+
+Result<std::optional<std::string_view>> StreamChunker::next() {
+  const size_t max = chunker_.params().max_size;
+  if (end_ - begin_ < max && !eof_) {
+    // Slide the unconsumed tail to the front so a whole max-size window fits.
+    if (begin_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    while (end_ < buf_.size() && !eof_) {
+      STOWAGE_ASSIGN_OR_RETURN(size_t got, read_(buf_.data() + end_, buf_.size() - end_));
+      if (got == 0) eof_ = true;
+      end_ += got;
+    }
+  }
+  if (begin_ == end_) return std::optional<std::string_view>();
+  const std::string_view window(buf_.data() + begin_, end_ - begin_);
+  const size_t len = chunker_.cut(window);
+  begin_ += len;
+  return std::optional<std::string_view>(window.substr(0, len));
+}
+
+}  // namespace stowage

@@ -1,0 +1,63 @@
+// Blob encoding (docs/FORMAT.md §3.3): a blob is a chunk of file data or a
+// tree; its id is SHA-256 of the plaintext; it is stored as a zstd frame when
+// that is strictly smaller, raw otherwise. Decoding verifies the id, so a
+// corrupted pack or a lying index is always reported as kCorruption.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "stowage/hash.h"
+#include "stowage/object_store.h"
+#include "stowage/status.h"
+
+namespace stowage {
+
+enum class BlobType : uint8_t { kData = 0, kTree = 1 };
+enum class Compression : uint8_t { kRaw = 0, kZstd = 1 };
+
+// Largest plaintext a blob may have; bounds what a hostile header can make a
+// reader allocate.
+inline constexpr uint32_t kMaxBlobSize = 64u << 20;
+inline constexpr int kDefaultZstdLevel = 3;
+
+std::string_view blob_type_name(BlobType type);
+
+struct EncodedBlob {
+  BlobId id;
+  BlobType type = BlobType::kData;
+  Compression compression = Compression::kRaw;
+  uint32_t raw_length = 0;
+  Bytes stored;  // the bytes that go into a pack
+};
+
+// Encodes and decodes blobs. Keeps its zstd and SHA-256 contexts between calls
+// (allocating them per blob costs more than compressing a small one). Not
+// thread-safe: use one per worker thread.
+class BlobCodec {
+ public:
+  // `zstd_level` is clamped to zstd's supported range.
+  explicit BlobCodec(int zstd_level = kDefaultZstdLevel);
+  ~BlobCodec();
+  BlobCodec(const BlobCodec&) = delete;
+  BlobCodec& operator=(const BlobCodec&) = delete;
+
+  // Hashes and compresses `plaintext`. kInvalidArgument if it is larger than
+  // kMaxBlobSize; kInternal if zstd fails (a bug or out of memory).
+  [[nodiscard]] Result<EncodedBlob> encode(BlobType type, std::string_view plaintext);
+
+  // Returns the plaintext of a stored blob, checking that it has `raw_length`
+  // bytes and hashes to `id`. Any mismatch or undecodable input is
+  // kCorruption with a message naming the blob id.
+  [[nodiscard]] Result<Bytes> decode(const BlobId& id, Compression compression, uint32_t raw_length,
+                                     std::string_view stored);
+
+  int level() const { return level_; }
+
+ private:
+  struct Impl;
+  Impl* impl_;
+  int level_;
+};
+
+}  // namespace stowage

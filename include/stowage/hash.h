@@ -1,0 +1,71 @@
+// SHA-256 ids: every blob, pack, index file and snapshot in a repository is
+// named by the SHA-256 of its bytes (docs/FORMAT.md §1). Hashing goes through
+// OpenSSL EVP so that SHA-NI / ARMv8 crypto extensions are used when present.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "stowage/status.h"
+
+namespace stowage {
+
+// A 32-byte SHA-256 digest. Value type; ordered by bytes.
+struct Hash256 {
+  std::array<uint8_t, 32> bytes{};
+
+  // 64 lowercase hex characters.
+  std::string hex() const;
+  // Parses 64 lowercase hex characters; anything else is kInvalidArgument.
+  [[nodiscard]] static Result<Hash256> from_hex(std::string_view hex);
+  // Takes exactly 32 raw bytes from `p` (the caller checked the length).
+  static Hash256 from_raw(const void* p) {
+    Hash256 h;
+    std::memcpy(h.bytes.data(), p, h.bytes.size());
+    return h;
+  }
+  std::string_view raw() const { return {reinterpret_cast<const char*>(bytes.data()), bytes.size()}; }
+
+  auto operator<=>(const Hash256&) const = default;
+  bool operator==(const Hash256&) const = default;
+};
+
+using BlobId = Hash256;
+using PackId = Hash256;
+
+// For unordered containers: the digest is already uniform, so its first eight
+// bytes are a perfect hash.
+struct Hash256Hasher {
+  size_t operator()(const Hash256& h) const {
+    uint64_t v;
+    std::memcpy(&v, h.bytes.data(), sizeof v);
+    return static_cast<size_t>(v);
+  }
+};
+
+// A reusable SHA-256 hasher (keeps its EVP context and fetched algorithm, which
+// matters with OpenSSL 3 where each implicit fetch takes a lock). Not
+// thread-safe: use one per thread.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+
+  Hash256 digest(std::string_view data);
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+// One-shot convenience; slower than reusing a Sha256 for many small inputs.
+Hash256 sha256(std::string_view data);
+
+}  // namespace stowage
