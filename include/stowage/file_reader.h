@@ -1,0 +1,51 @@
+// Sequential whole-file reader for the backup pipeline: keeps a queue of reads in
+// flight (io_uring, fixed buffers) so the disk never waits for the chunker, with
+// a pread fallback when io_uring is refused. Chunks arrive in order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "stowage/io_uring_probe.h"
+#include "stowage/status.h"
+
+namespace stowage {
+
+struct FileReaderOptions {
+  size_t chunk_size = 1 << 20;  // bytes per read; > 0, rounded up to 4096
+  unsigned queue_depth = 8;     // reads in flight (1..64)
+  IoUringProbe io_uring_probe;  // empty = probe_io_uring(); see io_uring_probe.h
+  LogSink log;                  // empty = stderr_log_sink()
+  bool force_portable = false;  // use pread even when io_uring works
+};
+
+// Called once per chunk, in file order. `data` is valid only during the call;
+// every chunk is chunk_size bytes except the last. A non-OK return stops the
+// read and read_file returns that status.
+using ChunkCallback = std::function<Status(uint64_t offset, std::span<const std::byte> data)>;
+
+// Not thread-safe: one reader per thread (it owns a ring and its buffers).
+class FileReader {
+ public:
+  virtual ~FileReader() = default;
+
+  // Probes io_uring once; on refusal logs one warn line and reads with pread.
+  // kInvalidArgument for a zero chunk_size or an out-of-range queue_depth.
+  [[nodiscard]] static Result<std::unique_ptr<FileReader>> create(FileReaderOptions opts = {});
+
+  // Reads `path` from offset 0 to the end seen at EOF (a file growing during the
+  // read is read until a read returns 0). Returns the number of bytes delivered.
+  // Errors: kNotFound if missing, kInvalidArgument for a directory, the
+  // callback's status if it stops the read, I/O errors as errno_status().
+  [[nodiscard]] virtual Result<uint64_t> read_file(const std::string& path,
+                                                   const ChunkCallback& on_chunk) = 0;
+
+  // True when reads go through io_uring.
+  virtual bool uses_io_uring() const = 0;
+};
+
+}  // namespace stowage
