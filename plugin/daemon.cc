@@ -1,0 +1,145 @@
+#include "daemon.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "admin_api.h"
+#include "dir_backend.h"
+#include "docker_api.h"
+#include "fs_util.h"
+#include "http_server.h"
+#include "volume_manager.h"
+
+namespace stowage {
+
+namespace {
+
+// Holds an exclusive flock on <root>/stowaged.lock for the process lifetime:
+// two daemons on one state root would corrupt it.
+Result<int> lock_state_root(const std::string& root) {
+  std::string path = root + "/stowaged.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return errno_status(errno, "open " + path);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    std::string holder;
+    char buf[32] = {};
+    if (::pread(fd, buf, sizeof buf - 1, 0) > 0) holder = buf;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return Status::failed_precondition("another stowaged (pid " + holder + ") is using state root " + root);
+    }
+    return errno_status(err, "lock " + path);
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The pid is only informational; the lock is what matters.
+  }
+  return fd;
+}
+
+std::string read_boot_id() {
+  auto id = read_small_file("/proc/sys/kernel/random/boot_id", 128);
+  if (!id.is_ok()) return "";
+  std::string s = *id;
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// Tells systemd (Type=notify) that the sockets are listening. A tiny datagram
+// protocol, so we do not need libsystemd.
+void notify_systemd_ready(Logger& log) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || !*path) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string p = path;
+  if (p.size() >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, p.data(), p.size());
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  const char msg[] = "READY=1";
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + p.size());
+  if (::sendto(fd, msg, sizeof msg - 1, 0, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
+    log.warn("systemd notification failed", {{"error", std::strerror(errno)}});
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
+Status run_daemon(const DaemonOptions& opts) {
+  Logger log(opts.log_format, opts.log_level);
+  ::umask(077);  // sockets and state files are private; volume roots get explicit modes
+  if (opts.state_root.empty() || opts.state_root[0] != '/') {
+    return Status::invalid_argument("--state-root must be an absolute path, got '" + opts.state_root + "'");
+  }
+  STOWAGE_RETURN_IF_ERROR(make_dirs(opts.state_root));
+  STOWAGE_ASSIGN_OR_RETURN(int lock_fd, lock_state_root(opts.state_root));
+
+  DirBackend backend;
+  VolumeManager::Options vopts;
+  vopts.state_root = opts.state_root;
+  vopts.boot_id = read_boot_id();
+  STOWAGE_ASSIGN_OR_RETURN(auto volumes, VolumeManager::open(vopts, backend, log));
+
+  boost::asio::io_context ioc;
+  DockerVolumeApi docker_api(*volumes, log);
+  AdminApi admin_api(*volumes, log, kStowageVersion);
+
+  STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.plugin_socket)));
+  STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.admin_socket)));
+  HttpServer::Options plugin_opts;
+  plugin_opts.socket_path = opts.plugin_socket;
+  plugin_opts.socket_mode = 0660;
+  plugin_opts.name = "docker";
+  STOWAGE_ASSIGN_OR_RETURN(
+      auto plugin_server,
+      HttpServer::listen(ioc, plugin_opts, [&](const HttpRequest& r) { return docker_api.handle(r); },
+                         DockerVolumeApi::error, log));
+  HttpServer::Options admin_opts;
+  admin_opts.socket_path = opts.admin_socket;
+  admin_opts.socket_mode = 0600;
+  admin_opts.name = "admin";
+  STOWAGE_ASSIGN_OR_RETURN(
+      auto admin_server,
+      HttpServer::listen(
+          ioc, admin_opts, [&](const HttpRequest& r) { return admin_api.handle(r); },
+          [](int status, std::string_view msg) { return AdminApi::error(status, "BadRequest", msg); }, log));
+
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    log.info("shutting down", {{"signal", std::to_string(sig)}});
+    plugin_server->stop();
+    admin_server->stop();
+    ioc.stop();
+  });
+
+  log.info("stowaged ready", {{"version", kStowageVersion}, {"state_root", opts.state_root},
+                              {"plugin_socket", opts.plugin_socket}, {"admin_socket", opts.admin_socket}});
+  notify_systemd_ready(log);
+
+  unsigned n = std::max(1u, opts.threads);
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < n; ++i) pool.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+  ::close(lock_fd);
+  log.info("stopped");
+  return Status::ok();
+}
+
+}  // namespace stowage

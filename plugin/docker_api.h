@@ -1,0 +1,27 @@
+// The Docker volume plugin protocol (VolumeDriver, v1.2): turns Docker's POST
+// requests into VolumeManager calls and answers in the exact JSON shapes Docker
+// reads. Every failure is `{"Err":"<message>"}` with a non-2xx status, as
+// Docker's own plugin helpers answer.
+#pragma once
+
+#include "http_server.h"
+#include "logger.h"
+#include "volume_manager.h"
+
+namespace stowage {
+
+class DockerVolumeApi {
+ public:
+  DockerVolumeApi(VolumeManager& volumes, Logger& log) : volumes_(volumes), log_(log) {}
+
+  HttpResponse handle(const HttpRequest& req);
+
+  // {"Err": message} with the plugin content type.
+  static HttpResponse error(int status, std::string_view message);
+
+ private:
+  VolumeManager& volumes_;
+  Logger& log_;
+};
+
+}  // namespace stowage

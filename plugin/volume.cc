@@ -1,0 +1,141 @@
+#include "stowage/volume.h"
+
+#include <charconv>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
+namespace stowage {
+
+Status validate_volume_name(std::string_view name) {
+  if (name.empty()) return Status::invalid_argument("volume name is empty");
+  if (name.size() > kMaxVolumeNameLength) {
+    return Status::invalid_argument("volume name is " + std::to_string(name.size()) +
+                                    " bytes long; the limit is " + std::to_string(kMaxVolumeNameLength));
+  }
+  auto alnum = [](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(static_cast<unsigned char>(name[0]))) {
+    return Status::invalid_argument("volume name must start with a letter or digit, matching [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+  }
+  for (size_t i = 0; i < name.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    if (alnum(c) || c == '_' || c == '.' || c == '-') continue;
+    std::string shown = (c >= 0x20 && c < 0x7f) ? std::string("'") + static_cast<char>(c) + "'"
+                                                 : "byte 0x" + [&] {
+                                                     char b[3];
+                                                     std::snprintf(b, sizeof b, "%02x", c);
+                                                     return std::string(b);
+                                                   }();
+    return Status::invalid_argument("volume name contains " + shown + " at position " + std::to_string(i) +
+                                    "; allowed are letters, digits, '_', '.' and '-'");
+  }
+  return Status::ok();
+}
+
+namespace {
+
+const std::vector<OptionDoc> kOptionDocs = {
+    {"uid", "numeric user ID that owns the volume root (default 0)"},
+    {"gid", "numeric group ID of the volume root (default 0)"},
+    {"mode", "octal permission bits of the volume root, e.g. 0750 (default 0755)"},
+};
+
+std::string valid_keys() {
+  std::string s;
+  for (const auto& d : kOptionDocs) {
+    if (!s.empty()) s += ", ";
+    s += d.key;
+  }
+  return s;
+}
+
+Result<uint32_t> parse_id(std::string_view key, std::string_view v) {
+  uint64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out, 10);
+  // 4294967295 is (uid_t)-1, which chown() reads as "leave unchanged".
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || out >= 4294967295ull) {
+    return Status::invalid_argument("option '" + std::string(key) + "': '" + std::string(v) +
+                                    "' is not a numeric ID between 0 and 4294967294");
+  }
+  return static_cast<uint32_t>(out);
+}
+
+Result<uint32_t> parse_mode(std::string_view v) {
+  uint32_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out, 8);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || out > 07777) {
+    return Status::invalid_argument("option 'mode': '" + std::string(v) +
+                                    "' is not an octal permission mode between 0 and 7777, e.g. 0750");
+  }
+  return out;
+}
+
+}  // namespace
+
+const std::vector<OptionDoc>& volume_option_docs() { return kOptionDocs; }
+
+Result<VolumeOptions> parse_volume_options(const std::map<std::string, std::string>& opts) {
+  VolumeOptions out;
+  for (const auto& [key, value] : opts) {
+    if (key == "uid") {
+      STOWAGE_ASSIGN_OR_RETURN(out.uid, parse_id(key, value));
+    } else if (key == "gid") {
+      STOWAGE_ASSIGN_OR_RETURN(out.gid, parse_id(key, value));
+    } else if (key == "mode") {
+      STOWAGE_ASSIGN_OR_RETURN(out.mode, parse_mode(value));
+    } else {
+      return Status::invalid_argument("unknown option '" + key + "'; valid options are: " + valid_keys());
+    }
+    out.raw[key] = value;
+  }
+  return out;
+}
+
+std::string format_rfc3339(int64_t unix_ns) {
+  time_t secs = static_cast<time_t>(unix_ns / 1000000000);
+  long nanos = static_cast<long>(unix_ns % 1000000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, nanos);
+  return buf;
+}
+
+std::string volume_record_to_json(const VolumeRecord& rec) {
+  nlohmann::ordered_json j;
+  j["format"] = 1;
+  j["name"] = rec.name;
+  j["kind"] = rec.driver_kind;
+  j["created_unix_ns"] = rec.created_unix_ns;
+  j["options"] = rec.options.raw;
+  j["mount_ids"] = rec.mount_ids;
+  j["boot_id"] = rec.boot_id;
+  return j.dump(2) + "\n";
+}
+
+Result<VolumeRecord> volume_record_from_json(std::string_view json) {
+  try {
+    auto j = nlohmann::json::parse(json);
+    if (!j.is_object()) return Status::corruption("volume record is not a JSON object");
+    if (j.value("format", 0) != 1) return Status::corruption("volume record has unknown format " + j.value("format", nlohmann::json()).dump());
+    VolumeRecord rec;
+    rec.name = j.at("name").get<std::string>();
+    if (Status st = validate_volume_name(rec.name); !st.is_ok()) return Status::corruption("volume record: " + st.message());
+    rec.driver_kind = j.at("kind").get<std::string>();
+    rec.created_unix_ns = j.at("created_unix_ns").get<int64_t>();
+    auto raw = j.at("options").get<std::map<std::string, std::string>>();
+    auto opts = parse_volume_options(raw);
+    if (!opts.is_ok()) return Status::corruption("volume record: " + opts.status().message());
+    rec.options = std::move(opts).value();
+    rec.mount_ids = j.at("mount_ids").get<std::set<std::string>>();
+    rec.boot_id = j.value("boot_id", "");
+    return rec;
+  } catch (const nlohmann::json::exception& e) {
+    return Status::corruption(std::string("volume record: ") + e.what());
+  }
+}
+
+}  // namespace stowage

@@ -1,0 +1,198 @@
+#include "volume_manager.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "dir_backend.h"
+#include "support/test_support.h"
+
+namespace stowage {
+namespace {
+
+namespace fs = std::filesystem;
+
+class VolumeManagerTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<VolumeManager> open(const std::string& boot = "boot-1") {
+    VolumeManager::Options o;
+    o.state_root = dir_.path();
+    o.boot_id = boot;
+    o.now_unix_ns = [this] { return now_ns_; };
+    auto m = VolumeManager::open(o, backend_, log_);
+    EXPECT_TRUE(m.is_ok()) << m.status().message();
+    return m.is_ok() ? std::move(m).value() : nullptr;
+  }
+  std::string vol_dir(const std::string& n) { return dir_.path() + "/volumes/" + n; }
+
+  test::TempDir dir_{"stowage-vm"};
+  DirBackend backend_;
+  std::vector<std::string> lines_;
+  Logger log_{LogFormat::kLogfmt, LogLevel::kDebug, [this](std::string_view l) { lines_.emplace_back(l); }};
+  int64_t now_ns_ = 1'700'000'000'000'000'000;
+};
+
+TEST_F(VolumeManagerTest, CreateMakesDataDirWithOwnerAndMode) {
+  auto m = open();
+  auto v = m->create("db", {{"uid", "1234"}, {"gid", "5678"}, {"mode", "0750"}});
+  ASSERT_TRUE(v.is_ok()) << v.status().message();
+  EXPECT_EQ(v->mountpoint, vol_dir("db") + "/_data");
+  struct stat st {};
+  ASSERT_EQ(::stat(v->mountpoint.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_uid, 1234u);
+  EXPECT_EQ(st.st_gid, 5678u);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  EXPECT_EQ(v->record.created_unix_ns, now_ns_);
+}
+
+TEST_F(VolumeManagerTest, CreateIsIdempotentForSameOptionsOnly) {
+  auto m = open();
+  ASSERT_TRUE(m->create("a", {{"mode", "0700"}}).is_ok());
+  EXPECT_TRUE(m->create("a", {{"mode", "0700"}}).is_ok());
+  auto diff = m->create("a", {{"mode", "0755"}});
+  EXPECT_EQ(diff.status().code(), Code::kAlreadyExists);
+}
+
+TEST_F(VolumeManagerTest, BadNamesAndOptionsCreateNothing) {
+  auto m = open();
+  EXPECT_EQ(m->create("../escape", {}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(m->create("ok", {{"nope", "1"}}).status().code(), Code::kInvalidArgument);
+  EXPECT_TRUE(m->list(false).empty());
+  EXPECT_TRUE(fs::is_empty(dir_.path() + "/volumes"));
+  EXPECT_FALSE(fs::exists(dir_.path() + "/escape"));
+}
+
+TEST_F(VolumeManagerTest, MountIdsAreASetAndPersist) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("v", {}).is_ok());
+    ASSERT_TRUE(m->mount("v", "c1").is_ok());
+    ASSERT_TRUE(m->mount("v", "c1").is_ok());  // Docker may repeat a Mount after its crash
+    ASSERT_TRUE(m->mount("v", "c2").is_ok());
+    EXPECT_EQ(m->get("v", false)->record.mount_ids, (std::set<std::string>{"c1", "c2"}));
+    ASSERT_TRUE(m->unmount("v", "c1").is_ok());
+    ASSERT_TRUE(m->unmount("v", "c1").is_ok());  // idempotent
+    ASSERT_TRUE(m->unmount("v", "never-mounted").is_ok());
+  }
+  auto m = open();  // a restart: state comes back from disk
+  auto v = m->get("v", false);
+  ASSERT_TRUE(v.is_ok());
+  EXPECT_EQ(v->record.mount_ids, (std::set<std::string>{"c2"}));
+}
+
+TEST_F(VolumeManagerTest, RemoveRefusedWhileMountedThenAccepted) {
+  auto m = open();
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  ASSERT_TRUE(m->mount("v", "c1").is_ok());
+  Status st = m->remove("v");
+  EXPECT_EQ(st.code(), Code::kFailedPrecondition);
+  EXPECT_NE(st.message().find("c1"), std::string::npos) << st.message();
+  ASSERT_TRUE(m->unmount("v", "c1").is_ok());
+  ASSERT_TRUE(m->remove("v").is_ok());
+  EXPECT_FALSE(fs::exists(vol_dir("v")));
+  EXPECT_EQ(m->get("v", false).status().code(), Code::kNotFound);
+  EXPECT_EQ(m->remove("v").code(), Code::kNotFound);
+  EXPECT_TRUE(m->create("v", {}).is_ok());  // the name is free again
+}
+
+TEST_F(VolumeManagerTest, EmptyMountIdRefused) {
+  auto m = open();
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  EXPECT_EQ(m->mount("v", "").status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(VolumeManagerTest, RebootReleasesStaleMountIds) {
+  {
+    auto m = open("boot-1");
+    ASSERT_TRUE(m->create("v", {}).is_ok());
+    ASSERT_TRUE(m->mount("v", "c1").is_ok());
+  }
+  {
+    auto m = open("boot-1");  // same boot: daemon restart keeps mounts
+    EXPECT_EQ(m->get("v", false)->record.mount_ids.size(), 1u);
+  }
+  auto m = open("boot-2");
+  EXPECT_TRUE(m->get("v", false)->record.mount_ids.empty());
+  EXPECT_TRUE(m->remove("v").is_ok());
+}
+
+TEST_F(VolumeManagerTest, InterruptedCreateAndRemoveAreResolvedAtOpen) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("keep", {}).is_ok());
+  }
+  // What a crash mid-Create and mid-Remove leaves behind.
+  fs::create_directories(dir_.path() + "/volumes/.staging-half-1/_data");
+  fs::create_directories(dir_.path() + "/volumes/.trash-gone-1/_data/deep");
+  test::write_file(vol_dir("keep") + "/.volume.json.tmp-1", "partial");
+  auto m = open();
+  EXPECT_FALSE(fs::exists(dir_.path() + "/volumes/.staging-half-1"));
+  EXPECT_FALSE(fs::exists(dir_.path() + "/volumes/.trash-gone-1"));
+  EXPECT_FALSE(fs::exists(vol_dir("keep") + "/.volume.json.tmp-1"));
+  ASSERT_EQ(m->list(false).size(), 1u);
+  EXPECT_EQ(m->list(false)[0].record.name, "keep");
+}
+
+TEST_F(VolumeManagerTest, UnreadableRecordStaysVisibleButCannotMount) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("bad", {}).is_ok());
+    ASSERT_TRUE(m->create("good", {}).is_ok());
+  }
+  test::write_file(vol_dir("bad") + "/volume.json", "{ torn");
+  auto m = open();
+  auto bad = m->get("bad", false);
+  ASSERT_TRUE(bad.is_ok());  // Docker must still see it, or it forgets the volume
+  EXPECT_NE(bad->problem, "");
+  EXPECT_EQ(m->mount("bad", "c").status().code(), Code::kFailedPrecondition);
+  EXPECT_TRUE(m->mount("good", "c").is_ok());
+  EXPECT_EQ(m->create("bad", {}).status().code(), Code::kAlreadyExists);
+}
+
+TEST_F(VolumeManagerTest, UsageCountsBytesAndIsCachedForTtl) {
+  auto m = open();
+  auto v = m->create("v", {});
+  ASSERT_TRUE(v.is_ok());
+  test::write_file(v->mountpoint + "/f", std::string(1 << 20, 'x'));
+  auto u1 = m->get("v", true);
+  ASSERT_TRUE(u1->usage.has_value());
+  EXPECT_GE(u1->usage->bytes, 1u << 20);
+  test::write_file(v->mountpoint + "/g", std::string(1 << 20, 'y'));
+  EXPECT_EQ(m->get("v", true)->usage->bytes, u1->usage->bytes);  // within TTL: cached
+  now_ns_ += 10'000'000'000;
+  EXPECT_GE(m->get("v", true)->usage->bytes, 2u << 20);
+}
+
+TEST_F(VolumeManagerTest, ConcurrentCreatesOfOneNameAgree) {
+  auto m = open();
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&] {
+      if (m->create("same", {{"mode", "0700"}}).is_ok()) ok++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 16);
+  EXPECT_EQ(m->list(false).size(), 1u);
+  // No staging leftovers.
+  int entries = 0;
+  for (auto& e : fs::directory_iterator(dir_.path() + "/volumes")) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1);
+}
+
+TEST_F(VolumeManagerTest, RelativeStateRootRefused) {
+  VolumeManager::Options o;
+  o.state_root = "relative/path";
+  EXPECT_EQ(VolumeManager::open(o, backend_, log_).status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace stowage
