@@ -47,8 +47,9 @@ class ObjectStore {
   [[nodiscard]] virtual Status put(std::string_view key, std::string_view data, PutOptions opts = {}) = 0;
 
   // Reads `length` bytes starting at `offset`; length 0 means "to the end".
-  // kNotFound if absent. A range that starts past the end is kInvalidArgument;
-  // one that runs past the end returns the bytes that exist.
+  // kNotFound if absent. A range that starts past the end (offset > size) is
+  // kInvalidArgument; offset == size gives empty bytes; a range that runs past
+  // the end returns the bytes that exist.
   [[nodiscard]] virtual Result<Bytes> get(std::string_view key, uint64_t offset = 0, uint64_t length = 0) = 0;
 
   // Size of `key`, or kNotFound.
@@ -67,9 +68,16 @@ class ObjectStore {
   virtual std::string describe() const = 0;
 };
 
+// Checks that `key` is a valid object key for every store: 1..1024 bytes, no
+// leading or trailing '/', no empty, "." or ".." segments, no control
+// characters (bytes < 0x20 or 0x7f), and a first segment that is not
+// ".stowage-tmp" (reserved by the file store). Anything else is allowed,
+// including spaces, '+', '=', '%', '~' and UTF-8. kInvalidArgument otherwise.
+[[nodiscard]] Status validate_object_key(std::string_view key);
+
 // Opens a store from a URL: "file:///abs/path" or "s3://bucket[/prefix]" (endpoint,
-// region and credentials come from the environment / config; see docs). Wrapped
-// in the standard retry decorator.
+// region and credentials come from the environment / config; see docs/STORES.md).
+// Wrapped in the standard retry decorator (RetryPolicy defaults, real clock).
 [[nodiscard]] Result<std::unique_ptr<ObjectStore>> open_object_store(std::string_view url);
 
 }  // namespace stowage
