@@ -26,6 +26,9 @@ using test::RadosgwEnvironment;
 using test::TempDir;
 
 RadosgwEnvironment* g_rgw = nullptr;  // owned by gtest, set in main()
+// Faults injected into the FaultyFileWithRetry instance over the whole run;
+// checked at exit so that instance cannot pass by never failing.
+std::atomic<uint64_t> g_injected_faults{0};
 constexpr char kBucket[] = "stowage-conformance";
 
 std::string env_or(const char* name, const char* fallback = "") {
@@ -56,8 +59,9 @@ struct StoreFactory {
   std::string name;
   // Returns the store, or sets *skip / *error.
   // `scratch` is an empty directory that lives as long as the store.
+  // `on_teardown` may be set to a check run after the test.
   std::function<std::unique_ptr<ObjectStore>(const std::string& test_id, const TempDir& scratch, std::string* skip,
-                                             std::string* error)>
+                                             std::string* error, std::function<void()>* on_teardown)>
       make;
 };
 
@@ -83,11 +87,12 @@ std::unique_ptr<ObjectStore> must(Result<std::unique_ptr<ObjectStore>> r, std::s
 std::vector<StoreFactory> factories() {
   return {
       {"File",
-       [](const std::string&, const TempDir& scratch, std::string*, std::string* error) {
+       [](const std::string&, const TempDir& scratch, std::string*, std::string* error, std::function<void()>*) {
          return must(open_file_store(scratch.path() + "/repo"), error);
        }},
       {"RadosgwS3",
-       [](const std::string& id, const TempDir&, std::string*, std::string* error) -> std::unique_ptr<ObjectStore> {
+       [](const std::string& id, const TempDir&, std::string*, std::string* error,
+          std::function<void()>*) -> std::unique_ptr<ObjectStore> {
          if (!g_rgw->ok()) {
            *error = g_rgw->error();
            return nullptr;
@@ -95,7 +100,8 @@ std::vector<StoreFactory> factories() {
          return must(open_s3_store(radosgw_config("t/" + id)), error);
        }},
       {"FaultyFileWithRetry",
-       [](const std::string&, const TempDir& scratch, std::string*, std::string* error) -> std::unique_ptr<ObjectStore> {
+       [](const std::string&, const TempDir& scratch, std::string*, std::string* error,
+          std::function<void()>* on_teardown) -> std::unique_ptr<ObjectStore> {
          auto file = must(open_file_store(scratch.path() + "/repo"), error);
          if (!file) return nullptr;
          FaultPlan plan;
@@ -105,11 +111,20 @@ std::vector<StoreFactory> factories() {
          RetryPolicy policy;
          policy.max_attempts = 12;  // 0.2^12: no call in the suite should run out
          auto env = std::make_shared<InstantRetryEnv>();
-         return make_retrying_store(make_fault_injecting_store(std::move(file), plan, env), policy, env);
+         auto faulty = make_fault_injecting_store(std::move(file), plan, env);
+         FaultInjectingStore* faults = faulty.get();
+         auto retrying = make_retrying_store(std::move(faulty), policy, env);
+         RetryingStore* retries = retrying.get();
+         *on_teardown = [faults, retries] {
+           g_injected_faults += faults->stats().failed;
+           EXPECT_EQ(retries->stats().gave_up, 0u);
+           EXPECT_EQ(retries->stats().budget_exhausted, 0u);
+         };
+         return retrying;
        }},
       {"RemoteS3",
-       [](const std::string& id, const TempDir&, std::string* skip,
-          std::string* error) -> std::unique_ptr<ObjectStore> {
+       [](const std::string& id, const TempDir&, std::string* skip, std::string* error,
+          std::function<void()>*) -> std::unique_ptr<ObjectStore> {
          std::string endpoint = env_or("STOWAGE_TEST_S3_ENDPOINT");
          if (endpoint.empty()) {
            *skip = "STOWAGE_TEST_S3_ENDPOINT not set";
@@ -133,7 +148,7 @@ class ObjectStoreConformance : public ::testing::TestWithParam<StoreFactory> {
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string skip, error;
-    store_ = GetParam().make(info->name(), scratch_, &skip, &error);
+    store_ = GetParam().make(info->name(), scratch_, &skip, &error, &on_teardown_);
     if (!skip.empty()) {
       if (env_or("STOWAGE_TEST_DISALLOW_SKIP") == "1") FAIL() << skip << " and STOWAGE_TEST_DISALLOW_SKIP=1";
       GTEST_SKIP() << skip;
@@ -146,6 +161,7 @@ class ObjectStoreConformance : public ::testing::TestWithParam<StoreFactory> {
   }
   void TearDown() override {
     if (!store_) return;
+    if (on_teardown_) on_teardown_();
     // Keeps the shared radosgw bucket small (memstore holds it in RAM).
     auto all = store_->list("");
     if (all.is_ok()) {
@@ -173,6 +189,7 @@ class ObjectStoreConformance : public ::testing::TestWithParam<StoreFactory> {
   }
 
   TempDir scratch_{"stowage-store"};
+  std::function<void()> on_teardown_;
   std::unique_ptr<ObjectStore> store_;
 };
 
@@ -520,5 +537,15 @@ int main(int argc, char** argv) {
     }
   };
   ::testing::AddGlobalTestEnvironment(new BucketEnv);
+  struct FaultsLandedEnv : ::testing::Environment {
+    void TearDown() override {
+      const bool ran = ::testing::GTEST_FLAG(filter).find("Faulty") != std::string::npos ||
+                       ::testing::GTEST_FLAG(filter) == "*";
+      if (ran && stowage::g_injected_faults == 0) ADD_FAILURE() << "FaultyFileWithRetry: no fault was injected";
+      std::printf("FaultyFileWithRetry: %llu faults injected and retried\n",
+                  static_cast<unsigned long long>(stowage::g_injected_faults.load()));
+    }
+  };
+  ::testing::AddGlobalTestEnvironment(new FaultsLandedEnv);
   return RUN_ALL_TESTS();
 }
