@@ -96,7 +96,7 @@ class TreeCopier {
     if (S_ISREG(m.mode)) {
       stats_.files++;
       stats_.bytes += m.size;
-      return files_.copy(FileJob{src_dir, dst_dir, dst_name, m, is_root}, &stats_);
+      return files_.copy(FileJob{src_dir, name, dst_dir, dst_name, m, is_root}, &stats_);
     }
     if (S_ISDIR(m.mode)) return copy_dir(src_dir, name, dst_dir, dst_name, dst_path, m, is_root);
     if (S_ISLNK(m.mode)) {

@@ -113,8 +113,9 @@ mode_t current_umask();
 // A regular-file copy request: src_dir/name -> dst_dir/name (dst must not exist).
 struct FileJob {
   int src_dir;
+  std::string src_name;
   int dst_dir;
-  std::string name;
+  std::string name;  // in dst_dir; also the name errors mention
   FileMeta meta;
   bool is_root = false;  // the copy's top entry (see MetaPlan::always_chown)
 };

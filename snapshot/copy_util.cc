@@ -260,7 +260,7 @@ Status copy_data_portable(int src_fd, int dst_fd, const FileMeta& m, uint64_t* b
 
 Result<OpenPair> open_pair(const FileJob& job) {
   OpenPair p;
-  p.src.reset(::openat(job.src_dir, job.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  p.src.reset(::openat(job.src_dir, job.src_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!p.src.valid()) return errno_status(errno, quoted("open", job.name));
   p.dst.reset(::openat(job.dst_dir, job.name.c_str(),
                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, job.meta.mode & 07777));
@@ -296,7 +296,11 @@ class ReflinkCopier final : public FileCopier {
       : opts_(opts), umask_(umask_bits), fallback_(std::move(fallback)) {}
 
   Status copy(const FileJob& job, CopyStats* stats) override {
-    if (fallback_ && no_clone_devs_.count(job.meta.dev) > 0) return fallback_->copy(job, stats);
+    // Empty files have nothing to clone; with a fallback they go there so the
+    // counts say which strategy really did the work.
+    if (fallback_ && (job.meta.size == 0 || no_clone_devs_.count(job.meta.dev) > 0)) {
+      return fallback_->copy(job, stats);
+    }
     STOWAGE_ASSIGN_OR_RETURN(OpenPair p, open_pair(job));
     if (job.meta.size > 0 && ::ioctl(p.dst.get(), FICLONE, p.src.get()) != 0) {
       const int err = errno;
@@ -317,7 +321,7 @@ class ReflinkCopier final : public FileCopier {
     }
     STOWAGE_RETURN_IF_ERROR(apply_meta_fd(p.dst.get(), p.src.get(), job.meta, opts_,
                                           {umask_, true, job.is_root}, job.name));
-    if (job.meta.size > 0) stats->reflinked_files++;
+    stats->reflinked_files++;
     return Status::ok();
   }
 

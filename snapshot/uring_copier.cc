@@ -81,7 +81,7 @@ class UringCopier final : public FileCopier {
     // Round 1: open every source and create every destination.
     for (size_t i = 0; i < n; ++i) {
       io_uring_sqe* s = ring_->sqe();
-      io_uring_prep_openat(s, jobs[i].src_dir, jobs[i].name.c_str(),
+      io_uring_prep_openat(s, jobs[i].src_dir, jobs[i].src_name.c_str(),
                            O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
       io_uring_sqe_set_data64(s, 2 * i);
       s = ring_->sqe();
