@@ -18,7 +18,7 @@ namespace stowage {
 
 // "STOWAGE1" in ASCII: the default gear table seed (docs/FORMAT.md §3.1).
 inline constexpr uint64_t kDefaultGearSeed = 0x53544F5741474531ULL;
-inline constexpr uint32_t kDefaultAvgChunkSize = 256 * 1024;
+inline constexpr uint32_t kDefaultAvgChunkSize = 64 * 1024;  // measured: docs/FORMAT.md §3.2
 
 struct ChunkerParams {
   uint32_t min_size = kDefaultAvgChunkSize / 4;

@@ -38,9 +38,9 @@ std::set<std::string> chunk_set(const Chunker& c, const std::string& data) {
 TEST(ChunkerParams, DefaultsAreValidAndMatchFormatDoc) {
   ChunkerParams p;
   EXPECT_TRUE(p.validate().is_ok());
-  EXPECT_EQ(p.min_size, 64u * 1024);
-  EXPECT_EQ(p.avg_size, 256u * 1024);
-  EXPECT_EQ(p.max_size, 1024u * 1024);
+  EXPECT_EQ(p.min_size, 16u * 1024);
+  EXPECT_EQ(p.avg_size, 64u * 1024);
+  EXPECT_EQ(p.max_size, 256u * 1024);
   EXPECT_EQ(p.gear_seed, 6004511439367652657ULL);  // "STOWAGE1"
   EXPECT_EQ(ChunkerParams::with_average(1 << 20).max_size, 4u << 20);
 }
