@@ -60,8 +60,8 @@ struct CopyStats {
 struct CopyEngineOptions {
   // Decides once, at create(), whether io_uring may be used. Tests inject a probe
   // returning EPERM or ENOSYS to simulate Docker's seccomp or io_uring_disabled.
-  IoUringProbe io_uring_probe;  // empty = probe_io_uring()
-  LogSink log;                  // empty = stderr_log_sink()
+  IoUringProbe io_uring_probe = {};  // empty = probe_io_uring()
+  LogSink log = {};             // empty = stderr_log_sink()
 };
 
 // Thread-safe: copy_tree/copy_file may run concurrently on one engine; each call

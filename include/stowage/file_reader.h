@@ -18,8 +18,8 @@ namespace stowage {
 struct FileReaderOptions {
   size_t chunk_size = 1 << 20;  // bytes per read; > 0, rounded up to 4096
   unsigned queue_depth = 8;     // reads in flight (1..64)
-  IoUringProbe io_uring_probe;  // empty = probe_io_uring(); see io_uring_probe.h
-  LogSink log;                  // empty = stderr_log_sink()
+  IoUringProbe io_uring_probe = {};  // empty = probe_io_uring(); see io_uring_probe.h
+  LogSink log = {};             // empty = stderr_log_sink()
   bool force_portable = false;  // use pread even when io_uring works
 };
 

@@ -1,0 +1,112 @@
+// FileReader: chunks arrive in order, contiguous, each chunk_size except the
+// last, identical for the io_uring and pread implementations.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "support/test_support.h"
+#include "stowage/file_reader.h"
+
+namespace stowage {
+namespace {
+
+constexpr size_t kChunk = 64 << 10;
+
+class FileReaderTest : public testing::TestWithParam<bool /*io_uring*/> {
+ protected:
+  std::unique_ptr<FileReader> make(unsigned depth = 4) {
+    auto r = FileReader::create({.chunk_size = kChunk, .queue_depth = depth, .force_portable = !GetParam()});
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ((*r)->uses_io_uring(), GetParam());
+    return std::move(r).value();
+  }
+  test::TempDir dir_{"stowage-reader"};
+};
+
+std::string random_data(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+TEST_P(FileReaderTest, DeliversEveryByteInOrder) {
+  auto reader = make();
+  for (size_t size : {size_t{0}, size_t{1}, kChunk - 1, kChunk, kChunk + 1, 4 * kChunk, 10 * kChunk + 123}) {
+    SCOPED_TRACE(size);
+    const std::string data = random_data(size, static_cast<uint32_t>(size));
+    test::write_file(dir_ / "f", data);
+    std::string got;
+    std::vector<uint64_t> offsets;
+    std::vector<size_t> lengths;
+    auto n = reader->read_file(dir_ / "f", [&](uint64_t off, std::span<const std::byte> d) {
+      offsets.push_back(off);
+      lengths.push_back(d.size());
+      got.append(reinterpret_cast<const char*>(d.data()), d.size());
+      return Status::ok();
+    });
+    ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+    EXPECT_EQ(*n, size);
+    EXPECT_EQ(got, data);
+    ASSERT_EQ(offsets.size(), (size + kChunk - 1) / kChunk);
+    for (size_t i = 0; i < offsets.size(); ++i) {
+      EXPECT_EQ(offsets[i], i * kChunk);
+      if (i + 1 < offsets.size()) {
+        EXPECT_EQ(lengths[i], kChunk);
+      }
+    }
+  }
+}
+
+TEST_P(FileReaderTest, QueueDepthOneAndSixtyFourWork) {
+  const std::string data = random_data(20 * kChunk + 5, 9);
+  test::write_file(dir_ / "f", data);
+  for (unsigned depth : {1u, 64u}) {
+    auto reader = make(depth);
+    std::string got;
+    auto n = reader->read_file(dir_ / "f", [&](uint64_t, std::span<const std::byte> d) {
+      got.append(reinterpret_cast<const char*>(d.data()), d.size());
+      return Status::ok();
+    });
+    ASSERT_TRUE(n.is_ok());
+    EXPECT_EQ(got, data) << "depth " << depth;
+  }
+}
+
+TEST_P(FileReaderTest, CallbackErrorStopsTheRead) {
+  test::write_file(dir_ / "f", random_data(10 * kChunk, 3));
+  auto reader = make();
+  int calls = 0;
+  auto n = reader->read_file(dir_ / "f", [&](uint64_t, std::span<const std::byte>) {
+    return ++calls == 3 ? Status::corruption("stop here") : Status::ok();
+  });
+  EXPECT_EQ(n.status().code(), Code::kCorruption);
+  EXPECT_EQ(n.status().message(), "stop here");
+  EXPECT_EQ(calls, 3);
+  // The reader is reusable after a stopped read.
+  auto again = reader->read_file(dir_ / "f", [](uint64_t, std::span<const std::byte>) { return Status::ok(); });
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(*again, 10 * kChunk);
+}
+
+TEST_P(FileReaderTest, ErrorsAreClassified) {
+  auto reader = make();
+  auto ok = [](uint64_t, std::span<const std::byte>) { return Status::ok(); };
+  EXPECT_EQ(reader->read_file(dir_ / "missing", ok).status().code(), Code::kNotFound);
+  EXPECT_EQ(reader->read_file(dir_.path(), ok).status().code(), Code::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Both, FileReaderTest, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& i) { return i.param ? "io_uring" : "pread"; });
+
+TEST(FileReaderOptions, InvalidOptionsAreRejected) {
+  EXPECT_EQ(FileReader::create({.chunk_size = 0}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(FileReader::create({.queue_depth = 0}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(FileReader::create({.queue_depth = 65}).status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace stowage
