@@ -76,12 +76,48 @@ S3Config radosgw_config(const std::string& prefix) {
   return c;
 }
 
+// The remote endpoint named by STOWAGE_TEST_S3_* (credentials may also come
+// from the standard AWS variables); every run works under its own prefix.
+S3Config remote_config(const std::string& id) {
+  S3Config c;
+  c.endpoint = env_or("STOWAGE_TEST_S3_ENDPOINT");
+  c.bucket = env_or("STOWAGE_TEST_S3_BUCKET");
+  c.region = env_or("STOWAGE_TEST_S3_REGION", env_or("AWS_REGION", "us-east-1").c_str());
+  c.access_key = env_or("STOWAGE_TEST_S3_ACCESS_KEY", env_or("AWS_ACCESS_KEY_ID").c_str());
+  c.secret_key = env_or("STOWAGE_TEST_S3_SECRET_KEY", env_or("AWS_SECRET_ACCESS_KEY").c_str());
+  c.session_token = env_or("AWS_SESSION_TOKEN");
+  c.prefix = "stowage-conformance/" + std::to_string(::getpid()) + "/" + id;
+  return c;
+}
+
 std::unique_ptr<ObjectStore> must(Result<std::unique_ptr<ObjectStore>> r, std::string* error) {
   if (!r.is_ok()) {
     *error = r.status().to_string();
     return nullptr;
   }
   return std::move(r).value();
+}
+
+// Wraps `inner` in 20% injected transient failures under the retry decorator,
+// and arranges for a teardown check that the retries absorbed all of them.
+std::unique_ptr<ObjectStore> faulty_with_retry(std::unique_ptr<ObjectStore> inner, std::function<void()>* on_teardown) {
+  FaultPlan plan;
+  plan.seed = 20240601;
+  plan.fail_rate = 0.2;
+  plan.fail_codes = {Code::kUnavailable, Code::kDeadlineExceeded};
+  RetryPolicy policy;
+  policy.max_attempts = 12;  // 0.2^12: no call in the suite should run out
+  auto env = std::make_shared<InstantRetryEnv>();
+  auto faulty = make_fault_injecting_store(std::move(inner), plan, env);
+  FaultInjectingStore* faults = faulty.get();
+  auto retrying = make_retrying_store(std::move(faulty), policy, env);
+  RetryingStore* retries = retrying.get();
+  *on_teardown = [faults, retries] {
+    g_injected_faults += faults->stats().failed;
+    EXPECT_EQ(retries->stats().gave_up, 0u);
+    EXPECT_EQ(retries->stats().budget_exhausted, 0u);
+  };
+  return retrying;
 }
 
 std::vector<StoreFactory> factories() {
@@ -104,23 +140,18 @@ std::vector<StoreFactory> factories() {
           std::function<void()>* on_teardown) -> std::unique_ptr<ObjectStore> {
          auto file = must(open_file_store(scratch.path() + "/repo"), error);
          if (!file) return nullptr;
-         FaultPlan plan;
-         plan.seed = 20240601;
-         plan.fail_rate = 0.2;
-         plan.fail_codes = {Code::kUnavailable, Code::kDeadlineExceeded};
-         RetryPolicy policy;
-         policy.max_attempts = 12;  // 0.2^12: no call in the suite should run out
-         auto env = std::make_shared<InstantRetryEnv>();
-         auto faulty = make_fault_injecting_store(std::move(file), plan, env);
-         FaultInjectingStore* faults = faulty.get();
-         auto retrying = make_retrying_store(std::move(faulty), policy, env);
-         RetryingStore* retries = retrying.get();
-         *on_teardown = [faults, retries] {
-           g_injected_faults += faults->stats().failed;
-           EXPECT_EQ(retries->stats().gave_up, 0u);
-           EXPECT_EQ(retries->stats().budget_exhausted, 0u);
-         };
-         return retrying;
+         return faulty_with_retry(std::move(file), on_teardown);
+       }},
+      {"FaultyRadosgwS3WithRetry",
+       [](const std::string& id, const TempDir&, std::string*, std::string* error,
+          std::function<void()>* on_teardown) -> std::unique_ptr<ObjectStore> {
+         if (!g_rgw->ok()) {
+           *error = g_rgw->error();
+           return nullptr;
+         }
+         auto s3 = must(open_s3_store(radosgw_config("faulty/" + id)), error);
+         if (!s3) return nullptr;
+         return faulty_with_retry(std::move(s3), on_teardown);
        }},
       {"RemoteS3",
        [](const std::string& id, const TempDir&, std::string* skip, std::string* error,
@@ -130,15 +161,7 @@ std::vector<StoreFactory> factories() {
            *skip = "STOWAGE_TEST_S3_ENDPOINT not set";
            return nullptr;
          }
-         S3Config c;
-         c.endpoint = endpoint;
-         c.bucket = env_or("STOWAGE_TEST_S3_BUCKET");
-         c.region = env_or("STOWAGE_TEST_S3_REGION", env_or("AWS_REGION", "us-east-1").c_str());
-         c.access_key = env_or("STOWAGE_TEST_S3_ACCESS_KEY", env_or("AWS_ACCESS_KEY_ID").c_str());
-         c.secret_key = env_or("STOWAGE_TEST_S3_SECRET_KEY", env_or("AWS_SECRET_ACCESS_KEY").c_str());
-         c.session_token = env_or("AWS_SESSION_TOKEN");
-         c.prefix = "stowage-conformance/" + std::to_string(::getpid()) + "/" + id;
-         return must(open_s3_store(std::move(c)), error);
+         return must(open_s3_store(remote_config(id)), error);
        }},
   };
 }
@@ -450,6 +473,21 @@ TEST_F(RadosgwS3, WrongCredentialsArePermissionDenied) {
   EXPECT_EQ(retrying->stats().retries, 0u);
 }
 
+TEST(RemoteS3, WrongCredentialsArePermissionDenied) {
+  if (env_or("STOWAGE_TEST_S3_ENDPOINT").empty()) {
+    if (env_or("STOWAGE_TEST_DISALLOW_SKIP") == "1") FAIL() << "STOWAGE_TEST_S3_ENDPOINT not set";
+    GTEST_SKIP() << "STOWAGE_TEST_S3_ENDPOINT not set";
+  }
+  S3Config c = remote_config("wrongcreds");
+  c.secret_key += "-wrong";
+  auto store = open_s3_store(c);
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  Status put = (*store)->put("x", "y");
+  EXPECT_EQ(put.code(), Code::kPermissionDenied) << put.to_string();
+  EXPECT_FALSE(put.retryable());
+  EXPECT_EQ((*store)->list("").status().code(), Code::kPermissionDenied);
+}
+
 TEST_F(RadosgwS3, MissingBucketIsNotFound) {
   S3Config c = radosgw_config("");
   c.bucket = "no-such-bucket-here";
@@ -498,6 +536,17 @@ TEST_F(RadosgwS3, ConnectionRefusedIsRetryableUnavailable) {
   auto g = store->get("k");
   EXPECT_EQ(g.status().code(), Code::kUnavailable) << g.status().to_string();
   EXPECT_TRUE(g.status().retryable());
+
+  // A whole outage behind the retry decorator: each call gives up after its
+  // attempts, and the budget caps the extra load at 100 retries in total.
+  auto retrying = make_retrying_store(open(c), RetryPolicy{}, std::make_shared<InstantRetryEnv>());
+  for (int i = 0; i < 200; ++i) {
+    auto r = retrying->head("k" + std::to_string(i));
+    ASSERT_EQ(r.status().code(), Code::kUnavailable) << r.status().to_string();
+  }
+  EXPECT_EQ(retrying->stats().retries, 100u);
+  EXPECT_EQ(retrying->budget(), 0);
+  EXPECT_GT(retrying->stats().budget_exhausted, 150u);
 }
 
 TEST_F(RadosgwS3, OpenObjectStoreReadsEnvironment) {
@@ -541,8 +590,8 @@ int main(int argc, char** argv) {
     void TearDown() override {
       const bool ran = ::testing::GTEST_FLAG(filter).find("Faulty") != std::string::npos ||
                        ::testing::GTEST_FLAG(filter) == "*";
-      if (ran && stowage::g_injected_faults == 0) ADD_FAILURE() << "FaultyFileWithRetry: no fault was injected";
-      std::printf("FaultyFileWithRetry: %llu faults injected and retried\n",
+      if (ran && stowage::g_injected_faults == 0) ADD_FAILURE() << "Faulty*WithRetry instances: no fault was injected";
+      std::printf("Faulty*WithRetry instances: %llu faults injected and retried\n",
                   static_cast<unsigned long long>(stowage::g_injected_faults.load()));
     }
   };
