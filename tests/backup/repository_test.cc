@@ -1,0 +1,198 @@
+#include "stowage/repository.h"
+
+#include <gtest/gtest.h>
+
+#include "backup/test_data.h"
+#include "stowage/store_file.h"
+#include "support/test_support.h"
+
+namespace stowage {
+namespace {
+
+using test::compressible_bytes;
+using test::random_bytes;
+using test::TempDir;
+
+std::unique_ptr<ObjectStore> file_store(const TempDir& dir) {
+  auto s = open_file_store(dir.path() + "/repo");
+  EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+  return std::move(s).value();
+}
+
+RepositoryConfig new_config() {
+  RepositoryConfig c;
+  c.id = sha256("test repository");
+  c.created_ns = 1;
+  return c;
+}
+
+struct PackWithPlain {
+  PackWriter::Finished pack;
+  std::vector<std::string> plain;
+};
+
+PackWithPlain make_pack(uint64_t seed, int blobs) {
+  BlobCodec codec;
+  PackWriter writer;
+  PackWithPlain out;
+  for (int i = 0; i < blobs; ++i) {
+    std::string p = i % 2 ? compressible_bytes(5000, seed * 100 + i) : random_bytes(5000, seed * 100 + i);
+    auto enc = codec.encode(BlobType::kData, p);
+    EXPECT_TRUE(enc.is_ok() && writer.add(*enc).is_ok());
+    out.plain.push_back(std::move(p));
+  }
+  auto f = writer.finish();
+  EXPECT_TRUE(f.is_ok());
+  out.pack = std::move(f).value();
+  return out;
+}
+
+IndexFile index_of(const std::vector<const PackWithPlain*>& packs) {
+  IndexFile f;
+  for (const auto* p : packs) {
+    f.packs.push_back({p->pack.id, static_cast<uint32_t>(p->pack.data.size()), p->pack.blobs});
+  }
+  return f;
+}
+
+TEST(Repository, InitThenOpenAndNeverOverwriteConfig) {
+  TempDir dir;
+  {
+    auto missing = Repository::open(file_store(dir));
+    ASSERT_FALSE(missing.is_ok());
+    EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  }
+  auto repo = Repository::init(file_store(dir), new_config());
+  ASSERT_TRUE(repo.is_ok()) << repo.status().to_string();
+  EXPECT_EQ((*repo)->config(), new_config());
+
+  RepositoryConfig other = new_config();
+  other.id = sha256("other");
+  auto again = Repository::init(file_store(dir), other);
+  ASSERT_FALSE(again.is_ok());
+  EXPECT_EQ(again.status().code(), Code::kAlreadyExists);
+
+  auto opened = Repository::open(file_store(dir));
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  EXPECT_EQ((*opened)->config(), new_config());
+
+  RepositoryConfig bad = new_config();
+  bad.chunker.avg_size = 1000;
+  TempDir dir2;
+  auto refused = Repository::init(file_store(dir2), bad);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), Code::kInvalidArgument);
+}
+
+TEST(Repository, PacksIndexSnapshotsRoundTrip) {
+  TempDir dir;
+  auto repo_r = Repository::init(file_store(dir), new_config());
+  ASSERT_TRUE(repo_r.is_ok());
+  Repository& repo = **repo_r;
+  const auto a = make_pack(1, 6), b = make_pack(2, 4);
+  ASSERT_TRUE(repo.save_pack(a.pack).is_ok());
+  ASSERT_TRUE(repo.save_pack(b.pack).is_ok());
+  ASSERT_TRUE(repo.save_pack(a.pack).is_ok());  // idempotent: same content, same key
+  auto index_id = repo.save_index(index_of({&a, &b}));
+  ASSERT_TRUE(index_id.is_ok()) << index_id.status().to_string();
+
+  auto index = repo.load_index();
+  ASSERT_TRUE(index.is_ok()) << index.status().to_string();
+  EXPECT_EQ(index->size(), 10u);
+  BlobCodec codec;
+  for (const auto* p : {&a, &b}) {
+    for (size_t i = 0; i < p->pack.blobs.size(); ++i) {
+      const BlobId& id = p->pack.blobs[i].id;
+      auto loc = index->find(id);
+      ASSERT_TRUE(loc.has_value());
+      auto plain = repo.read_blob(codec, id, *loc);
+      ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+      EXPECT_EQ(*plain, p->plain[i]);
+    }
+  }
+
+  // The index can be rebuilt from the packs alone.
+  auto scanned = repo.scan_packs();
+  ASSERT_TRUE(scanned.is_ok()) << scanned.status().to_string();
+  Index rebuilt;
+  ASSERT_TRUE(rebuilt.merge(*scanned).is_ok());
+  EXPECT_EQ(rebuilt.size(), 10u);
+  for (const auto& blob : a.pack.blobs) EXPECT_EQ(rebuilt.find(blob.id)->offset, blob.offset);
+
+  const std::string manifest = R"({"version":1,"volume":"db1","tree":[]})";
+  auto snap = repo.save_snapshot(manifest);
+  ASSERT_TRUE(snap.is_ok());
+  auto listed = repo.list_snapshots();
+  ASSERT_TRUE(listed.is_ok());
+  EXPECT_EQ(*listed, std::vector<Hash256>{*snap});
+  auto loaded = repo.load_snapshot(*snap);
+  ASSERT_TRUE(loaded.is_ok());
+  EXPECT_EQ(*loaded, manifest);
+}
+
+TEST(Repository, SupersededIndexFilesAreIgnored) {
+  TempDir dir;
+  auto repo_r = Repository::init(file_store(dir), new_config());
+  ASSERT_TRUE(repo_r.is_ok());
+  Repository& repo = **repo_r;
+  const auto a = make_pack(3, 3), b = make_pack(4, 3);
+  ASSERT_TRUE(repo.save_pack(a.pack).is_ok() && repo.save_pack(b.pack).is_ok());
+  auto old_id = repo.save_index(index_of({&a, &b}));
+  ASSERT_TRUE(old_id.is_ok());
+  // Prune phase 2, step 1: a new index keeps only b and supersedes the old one.
+  IndexFile replacement = index_of({&b});
+  replacement.supersedes = {*old_id};
+  ASSERT_TRUE(repo.save_index(replacement).is_ok());
+  auto index = repo.load_index();
+  ASSERT_TRUE(index.is_ok()) << index.status().to_string();
+  EXPECT_EQ(index->size(), 3u);
+  EXPECT_FALSE(index->contains(a.pack.blobs[0].id));
+  EXPECT_TRUE(index->contains(b.pack.blobs[0].id));
+}
+
+TEST(Repository, DamagedObjectsAreReportedAsCorruption) {
+  TempDir dir;
+  auto repo_r = Repository::init(file_store(dir), new_config());
+  ASSERT_TRUE(repo_r.is_ok());
+  Repository& repo = **repo_r;
+  const auto a = make_pack(5, 4);
+  ASSERT_TRUE(repo.save_pack(a.pack).is_ok());
+  auto index_id = repo.save_index(index_of({&a}));
+  ASSERT_TRUE(index_id.is_ok());
+  auto index = repo.load_index();
+  ASSERT_TRUE(index.is_ok());
+
+  // Damage a blob inside the stored pack (same length).
+  std::string damaged = a.pack.data;
+  const PackBlob& victim = a.pack.blobs[1];
+  damaged[victim.offset + 7] ^= 0x40;
+  ASSERT_TRUE(repo.store().put(pack_key(a.pack.id), damaged).is_ok());
+  BlobCodec codec;
+  auto r = repo.read_blob(codec, victim.id, *index->find(victim.id));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption);
+  EXPECT_NE(r.status().message().find(victim.id.hex()), std::string::npos);
+
+  // A pack of another length under the same name cannot be "already there".
+  ASSERT_TRUE(repo.store().put(pack_key(a.pack.id), damaged.substr(1)).is_ok());
+  EXPECT_EQ(repo.save_pack(a.pack).code(), Code::kCorruption);
+
+  // An index file whose bytes do not match its name.
+  ASSERT_TRUE(repo.store().put(index_key(*index_id), serialize_index_file(IndexFile{})).is_ok());
+  auto bad_index = repo.load_index();
+  ASSERT_FALSE(bad_index.is_ok());
+  EXPECT_EQ(bad_index.status().code(), Code::kCorruption);
+  EXPECT_NE(bad_index.status().message().find(index_id->hex()), std::string::npos);
+
+  // Unknown keys are ignored (FORMAT.md §1).
+  ASSERT_TRUE(repo.store().put(index_key(*index_id), serialize_index_file(index_of({&a}))).is_ok());
+  ASSERT_TRUE(repo.store().put("index/README", "not an index").is_ok());
+  ASSERT_TRUE(repo.store().put("snapshots/tmp-123", "x").is_ok());
+  EXPECT_TRUE(repo.load_index().is_ok());
+  auto snaps = repo.list_snapshots();
+  ASSERT_TRUE(snaps.is_ok());
+  EXPECT_TRUE(snaps->empty());
+}
+
+}  // namespace
+}  // namespace stowage
