@@ -55,6 +55,18 @@ IndexFile index_of(const std::vector<const PackWithPlain*>& packs) {
   return f;
 }
 
+// A freshly initialised repository in a file store.
+class RepositoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = Repository::init(file_store(dir_), new_config());
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    repo_ = std::move(r).value();
+  }
+  TempDir dir_;
+  std::unique_ptr<Repository> repo_;
+};
+
 TEST(Repository, InitThenOpenAndNeverOverwriteConfig) {
   TempDir dir;
   {
@@ -84,11 +96,8 @@ TEST(Repository, InitThenOpenAndNeverOverwriteConfig) {
   EXPECT_EQ(refused.status().code(), Code::kInvalidArgument);
 }
 
-TEST(Repository, PacksIndexSnapshotsRoundTrip) {
-  TempDir dir;
-  auto repo_r = Repository::init(file_store(dir), new_config());
-  ASSERT_TRUE(repo_r.is_ok());
-  Repository& repo = **repo_r;
+TEST_F(RepositoryTest, PacksIndexSnapshotsRoundTrip) {
+  Repository& repo = *repo_;
   const auto a = make_pack(1, 6), b = make_pack(2, 4);
   ASSERT_TRUE(repo.save_pack(a.pack).is_ok());
   ASSERT_TRUE(repo.save_pack(b.pack).is_ok());
@@ -130,11 +139,8 @@ TEST(Repository, PacksIndexSnapshotsRoundTrip) {
   EXPECT_EQ(*loaded, manifest);
 }
 
-TEST(Repository, SupersededIndexFilesAreIgnored) {
-  TempDir dir;
-  auto repo_r = Repository::init(file_store(dir), new_config());
-  ASSERT_TRUE(repo_r.is_ok());
-  Repository& repo = **repo_r;
+TEST_F(RepositoryTest, SupersededIndexFilesAreIgnored) {
+  Repository& repo = *repo_;
   const auto a = make_pack(3, 3), b = make_pack(4, 3);
   ASSERT_TRUE(repo.save_pack(a.pack).is_ok() && repo.save_pack(b.pack).is_ok());
   auto old_id = repo.save_index(index_of({&a, &b}));
@@ -150,11 +156,8 @@ TEST(Repository, SupersededIndexFilesAreIgnored) {
   EXPECT_TRUE(index->contains(b.pack.blobs[0].id));
 }
 
-TEST(Repository, DamagedObjectsAreReportedAsCorruption) {
-  TempDir dir;
-  auto repo_r = Repository::init(file_store(dir), new_config());
-  ASSERT_TRUE(repo_r.is_ok());
-  Repository& repo = **repo_r;
+TEST_F(RepositoryTest, DamagedObjectsAreReportedAsCorruption) {
+  Repository& repo = *repo_;
   const auto a = make_pack(5, 4);
   ASSERT_TRUE(repo.save_pack(a.pack).is_ok());
   auto index_id = repo.save_index(index_of({&a}));
