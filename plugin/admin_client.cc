@@ -21,6 +21,7 @@ Result<AdminReply> admin_call(const std::string& socket_path, const std::string&
   std::string url = "http://localhost" + path;
   curl_easy_setopt(curl.get(), CURLOPT_UNIX_SOCKET_PATH, socket_path.c_str());
   curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_PATH_AS_IS, 1L);  // never rewrite "..": the daemon judges names
   curl_easy_setopt(curl.get(), CURLOPT_CUSTOMREQUEST, method.c_str());
   if (method == "POST") {
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, body.c_str());

@@ -101,14 +101,7 @@ Status run_daemon(const DaemonOptions& opts) {
 
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.plugin_socket)));
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.admin_socket)));
-  HttpServer::Options plugin_opts;
-  plugin_opts.socket_path = opts.plugin_socket;
-  plugin_opts.socket_mode = 0660;
-  plugin_opts.name = "docker";
-  STOWAGE_ASSIGN_OR_RETURN(
-      auto plugin_server,
-      HttpServer::listen(ioc, plugin_opts, [&](const HttpRequest& r) { return docker_api.handle(r); },
-                         DockerVolumeApi::error, log));
+  // The admin socket first: once the plugin socket accepts, everything is up.
   HttpServer::Options admin_opts;
   admin_opts.socket_path = opts.admin_socket;
   admin_opts.socket_mode = 0600;
@@ -119,6 +112,14 @@ Status run_daemon(const DaemonOptions& opts) {
           ioc, admin_opts, [&](const HttpRequest& r) { return admin_api.handle(r); },
           [](int status, std::string_view msg) { return AdminApi::error(status, "BadRequest", msg); }, log));
 
+  HttpServer::Options plugin_opts;
+  plugin_opts.socket_path = opts.plugin_socket;
+  plugin_opts.socket_mode = 0660;
+  plugin_opts.name = "docker";
+  STOWAGE_ASSIGN_OR_RETURN(
+      auto plugin_server,
+      HttpServer::listen(ioc, plugin_opts, [&](const HttpRequest& r) { return docker_api.handle(r); },
+                         DockerVolumeApi::error, log));
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;

@@ -9,6 +9,7 @@
 
 #include "admin_client.h"
 #include "daemon.h"
+#include "stowage/volume.h"
 
 namespace {
 
@@ -98,6 +99,13 @@ int main(int argc, char** argv) {
   release->add_flag("--json", as_json, "Print JSON for scripts");
 
   CLI11_PARSE(app, argc, argv);
+
+  if (!name.empty()) {
+    if (stowage::Status st = stowage::validate_volume_name(name); !st.is_ok()) {
+      std::cerr << "stowctl: " << st.message() << "\n";
+      return 2;
+    }
+  }
 
   if (ls->parsed()) {
     auto j = call(socket, "GET", "/v1/volumes");
