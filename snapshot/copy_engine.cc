@@ -178,6 +178,16 @@ Result<CopyStats> CopyEngine::copy_tree(const std::string& src, const std::strin
   }
   if (errno != ENOENT) return errno_status(errno, ctx + ": stat destination");
 
+  if (S_ISDIR(root.mode)) {
+    // Copying a tree into itself would chase its own growing copy.
+    std::error_code ec1, ec2;
+    const std::string s = std::filesystem::canonical(src, ec1).string();
+    const std::string d = std::filesystem::canonical(dst_parent, ec2).string();
+    if (!ec1 && !ec2 && (d == s || d.rfind(s + "/", 0) == 0)) {
+      return Status::invalid_argument(ctx + ": destination is inside the source");
+    }
+  }
+
   const mode_t umask_bits = copy_internal::current_umask();
   std::unique_ptr<FileCopier> data;
   CopyStrategy data_strategy = CopyStrategy::kPortable;

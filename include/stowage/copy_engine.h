@@ -61,7 +61,7 @@ struct CopyEngineOptions {
   // Decides once, at create(), whether io_uring may be used. Tests inject a probe
   // returning EPERM or ENOSYS to simulate Docker's seccomp or io_uring_disabled.
   IoUringProbe io_uring_probe = {};  // empty = probe_io_uring()
-  LogSink log = {};             // empty = stderr_log_sink()
+  LogSink log = {};             // empty = stderr_log_sink(); must be thread-safe
 };
 
 // Thread-safe: copy_tree/copy_file may run concurrently on one engine; each call
@@ -78,7 +78,8 @@ class CopyEngine {
   // (including setuid/setgid/sticky), owner, atime/mtime to the nanosecond,
   // symlinks, hardlinks within the tree, xattrs, directory metadata (applied
   // after the directory's contents). Errors: src missing -> kNotFound; ENOSPC
-  // -> kResourceExhausted; a forced strategy that cannot work -> kUnimplemented.
+  // -> kResourceExhausted; a forced strategy that cannot work -> kUnimplemented;
+  // `dst` inside the source tree -> kInvalidArgument.
   // On any error everything this call created under `dst` is removed (best
   // effort) so no partial tree remains. Files that change during the copy are
   // copied up to the size stat reported; the engine does not quiesce.

@@ -172,6 +172,14 @@ TEST_P(CopyConformance, MissingSourceIsNotFoundAndCreatesNothing) {
   EXPECT_EQ(r2.status().code(), Code::kNotFound);
 }
 
+TEST_P(CopyConformance, CopyIntoItselfIsRefused) {
+  ASSERT_EQ(::mkdir((base_ + "/tree").c_str(), 0755), 0);
+  test::write_file(base_ + "/tree/f", "x");
+  auto r = engine_->copy_tree(base_ + "/tree", base_ + "/tree/inner", options());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(base_ + "/tree/inner"));
+}
+
 // Copying into a filesystem that is too small: a clean kResourceExhausted and
 // no partial tree left behind. Reflink cannot cross filesystems, so only the
 // data-copying strategies (and auto, which must fall back) are run.
