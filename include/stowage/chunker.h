@@ -69,7 +69,7 @@ class Chunker {
 };
 
 // Chunks a byte stream read through `read` with a buffer of 2·max_size bytes.
-// Not thread-safe; one per stream.
+// `chunker` must outlive it. Not thread-safe; one per stream.
 class StreamChunker {
  public:
   // Fills up to `len` bytes at `buf`; returns the count, 0 only at end of input.
