@@ -173,7 +173,8 @@ class FileStore final : public ObjectStore {
     STOWAGE_RETURN_IF_ERROR(validate_object_key(key));
     const std::string path = path_of(key);
     if (::unlink(path.c_str()) != 0) {
-      if (errno == ENOENT || errno == ENOTDIR) return Status::ok();
+      // A "directory" of other keys is not an object: nothing to remove.
+      if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR) return Status::ok();
       return errno_status(errno, "remove '" + std::string(key) + "'");
     }
     return fsync_dir(parent_of(path));

@@ -327,7 +327,6 @@ class S3Store final : public ObjectStore {
 
     CURL* h = acquire_handle();
     if (h == nullptr) return Status::resource_exhausted(ctx + ": curl_easy_init failed");
-    curl_easy_reset(h);  // keeps live connections: that is the connection reuse
 
     Response resp;
     UploadCursor cursor{rq.body, 0};
@@ -371,7 +370,8 @@ class S3Store final : public ObjectStore {
       curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(rq.body.size()));
     } else if (method == "POST") {
       curl_easy_setopt(h, CURLOPT_POST, 1L);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq.body.data());
+      // Never NULL: curl would then read the body from stdin.
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq.body.empty() ? "" : rq.body.data());
       curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(rq.body.size()));
     } else if (method == "HEAD") {
       curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -388,6 +388,7 @@ class S3Store final : public ObjectStore {
       curl_easy_cleanup(h);  // its connection is in an unknown state
       return curl_status(rc, errbuf, ctx);
     }
+    curl_easy_reset(h);  // drop pointers to this call's stack and headers; keeps the connection
     release_handle(h);
     return resp;
   }

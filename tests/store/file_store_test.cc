@@ -53,6 +53,9 @@ TEST(FileStore, ObjectAndDirectoryConflictIsPermanent) {
   Status over = (*s)->put("d", "x");
   EXPECT_EQ(over.code(), Code::kFailedPrecondition) << over.to_string();
   EXPECT_EQ((*s)->get("d").status().code(), Code::kNotFound);
+  EXPECT_EQ((*s)->head("d").status().code(), Code::kNotFound);
+  EXPECT_TRUE((*s)->remove("d").is_ok()) << "not an object, so already absent";
+  EXPECT_EQ(test::read_file(dir / "d/e"), "x");
 }
 
 TEST(FileStore, OpenObjectStoreWrapsFileUrls) {
