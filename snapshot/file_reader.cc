@@ -71,7 +71,6 @@ class UringReader final : public FileReader {
       uint64_t chunk = 0;
       size_t filled = 0;
       bool busy = false;  // a read is in flight
-      bool eof = false;   // a read returned 0: the file ends inside this chunk
     };
     std::vector<Slot> slots(depth_);
     unsigned in_flight = 0;
@@ -100,10 +99,9 @@ class UringReader final : public FileReader {
       s.busy = false;
       if (c->res < 0) {
         if (error.is_ok()) error = errno_status(-c->res, "read '" + path + "'");
-      } else if (c->res == 0) {
-        s.eof = true;
-      } else {
+      } else if (c->res > 0) {  // 0 is EOF: the slot stays short and ends the file
         s.filled += static_cast<size_t>(c->res);
+        // Short: EOF or an interrupted read; the next read tells which.
         if (s.filled < chunk_ && error.is_ok() && !done) issue(static_cast<unsigned>(c->user_data));
       }
       // Deliver every chunk that is complete, in order.
@@ -122,7 +120,7 @@ class UringReader final : public FileReader {
           done = true;  // end of file
           break;
         }
-        head = Slot{next + depth_, 0, false, false};
+        head = Slot{next + depth_, 0, false};
         next++;
         issue(static_cast<unsigned>((next - 1) % depth_));
       }
