@@ -1,0 +1,316 @@
+#include "stowage/tree.h"
+
+#include <array>
+#include <nlohmann/json.hpp>
+
+namespace stowage {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr std::array<std::string_view, 7> kTypeNames = {"file",    "dir",      "symlink", "fifo",
+                                                        "chardev", "blockdev", "socket"};
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<uint8_t>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = cp << 6 | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(std::string_view in) {
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    if (i + 2 < in.size()) v |= static_cast<uint8_t>(in[i + 2]);
+    out.push_back(kB64[v >> 18 & 63]);
+    out.push_back(kB64[v >> 12 & 63]);
+    out.push_back(i + 1 < in.size() ? kB64[v >> 6 & 63] : '=');
+    out.push_back(i + 2 < in.size() ? kB64[v & 63] : '=');
+  }
+  return out;
+}
+
+// Strict standard base64 with padding; false on anything else.
+bool base64_decode(std::string_view in, std::string& out) {
+  if (in.size() % 4 != 0) return false;
+  out.clear();
+  out.reserve(in.size() / 4 * 3);
+  for (size_t i = 0; i < in.size(); i += 4) {
+    uint32_t v = 0;
+    int pad = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      const char c = in[i + k];
+      int d;
+      if (c == '=' && i + 4 == in.size() && k >= 2) {
+        ++pad;
+        d = 0;
+      } else if (pad > 0) {
+        return false;
+      } else {
+        const char* p = std::char_traits<char>::find(kB64, 64, c);
+        if (p == nullptr) return false;
+        d = static_cast<int>(p - kB64);
+      }
+      v = v << 6 | static_cast<uint32_t>(d);
+    }
+    out.push_back(static_cast<char>(v >> 16));
+    if (pad < 2) out.push_back(static_cast<char>(v >> 8));
+    if (pad < 1) out.push_back(static_cast<char>(v));
+  }
+  return true;
+}
+
+// Writes `value` as "<field>" when it is printable UTF-8, else "<field>_b64".
+void put_bytes(Json& j, const char* field, const std::string& value) {
+  if (valid_utf8(value)) {
+    j[field] = value;
+  } else {
+    j[std::string(field) + "_b64"] = base64_encode(value);
+  }
+}
+
+Json ids_json(const std::vector<BlobId>& ids) {
+  Json a = Json::array();
+  for (const auto& id : ids) a.push_back(id.hex());
+  return a;
+}
+
+// The checks shared by writer and reader. Returns an empty string when the
+// entry is fine, otherwise what is wrong.
+std::string entry_problem(const TreeEntry& e) {
+  const std::string_view n = e.name;
+  if (n.empty() || n == "." || n == ".." || n.find('/') != n.npos || n.find('\0') != n.npos) {
+    return "invalid name";
+  }
+  if (e.mode > 07777) return "mode has bits outside 07777";
+  const bool file = e.type == NodeType::kFile;
+  if (!file && (e.size != 0 || !e.chunks.empty() || !e.holes.empty() || e.hardlink != 0)) {
+    return "size/chunks/holes/hardlink on a non-file";
+  }
+  if (e.type != NodeType::kDir && !e.subtree.empty()) return "subtree on a non-directory";
+  if (e.type != NodeType::kSymlink && !e.target.empty()) return "target on a non-symlink";
+  if (e.type == NodeType::kSymlink && (e.target.empty() || e.target.find('\0') != std::string::npos)) {
+    return "symlink without a valid target";
+  }
+  if (e.type != NodeType::kCharDev && e.type != NodeType::kBlockDev && e.rdev != 0) return "rdev on a non-device";
+  uint64_t end = 0;
+  for (const auto& h : e.holes) {
+    if (h.length == 0 || h.offset < end || h.offset > e.size || h.length > e.size - h.offset) {
+      return "holes not sorted, empty, overlapping or beyond the size";
+    }
+    end = h.offset + h.length;
+  }
+  for (size_t i = 0; i < e.xattrs.size(); ++i) {
+    if (e.xattrs[i].name.empty() || e.xattrs[i].name.find('\0') != std::string::npos) return "invalid xattr name";
+    if (i > 0 && !(e.xattrs[i - 1].name < e.xattrs[i].name)) return "xattrs not sorted and unique";
+  }
+  return {};
+}
+
+std::string tree_problem(const Tree& t, size_t* bad_index) {
+  if (t.entries.size() > kMaxTreeEntries) {
+    *bad_index = t.entries.size();
+    return "more than " + std::to_string(kMaxTreeEntries) + " entries";
+  }
+  for (size_t i = 0; i < t.entries.size(); ++i) {
+    *bad_index = i;
+    std::string p = entry_problem(t.entries[i]);
+    if (!p.empty()) return p;
+    if (i > 0 && !(t.entries[i - 1].name < t.entries[i].name)) return "names not sorted and unique";
+  }
+  return {};
+}
+
+std::string describe_entry(const Tree& t, size_t i) {
+  if (i >= t.entries.size()) return "tree";
+  const std::string& n = t.entries[i].name;
+  return "tree entry " + std::to_string(i) + " ('" + (valid_utf8(n) ? n : base64_encode(n)) + "')";
+}
+
+// j[name] as T; a missing field gives `fallback` if one is given, otherwise
+// an error naming the field (nlohmann's own messages do not).
+template <typename T>
+T get_field(const Json& j, const char* name, const T* fallback = nullptr) {
+  if (!j.is_object() || !j.contains(name)) {
+    if (fallback != nullptr) return *fallback;
+    throw std::invalid_argument(std::string("missing field '") + name + "'");
+  }
+  try {
+    return j.at(name).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw std::invalid_argument(std::string("field '") + name + "' has the wrong type");
+  }
+}
+
+template <typename T>
+T get_optional(const Json& j, const char* name) {
+  const T zero{};
+  return get_field<T>(j, name, &zero);
+}
+
+// Reads "<field>" or "<field>_b64" into `out`; absent leaves it empty.
+void get_bytes(const Json& j, const char* field, std::string& out) {
+  const std::string b64 = std::string(field) + "_b64";
+  if (j.contains(field)) {
+    out = get_field<std::string>(j, field);
+  } else if (j.contains(b64)) {
+    if (!base64_decode(get_field<std::string>(j, b64.c_str()), out)) {
+      throw std::invalid_argument(b64 + " is not valid base64");
+    }
+  }
+}
+
+std::vector<BlobId> get_ids(const Json& j, const char* field) {
+  std::vector<BlobId> ids;
+  if (!j.contains(field)) return ids;
+  for (const auto& v : j.at(field)) {
+    if (!v.is_string()) throw std::invalid_argument(std::string(field) + ": an id is not a string");
+    auto id = Hash256::from_hex(v.get<std::string>());
+    if (!id.is_ok()) throw std::invalid_argument(std::string(field) + ": " + id.status().message());
+    ids.push_back(*id);
+  }
+  return ids;
+}
+
+}  // namespace
+
+std::string_view node_type_name(NodeType type) {
+  const auto i = static_cast<size_t>(type);
+  return i < kTypeNames.size() ? kTypeNames[i] : "unknown";
+}
+
+Result<std::string> serialize_tree(const Tree& tree) {
+  size_t bad = 0;
+  if (std::string p = tree_problem(tree, &bad); !p.empty()) {
+    return Status::invalid_argument(describe_entry(tree, bad) + ": " + p);
+  }
+  Json entries = Json::array();
+  for (const auto& e : tree.entries) {
+    Json j;
+    j["type"] = node_type_name(e.type);
+    put_bytes(j, "name", e.name);
+    j["mode"] = e.mode;
+    j["uid"] = e.uid;
+    j["gid"] = e.gid;
+    j["mtime_ns"] = e.mtime_ns;
+    j["ctime_ns"] = e.ctime_ns;
+    j["inode"] = e.inode;
+    if (e.type == NodeType::kFile) j["size"] = e.size;
+    if (e.type == NodeType::kSymlink) put_bytes(j, "target", e.target);
+    if (e.type == NodeType::kCharDev || e.type == NodeType::kBlockDev) j["rdev"] = e.rdev;
+    if (e.hardlink != 0) j["hardlink"] = e.hardlink;
+    if (!e.xattrs.empty()) {
+      Json xs = Json::array();
+      for (const auto& x : e.xattrs) {
+        Json xj;
+        put_bytes(xj, "name", x.name);
+        xj["value_b64"] = base64_encode(x.value);
+        xs.push_back(std::move(xj));
+      }
+      j["xattrs"] = std::move(xs);
+    }
+    if (!e.holes.empty()) {
+      Json hs = Json::array();
+      for (const auto& h : e.holes) hs.push_back(Json::array({h.offset, h.length}));
+      j["holes"] = std::move(hs);
+    }
+    if (!e.chunks.empty()) j["chunks"] = ids_json(e.chunks);
+    if (!e.subtree.empty()) j["subtree"] = ids_json(e.subtree);
+    entries.push_back(std::move(j));
+  }
+  Json root;
+  root["entries"] = std::move(entries);
+  return root.dump();
+}
+
+Result<Tree> parse_tree(std::string_view text) {
+  Tree tree;
+  try {
+    const auto root = Json::parse(text);
+    if (!root.is_object() || !root.contains("entries")) return Status::corruption("tree: no entries");
+    const auto& entries = root.at("entries");
+    if (!entries.is_array()) return Status::corruption("tree: entries is not an array");
+    if (entries.size() > kMaxTreeEntries) {
+      return Status::corruption("tree: more than " + std::to_string(kMaxTreeEntries) + " entries");
+    }
+    tree.entries.reserve(entries.size());
+    for (const auto& j : entries) {
+      TreeEntry e;
+      const auto type = get_field<std::string>(j, "type");
+      size_t t = 0;
+      while (t < kTypeNames.size() && kTypeNames[t] != type) ++t;
+      if (t == kTypeNames.size()) return Status::corruption("tree: unknown entry type '" + type + "'");
+      e.type = static_cast<NodeType>(t);
+      get_bytes(j, "name", e.name);
+      e.mode = get_field<uint32_t>(j, "mode");
+      e.uid = get_field<uint32_t>(j, "uid");
+      e.gid = get_field<uint32_t>(j, "gid");
+      e.mtime_ns = get_field<int64_t>(j, "mtime_ns");
+      e.ctime_ns = get_field<int64_t>(j, "ctime_ns");
+      e.inode = get_optional<uint64_t>(j, "inode");
+      e.size = get_optional<uint64_t>(j, "size");
+      get_bytes(j, "target", e.target);
+      e.rdev = get_optional<uint64_t>(j, "rdev");
+      e.hardlink = get_optional<uint64_t>(j, "hardlink");
+      if (j.contains("xattrs")) {
+        for (const auto& xj : j.at("xattrs")) {
+          Xattr x;
+          get_bytes(xj, "name", x.name);
+          if (!base64_decode(get_field<std::string>(xj, "value_b64"), x.value)) {
+            return Status::corruption("tree: xattr value is not valid base64");
+          }
+          e.xattrs.push_back(std::move(x));
+        }
+      }
+      if (j.contains("holes")) {
+        for (const auto& hj : j.at("holes")) {
+          if (!hj.is_array() || hj.size() != 2) return Status::corruption("tree: a hole is not [offset, length]");
+          e.holes.push_back({hj.at(0).get<uint64_t>(), hj.at(1).get<uint64_t>()});
+        }
+      }
+      e.chunks = get_ids(j, "chunks");
+      e.subtree = get_ids(j, "subtree");
+      tree.entries.push_back(std::move(e));
+    }
+  } catch (const std::exception& e) {  // nlohmann type/parse errors and our own
+    return Status::corruption(std::string("tree: ") + e.what());
+  }
+  size_t bad = 0;
+  if (std::string p = tree_problem(tree, &bad); !p.empty()) {
+    return Status::corruption(describe_entry(tree, bad) + ": " + p);
+  }
+  return tree;
+}
+
+}  // namespace stowage
