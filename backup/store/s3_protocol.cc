@@ -113,8 +113,10 @@ std::string xml_unescape(std::string_view s) {
 
 std::vector<std::string> xml_all(std::string_view body, std::string_view tag) {
   std::vector<std::string> out;
-  const std::string open = "<" + std::string(tag) + ">";
-  const std::string close = "</" + std::string(tag) + ">";
+  // Built with append(): GCC 12 -O3 flags "<" + std::string as overlapping (-Wrestrict, a false positive).
+  std::string open = "<", close = "</";
+  open.append(tag).append(">");
+  close.append(tag).append(">");
   size_t pos = 0;
   while ((pos = body.find(open, pos)) != std::string_view::npos) {
     size_t start = pos + open.size();

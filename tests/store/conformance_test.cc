@@ -541,7 +541,7 @@ TEST_F(RadosgwS3, ConnectionRefusedIsRetryableUnavailable) {
   // attempts, and the budget caps the extra load at 100 retries in total.
   auto retrying = make_retrying_store(open(c), RetryPolicy{}, std::make_shared<InstantRetryEnv>());
   for (int i = 0; i < 200; ++i) {
-    auto r = retrying->head("k" + std::to_string(i));
+    auto r = retrying->head(std::string("k").append(std::to_string(i)));
     ASSERT_EQ(r.status().code(), Code::kUnavailable) << r.status().to_string();
   }
   EXPECT_EQ(retrying->stats().retries, 100u);

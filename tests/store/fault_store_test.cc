@@ -18,7 +18,7 @@ class FaultStoreTest : public ::testing::Test {
     auto dir = std::make_unique<test::TempDir>();
     auto file = open_file_store(dir->path());
     EXPECT_TRUE(file.is_ok());
-    for (int i = 0; i < 10; ++i) EXPECT_TRUE((*file)->put("k" + std::to_string(i), "0123456789").is_ok());
+    for (int i = 0; i < 10; ++i) EXPECT_TRUE((*file)->put(test::key_n(i), "0123456789").is_ok());
     dirs_.push_back(std::move(dir));
     return make_fault_injecting_store(std::move(file).value(), std::move(plan), env_);
   }
@@ -27,7 +27,7 @@ class FaultStoreTest : public ::testing::Test {
     std::vector<std::string> per_key(10);
     for (int i = 0; i < n; ++i) {
       int k = reverse ? 9 - i % 10 : i % 10;
-      auto r = s.get("k" + std::to_string(k));
+      auto r = s.get(test::key_n(k));
       per_key[k] += r.is_ok() ? "." : std::string(code_name(r.status().code())).substr(0, 1);
     }
     std::string all;
@@ -61,7 +61,7 @@ TEST_F(FaultStoreTest, FailRateAndRetryability) {
   auto s = make(plan);
   int failed = 0;
   for (int i = 0; i < 2000; ++i) {
-    auto r = s->head("k" + std::to_string(i % 10));
+    auto r = s->head(test::key_n(i % 10));
     if (r.is_ok()) continue;
     ++failed;
     EXPECT_NE(r.status().message().find("injected fault"), std::string::npos);

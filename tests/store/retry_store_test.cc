@@ -120,7 +120,7 @@ TEST(RetryingStore, TwentyPercentFailureRateOverARealStore) {
   test::TempDir dir;
   auto file = open_file_store(dir.path());
   ASSERT_TRUE(file.is_ok());
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE((*file)->put("k" + std::to_string(i), "value").is_ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE((*file)->put(test::key_n(i), "value").is_ok());
   FaultPlan plan;
   plan.seed = 42;
   plan.fail_rate = 0.2;
@@ -133,7 +133,7 @@ TEST(RetryingStore, TwentyPercentFailureRateOverARealStore) {
   constexpr int kCalls = 2000;
   int failed = 0;
   for (int i = 0; i < kCalls; ++i) {
-    auto r = store->get("k" + std::to_string(i % 20));
+    auto r = store->get(test::key_n(i % 20));
     if (!r.is_ok()) {
       ++failed;
       EXPECT_TRUE(r.status().retryable()) << r.status().to_string();

@@ -3,12 +3,17 @@
 #pragma once
 
 #include <deque>
+#include <string>
 #include <mutex>
 
 #include "stowage/object_store.h"
 #include "stowage/store_retry.h"
 
 namespace stowage::test {
+
+// "k<n>". Built with append(): GCC 12 at -O3 wrongly flags "k" + std::string
+// as an overlapping memcpy (-Wrestrict).
+inline std::string key_n(long n) { return std::string("k").append(std::to_string(n)); }
 
 // Records requested sleeps instead of sleeping; jitter is a fixed value.
 class FakeRetryEnv final : public RetryEnv {
