@@ -1,13 +1,16 @@
 #include "stowage/tree.h"
 
 #include <array>
-#include <nlohmann/json.hpp>
+
+#include "json_util.h"
 
 namespace stowage {
 
 namespace {
 
-using Json = nlohmann::ordered_json;
+using json_util::Json;
+using json_util::id_from_json;
+using json_util::ids_to_json;
 
 constexpr std::array<std::string_view, 7> kTypeNames = {"file",    "dir",      "symlink", "fifo",
                                                         "chardev", "blockdev", "socket"};
@@ -100,12 +103,6 @@ void put_bytes(Json& j, const char* field, const std::string& value) {
   }
 }
 
-Json ids_json(const std::vector<BlobId>& ids) {
-  Json a = Json::array();
-  for (const auto& id : ids) a.push_back(id.hex());
-  return a;
-}
-
 // The checks shared by writer and reader. Returns an empty string when the
 // entry is fine, otherwise what is wrong.
 std::string entry_problem(const TreeEntry& e) {
@@ -194,12 +191,7 @@ void get_bytes(const Json& j, const char* field, std::string& out) {
 std::vector<BlobId> get_ids(const Json& j, const char* field) {
   std::vector<BlobId> ids;
   if (!j.contains(field)) return ids;
-  for (const auto& v : j.at(field)) {
-    if (!v.is_string()) throw std::invalid_argument(std::string(field) + ": an id is not a string");
-    auto id = Hash256::from_hex(v.get<std::string>());
-    if (!id.is_ok()) throw std::invalid_argument(std::string(field) + ": " + id.status().message());
-    ids.push_back(*id);
-  }
+  for (const auto& v : j.at(field)) ids.push_back(id_from_json(v, field));
   return ids;
 }
 
@@ -245,8 +237,8 @@ Result<std::string> serialize_tree(const Tree& tree) {
       for (const auto& h : e.holes) hs.push_back(Json::array({h.offset, h.length}));
       j["holes"] = std::move(hs);
     }
-    if (!e.chunks.empty()) j["chunks"] = ids_json(e.chunks);
-    if (!e.subtree.empty()) j["subtree"] = ids_json(e.subtree);
+    if (!e.chunks.empty()) j["chunks"] = ids_to_json(e.chunks);
+    if (!e.subtree.empty()) j["subtree"] = ids_to_json(e.subtree);
     entries.push_back(std::move(j));
   }
   Json root;
