@@ -528,6 +528,45 @@ TEST_F(RadosgwS3, SmallPagesAndSmallPartsStillRoundTrip) {
   clear();
 }
 
+// TCP sockets (any state, TIME_WAIT included) with `port` at either end, from
+// /proc/net/tcp: every connection ever opened to radosgw lingers there for a
+// minute, so the count rises by one per new connection.
+int sockets_on_port(int port) {
+  std::string table = test::read_file("/proc/net/tcp") + test::read_file("/proc/net/tcp6");
+  char hex[8];
+  std::snprintf(hex, sizeof hex, ":%04X ", port);
+  int n = 0;
+  for (size_t pos = 0; (pos = table.find(hex, pos)) != std::string::npos; ++pos) ++n;
+  return n;
+}
+
+TEST_F(RadosgwS3, ConnectionsAreReusedAndInFlightIsBounded) {
+  const std::string& ep = g_rgw->rgw().endpoint();
+  const int port = std::stoi(ep.substr(ep.rfind(':') + 1));
+  S3Config c = radosgw_config("reuse");
+  c.max_in_flight = 3;
+  auto store = open(c);
+  ASSERT_TRUE(store->put("obj", "data").is_ok());
+  const int before = sockets_on_port(port);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(store->head("obj").is_ok());
+  // Sequential requests ride the one pooled connection.
+  EXPECT_LE(sockets_on_port(port) - before, 2 * 1) << "sequential requests opened new connections";
+  // 16 threads, but never more than 3 requests (so 3 connections) at once.
+  std::atomic<int> bad{0};
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < 16; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < 20; ++i) bad += store->get("obj").is_ok() ? 0 : 1;
+      });
+    }
+  }
+  EXPECT_EQ(bad.load(), 0);
+  // Each connection is counted once per end (client and server) on loopback.
+  EXPECT_LE(sockets_on_port(port) - before, 2 * 3);
+  ASSERT_TRUE(store->remove("obj").is_ok());
+}
+
 TEST_F(RadosgwS3, ConnectionRefusedIsRetryableUnavailable) {
   S3Config c = radosgw_config("");
   c.endpoint = "http://127.0.0.1:" + std::to_string(test::free_tcp_port());
