@@ -60,6 +60,10 @@ Status PackWriter::add(const EncodedBlob& blob) {
     return Status::resource_exhausted("pack would exceed " + std::to_string(kMaxPackLength) + " bytes");
   }
   if (blob.raw_length > kMaxBlobSize) return Status::invalid_argument("blob exceeds kMaxBlobSize");
+  // Readers reject such an entry (FORMAT.md §4); refuse to write one.
+  if (blob.compression == Compression::kRaw && blob.stored.size() != blob.raw_length) {
+    return Status::invalid_argument("raw blob " + blob.id.hex() + " with stored length != raw length");
+  }
   PackBlob entry;
   entry.id = blob.id;
   entry.type = blob.type;

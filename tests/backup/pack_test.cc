@@ -125,11 +125,19 @@ TEST(Pack, RoundTripFromWholePackAndFromTail) {
   }
 }
 
-TEST(Pack, EmptyPackCannotBeFinished) {
+TEST(Pack, WriterRefusesWhatReadersWouldReject) {
   PackWriter writer;
   auto r = writer.finish();
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+
+  EncodedBlob inconsistent;
+  inconsistent.id = sha256("abc");
+  inconsistent.compression = Compression::kRaw;
+  inconsistent.raw_length = 4;
+  inconsistent.stored = "abc";
+  EXPECT_EQ(writer.add(inconsistent).code(), Code::kInvalidArgument);
+  EXPECT_TRUE(writer.empty());
 }
 
 TEST(Pack, ReadHeaderFromStoreUsesRangedReads) {
