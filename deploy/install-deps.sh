@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Stowage needs to build, run and test.
-# Usage: deploy/install-deps.sh [--runtime-only]
+# Usage: deploy/install-deps.sh [--build-only]
+#   (default)     build tools, libraries, and every component the tests start
+#   --build-only  build tools and libraries, plus docker.io when no Docker
+#                 engine is installed (what deploy/quickstart.sh needs)
 set -euo pipefail
 
 build_pkgs=(
@@ -19,9 +22,18 @@ test_pkgs=(
 )
 
 pkgs=("${build_pkgs[@]}")
-if [[ "${1:-}" != "--runtime-only" ]]; then
-  pkgs+=("${test_pkgs[@]}")
-fi
+case "${1:-}" in
+  --build-only)
+    command -v dockerd >/dev/null 2>&1 || pkgs+=(docker.io)
+    ;;
+  "")
+    pkgs+=("${test_pkgs[@]}")
+    ;;
+  *)
+    echo "usage: $0 [--build-only]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

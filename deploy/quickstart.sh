@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what Stowage needs, builds it (Release), installs it under
+# /usr/local, and starts stowaged on the embedded default state root
+# /var/lib/stowage. Under systemd it installs and starts stowaged.service;
+# elsewhere (containers, CI machines) it starts the daemon in the background
+# with its log in /var/log/stowaged.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deploy/install-deps.sh --build-only
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTOWAGE_BUILD_TESTS=OFF -DSTOWAGE_BUILD_BENCH=OFF
+cmake --build build/release -j"$(nproc)" --target stowaged stowctl
+cmake --install build/release --prefix /usr/local
+
+sock=/run/docker/plugins/stowage.sock
+if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+  systemctl daemon-reload
+  systemctl enable --now stowaged.service
+  systemctl restart stowaged.service  # pick up a rebuilt binary
+else
+  if pid=$(pgrep -x stowaged); then
+    echo "quickstart: stopping the running stowaged (pid $pid) to start the new build"
+    kill "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  nohup /usr/local/sbin/stowaged --state-root /var/lib/stowage >>/var/log/stowaged.log 2>&1 &
+fi
+
+for _ in $(seq 100); do
+  [[ -S $sock ]] && /usr/local/sbin/stowctl volume ls >/dev/null 2>&1 && break
+  sleep 0.1
+done
+if ! /usr/local/sbin/stowctl volume ls >/dev/null 2>&1; then
+  echo "quickstart: stowaged did not come up; see journalctl -u stowaged or /var/log/stowaged.log" >&2
+  exit 1
+fi
+echo
+echo "stowaged is running: Docker plugin socket $sock, state in /var/lib/stowage."
+echo "Try:  docker volume create --driver stowage -o uid=1000 demo"
+echo "      stowctl volume ls"
