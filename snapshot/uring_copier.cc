@@ -5,6 +5,7 @@
 // sparse files go through a pipeline of kLargeDepth fixed buffers: every data
 // extent is read chunk by chunk and each chunk's write is issued as soon as its
 // read completes, so reads and writes overlap.
+#include <algorithm>
 #include <deque>
 
 #include "copy_internal.h"
@@ -17,8 +18,10 @@ constexpr unsigned kRingEntries = 256;
 constexpr unsigned kBatch = 64;                // files per small-file batch
 constexpr size_t kSmallMax = 64 << 10;         // larger files use the pipeline
 constexpr unsigned kLargeDepth = 8;            // chunks in flight per large file
-constexpr size_t kLargeChunk = 512 << 10;      // kSmallMax divides it: one arena
-constexpr unsigned kLargeSlots = kLargeDepth * (kLargeChunk / kSmallMax);
+constexpr size_t kLargeChunk = 512 << 10;      // a multiple of kSmallMax
+// The arena in kSmallMax units: a batch uses one per file, the pipeline
+// kLargeChunk / kSmallMax consecutive ones per chunk.
+constexpr unsigned kArenaSlots = std::max<unsigned>(kBatch, kLargeDepth * (kLargeChunk / kSmallMax));
 constexpr unsigned kStatBatch = 128;
 
 class UringCopier final : public FileCopier {
@@ -165,6 +168,8 @@ class UringCopier final : public FileCopier {
 
   Status copy_large(const FileJob& job, CopyStats* stats) {
     STOWAGE_ASSIGN_OR_RETURN(OpenPair p, open_pair(job));
+    // A wider kernel readahead window keeps the disk busy between our reads.
+    (void)::posix_fadvise(p.src.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     auto extents = data_extents(p.src.get(), job.meta.size);
     if (!extents.is_ok()) return extents.status().with_context(job.name);
     STOWAGE_RETURN_IF_ERROR(pipeline(p.src.get(), p.dst.get(), *extents, job.name, &stats->bytes_copied));
@@ -263,12 +268,11 @@ class UringCopier final : public FileCopier {
 };
 
 static_assert(kLargeChunk % kSmallMax == 0);
-static_assert(kLargeSlots >= kBatch, "the arena serves both small and large copies");
 
 }  // namespace
 
 Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits) {
-  STOWAGE_ASSIGN_OR_RETURN(auto ring, uring::Ring::create(kRingEntries, kLargeSlots, kSmallMax));
+  STOWAGE_ASSIGN_OR_RETURN(auto ring, uring::Ring::create(kRingEntries, kArenaSlots, kSmallMax));
   return std::unique_ptr<FileCopier>(new UringCopier(opts, umask_bits, std::move(ring)));
 }
 

@@ -4,7 +4,8 @@
 // speed-up of each strategy over each cp. Asserts nothing: targets are in
 // docs/COPY_ENGINE.md (small tree >= 1.5x cp -a, large file >= 0.95x cp).
 //
-//   copy_bench [--dir D] [--files N] [--large-mb M] [--reps R]
+//   copy_bench [--dir D] [--files N] [--large-mb M] [--reps R] [--only small|large]
+//              [--methods 'cp -a,engine:io_uring,...']
 //
 // The datasets are built in D (default /var/tmp/stowage-copy-bench) once and
 // reused by later runs with the same sizes.
@@ -35,6 +36,9 @@ struct Args {
   uint64_t files = 30000;
   uint64_t large_mb = 2048;
   int reps = 1;
+  std::string methods = "cp -a,cp -a --reflink=never,engine:auto,engine:reflink,engine:io_uring,engine:portable";
+  bool small = true;
+  bool large = true;
 };
 
 Args parse(int argc, char** argv) {
@@ -52,8 +56,15 @@ Args parse(int argc, char** argv) {
     else if (k == "--files") a.files = std::stoull(next());
     else if (k == "--large-mb") a.large_mb = std::stoull(next());
     else if (k == "--reps") a.reps = std::stoi(next());
-    else {
-      std::fprintf(stderr, "usage: copy_bench [--dir D] [--files N] [--large-mb M] [--reps R]\n");
+    else if (k == "--methods") a.methods = next();
+    else if (k == "--only") {
+      std::string v = next();
+      a.small = v == "small";
+      a.large = v == "large";
+    } else {
+      std::fprintf(stderr,
+                   "usage: copy_bench [--dir D] [--files N] [--large-mb M] [--reps R] [--only small|large]\n"
+                   "                  [--methods 'cp -a,cp -a --reflink=never,engine:auto,...']\n");
       std::exit(2);
     }
   }
@@ -159,9 +170,15 @@ Run time_one(const std::string& method, const std::string& src, const std::strin
 }
 
 void bench(const std::string& title, const std::string& src, const std::string& dst,
-           const stowage::CopyEngine& engine, int reps, bool caches) {
-  const std::vector<std::string> methods = {"cp -a", "cp -a --reflink=never", "engine:auto",
-                                            "engine:reflink", "engine:io_uring", "engine:portable"};
+           const stowage::CopyEngine& engine, const Args& a, bool caches) {
+  const int reps = a.reps;
+  std::vector<std::string> methods;
+  for (size_t pos = 0; pos <= a.methods.size();) {
+    size_t comma = a.methods.find(',', pos);
+    if (comma == std::string::npos) comma = a.methods.size();
+    if (comma > pos) methods.push_back(a.methods.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
   std::map<std::string, Run> best;
   for (int rep = 0; rep < reps; ++rep) {
     for (const auto& m : methods) {  // interleaved, so drift hits all alike
@@ -215,9 +232,9 @@ int main(int argc, char** argv) {
   auto engine = stowage::CopyEngine::create();
   std::printf("io_uring: %s\n", engine->io_uring().usable ? "usable"
                                                           : ("refused: " + stowage::errno_name(engine->io_uring().refusal_errno)).c_str());
-  bench(std::to_string(a.files) + " small files", small, a.dir + "/small-copy", *engine, a.reps, caches);
-  if (a.large_mb > 0) {
-    bench(std::to_string(a.large_mb) + " MiB file", large, a.dir + "/large-copy", *engine, a.reps, caches);
+  if (a.small) bench(std::to_string(a.files) + " small files", small, a.dir + "/small-copy", *engine, a, caches);
+  if (a.large && a.large_mb > 0) {
+    bench(std::to_string(a.large_mb) + " MiB file", large, a.dir + "/large-copy", *engine, a, caches);
   }
   return 0;
 }
