@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deploy/install-deps.sh --build-only
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTOWAGE_BUILD_TESTS=OFF -DSTOWAGE_BUILD_BENCH=OFF
-cmake --build build/release -j"$(nproc)" --target stowaged stowctl
-cmake --install build/release --prefix /usr/local
+cmake -S . -B build/quickstart -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTOWAGE_BUILD_TESTS=OFF -DSTOWAGE_BUILD_BENCH=OFF
+cmake --build build/quickstart -j"$(nproc)" --target stowaged stowctl
+cmake --install build/quickstart --prefix /usr/local
 
 sock=/run/docker/plugins/stowage.sock
 if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
