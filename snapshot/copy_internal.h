@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -141,12 +143,23 @@ class FileCopier {
                                                                const std::vector<std::string>& names);
 };
 
+// Tries FICLONE dst_fd <- src_fd (dst empty). Returns true when cloned. false
+// when this file cannot be cloned here; then, if the whole source device
+// cannot clone into the destination (no support, another filesystem), `dev`
+// is added to *no_clone_devs so later files skip the attempt. Other errors
+// (ENOSPC, EIO) are returned.
+Result<bool> try_clone(int src_fd, int dst_fd, dev_t dev, std::set<dev_t>* no_clone_devs,
+                       const std::string& name);
+
 // pread/copy_file_range copier.
 std::unique_ptr<FileCopier> make_portable_copier(const CopyOptions& opts, mode_t umask_bits);
 // FICLONE copier; `fallback` takes files FICLONE cannot clone (null: fail).
 std::unique_ptr<FileCopier> make_reflink_copier(const CopyOptions& opts, mode_t umask_bits,
                                                 std::unique_ptr<FileCopier> fallback);
 // io_uring copier; error (e.g. ENOMEM from ring setup) when it cannot start.
-Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits);
+// With `clone_first` it tries FICLONE on each file after the batched opens and
+// copies the data only where that fails (kAuto with io_uring).
+Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits,
+                                                      bool clone_first);
 
 }  // namespace stowage::copy_internal

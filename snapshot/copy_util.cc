@@ -7,7 +7,6 @@
 #include <array>
 #include <fstream>
 #include <memory>
-#include <set>
 
 #include "copy_internal.h"
 
@@ -268,6 +267,21 @@ Result<OpenPair> open_pair(const FileJob& job) {
   return p;
 }
 
+Result<bool> try_clone(int src_fd, int dst_fd, dev_t dev, std::set<dev_t>* no_clone_devs,
+                       const std::string& name) {
+  if (no_clone_devs->count(dev) > 0) return false;
+  if (::ioctl(dst_fd, FICLONE, src_fd) == 0) return true;
+  const int err = errno;
+  // Whole-device refusals (no support; another filesystem) versus EINVAL,
+  // which can be specific to one file.
+  if (err == EOPNOTSUPP || err == ENOTTY || err == ENOSYS || err == EXDEV) {
+    no_clone_devs->insert(dev);
+    return false;
+  }
+  if (err == EINVAL) return false;
+  return errno_status(err, quoted("reflink", name));
+}
+
 namespace {
 
 class PortableCopier final : public FileCopier {
@@ -302,22 +316,18 @@ class ReflinkCopier final : public FileCopier {
       return fallback_->copy(job, stats);
     }
     STOWAGE_ASSIGN_OR_RETURN(OpenPair p, open_pair(job));
-    if (job.meta.size > 0 && ::ioctl(p.dst.get(), FICLONE, p.src.get()) != 0) {
-      const int err = errno;
-      // Whole-device refusals; EINVAL can be specific to one file.
-      const bool device_refuses = err == EOPNOTSUPP || err == ENOTTY || err == ENOSYS || err == EXDEV;
-      if (device_refuses || err == EINVAL) {
-        if (!fallback_) {
-          return Status::unimplemented(quoted("reflink", job.name) + ": " + std::strerror(err));
-        }
+    if (job.meta.size > 0) {
+      STOWAGE_ASSIGN_OR_RETURN(bool cloned,
+                               try_clone(p.src.get(), p.dst.get(), job.meta.dev, &no_clone_devs_, job.name));
+      if (!cloned) {
+        if (!fallback_) return Status::unimplemented(quoted("reflink", job.name) + 
+                                      ": this filesystem pair cannot clone (EOPNOTSUPP/EXDEV/EINVAL)");
         p.dst.reset();
         if (::unlinkat(job.dst_dir, job.name.c_str(), 0) != 0) {
           return errno_status(errno, quoted("remove failed clone", job.name));
         }
-        if (device_refuses) no_clone_devs_.insert(job.meta.dev);
         return fallback_->copy(job, stats);
       }
-      return errno_status(err, quoted("reflink", job.name));
     }
     STOWAGE_RETURN_IF_ERROR(apply_meta_fd(p.dst.get(), p.src.get(), job.meta, opts_,
                                           {umask_, true, job.is_root}, job.name));
@@ -337,9 +347,8 @@ class ReflinkCopier final : public FileCopier {
   CopyOptions opts_;
   mode_t umask_;
   std::unique_ptr<FileCopier> fallback_;
-  // Source devices FICLONE refused (no support, or another filesystem than the
-  // destination): their files go straight to the fallback, so a tree on ext4
-  // pays for one failed clone, not one per file.
+  // Source devices FICLONE refused: their files go straight to the fallback,
+  // so a tree on ext4 pays for one failed clone, not one per file.
   std::set<dev_t> no_clone_devs_;
 };
 
