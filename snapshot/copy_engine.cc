@@ -197,9 +197,7 @@ Result<CopyStats> CopyEngine::copy_tree(const std::string& src, const std::strin
         return Status::unimplemented(ctx + ": io_uring refused (" + errno_name(uring_.refusal_errno) + ")");
       }
     } else {
-      // kAuto clones inside the io_uring copier, so reflinked trees still get
-      // batched opens, stats and closes.
-      auto u = copy_internal::make_uring_copier(opts, umask_bits, opts.strategy == CopyStrategy::kAuto);
+      auto u = copy_internal::make_uring_copier(opts, umask_bits);
       if (u.is_ok()) {
         data = std::move(u).value();
         data_strategy = CopyStrategy::kIoUring;
@@ -216,8 +214,9 @@ Result<CopyStats> CopyEngine::copy_tree(const std::string& src, const std::strin
     data = copy_internal::make_portable_copier(opts, umask_bits);
   }
   std::unique_ptr<FileCopier> files;
-  if (opts.strategy == CopyStrategy::kReflink ||
-      (opts.strategy == CopyStrategy::kAuto && data_strategy != CopyStrategy::kIoUring)) {
+  // Measured on XFS (docs/COPY_ENGINE.md): cloning file by file beats cloning
+  // inside io_uring batches, whose concurrent creates contend on the directory.
+  if (opts.strategy == CopyStrategy::kAuto || opts.strategy == CopyStrategy::kReflink) {
     files = copy_internal::make_reflink_copier(opts, umask_bits, std::move(data));
   } else {
     files = std::move(data);

@@ -157,9 +157,6 @@ std::unique_ptr<FileCopier> make_portable_copier(const CopyOptions& opts, mode_t
 std::unique_ptr<FileCopier> make_reflink_copier(const CopyOptions& opts, mode_t umask_bits,
                                                 std::unique_ptr<FileCopier> fallback);
 // io_uring copier; error (e.g. ENOMEM from ring setup) when it cannot start.
-// With `clone_first` it tries FICLONE on each file after the batched opens and
-// copies the data only where that fails (kAuto with io_uring).
-Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits,
-                                                      bool clone_first);
+Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits);
 
 }  // namespace stowage::copy_internal

@@ -26,9 +26,8 @@ constexpr unsigned kStatBatch = 128;
 
 class UringCopier final : public FileCopier {
  public:
-  UringCopier(const CopyOptions& opts, mode_t umask_bits, std::unique_ptr<uring::Ring> ring,
-              bool clone_first)
-      : opts_(opts), umask_(umask_bits), clone_first_(clone_first), ring_(std::move(ring)) {
+  UringCopier(const CopyOptions& opts, mode_t umask_bits, std::unique_ptr<uring::Ring> ring)
+      : opts_(opts), umask_(umask_bits), ring_(std::move(ring)) {
     pending_.reserve(kBatch);
   }
 
@@ -109,14 +108,6 @@ class UringCopier final : public FileCopier {
     }
     STOWAGE_RETURN_IF_ERROR(first_error);
 
-    // Clones, where the filesystem can: no data moves, so no ring round trip.
-    std::vector<bool> cloned(n, false);
-    for (size_t i = 0; clone_first_ && i < n; ++i) {
-      if (jobs[i].meta.size == 0) continue;
-      STOWAGE_ASSIGN_OR_RETURN(cloned[i], try_clone(fds[i].src.get(), fds[i].dst.get(), jobs[i].meta.dev,
-                                                    &no_clone_devs_, jobs[i].name));
-    }
-
     // Round 2: read each file whole into its buffer, linked to the write, so
     // the pair costs no extra wakeup. A short read breaks the link (the write
     // completes with -ECANCELED) and that file is redone below.
@@ -124,7 +115,7 @@ class UringCopier final : public FileCopier {
     std::vector<size_t> index_of(2 * n);
     for (size_t i = 0; i < n; ++i) {
       const auto len = static_cast<unsigned>(jobs[i].meta.size);
-      if (len == 0 || cloned[i]) continue;
+      if (len == 0) continue;
       io_uring_sqe* s = ring_->sqe();
       ring_->prep_read(s, fds[i].src.get(), static_cast<unsigned>(i), 0, len, 0);
       s->flags |= IOSQE_IO_LINK;
@@ -143,9 +134,7 @@ class UringCopier final : public FileCopier {
     for (size_t i = 0; i < n; ++i) {
       const FileJob& job = jobs[i];
       const auto len = static_cast<int>(job.meta.size);
-      if (cloned[i]) {
-        stats->reflinked_files++;
-      } else if (len > 0 && (rw[2 * i] != len || rw[2 * i + 1] != len)) {
+      if (len > 0 && (rw[2 * i] != len || rw[2 * i + 1] != len)) {
         if (rw[2 * i] < 0) return errno_status(-rw[2 * i], quoted("read", job.name));
         if (rw[2 * i + 1] < 0 && rw[2 * i + 1] != -ECANCELED) {
           return errno_status(-rw[2 * i + 1], quoted("write", job.name));
@@ -179,19 +168,6 @@ class UringCopier final : public FileCopier {
 
   Status copy_large(const FileJob& job, CopyStats* stats) {
     STOWAGE_ASSIGN_OR_RETURN(OpenPair p, open_pair(job));
-    bool cloned = false;
-    if (clone_first_) {
-      STOWAGE_ASSIGN_OR_RETURN(cloned, try_clone(p.src.get(), p.dst.get(), job.meta.dev, &no_clone_devs_, job.name));
-    }
-    if (!cloned) STOWAGE_RETURN_IF_ERROR(copy_large_data(p, job, stats));
-    STOWAGE_RETURN_IF_ERROR(
-        apply_meta_fd(p.dst.get(), p.src.get(), job.meta, opts_, {umask_, true, job.is_root}, job.name));
-    if (::close(p.dst.release()) != 0) return errno_status(errno, quoted("close", job.name));
-    (cloned ? stats->reflinked_files : stats->uring_files)++;
-    return Status::ok();
-  }
-
-  Status copy_large_data(const OpenPair& p, const FileJob& job, CopyStats* stats) {
     // A wider kernel readahead window keeps the disk busy between our reads.
     (void)::posix_fadvise(p.src.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     auto extents = data_extents(p.src.get(), job.meta.size);
@@ -201,6 +177,10 @@ class UringCopier final : public FileCopier {
     if (data_end < job.meta.size && ::ftruncate(p.dst.get(), static_cast<off_t>(job.meta.size)) != 0) {
       return errno_status(errno, quoted("truncate", job.name));
     }
+    STOWAGE_RETURN_IF_ERROR(
+        apply_meta_fd(p.dst.get(), p.src.get(), job.meta, opts_, {umask_, true, job.is_root}, job.name));
+    if (::close(p.dst.release()) != 0) return errno_status(errno, quoted("close", job.name));
+    stats->uring_files++;
     return Status::ok();
   }
 
@@ -283,8 +263,6 @@ class UringCopier final : public FileCopier {
 
   CopyOptions opts_;
   mode_t umask_;
-  bool clone_first_;
-  std::set<dev_t> no_clone_devs_;  // see try_clone()
   std::unique_ptr<uring::Ring> ring_;
   std::vector<FileJob> pending_;
 };
@@ -293,10 +271,9 @@ static_assert(kLargeChunk % kSmallMax == 0);
 
 }  // namespace
 
-Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits,
-                                                      bool clone_first) {
+Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits) {
   STOWAGE_ASSIGN_OR_RETURN(auto ring, uring::Ring::create(kRingEntries, kArenaSlots, kSmallMax));
-  return std::unique_ptr<FileCopier>(new UringCopier(opts, umask_bits, std::move(ring), clone_first));
+  return std::unique_ptr<FileCopier>(new UringCopier(opts, umask_bits, std::move(ring)));
 }
 
 }  // namespace stowage::copy_internal
