@@ -197,7 +197,9 @@ Result<CopyStats> CopyEngine::copy_tree(const std::string& src, const std::strin
         return Status::unimplemented(ctx + ": io_uring refused (" + errno_name(uring_.refusal_errno) + ")");
       }
     } else {
-      auto u = copy_internal::make_uring_copier(opts, umask_bits);
+      // kAuto hands large files to copy_file_range (see make_uring_copier);
+      // forced kIoUring keeps every byte on the ring.
+      auto u = copy_internal::make_uring_copier(opts, umask_bits, opts.strategy == CopyStrategy::kAuto);
       if (u.is_ok()) {
         data = std::move(u).value();
         data_strategy = CopyStrategy::kIoUring;

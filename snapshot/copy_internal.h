@@ -157,6 +157,10 @@ std::unique_ptr<FileCopier> make_portable_copier(const CopyOptions& opts, mode_t
 std::unique_ptr<FileCopier> make_reflink_copier(const CopyOptions& opts, mode_t umask_bits,
                                                 std::unique_ptr<FileCopier> fallback);
 // io_uring copier; error (e.g. ENOMEM from ring setup) when it cannot start.
-Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits);
+// With `kernel_copy_large`, files too large or sparse for a batch go through
+// copy_data_portable (copy_file_range) instead of the read/write pipeline:
+// measured, the kernel's own copy needs far less CPU for big buffered files.
+Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits,
+                                                      bool kernel_copy_large);
 
 }  // namespace stowage::copy_internal

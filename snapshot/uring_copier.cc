@@ -26,13 +26,16 @@ constexpr unsigned kStatBatch = 128;
 
 class UringCopier final : public FileCopier {
  public:
-  UringCopier(const CopyOptions& opts, mode_t umask_bits, std::unique_ptr<uring::Ring> ring)
-      : opts_(opts), umask_(umask_bits), ring_(std::move(ring)) {
+  UringCopier(const CopyOptions& opts, mode_t umask_bits, std::unique_ptr<uring::Ring> ring,
+              bool kernel_copy_large)
+      : opts_(opts), umask_(umask_bits), kernel_copy_large_(kernel_copy_large), ring_(std::move(ring)) {
     pending_.reserve(kBatch);
   }
 
   Status copy(const FileJob& job, CopyStats* stats) override {
-    if (job.meta.size > kSmallMax || may_have_holes(job.meta)) return copy_large(job, stats);
+    if (job.meta.size > kSmallMax || may_have_holes(job.meta)) {
+      return kernel_copy_large_ ? copy_in_kernel(job, stats) : copy_large(job, stats);
+    }
     pending_.push_back(job);
     if (pending_.size() == kBatch) return flush(stats);
     return Status::ok();
@@ -184,6 +187,16 @@ class UringCopier final : public FileCopier {
     return Status::ok();
   }
 
+  Status copy_in_kernel(const FileJob& job, CopyStats* stats) {
+    STOWAGE_ASSIGN_OR_RETURN(OpenPair p, open_pair(job));
+    STOWAGE_RETURN_IF_ERROR(copy_data_portable(p.src.get(), p.dst.get(), job.meta, &stats->bytes_copied, job.name));
+    STOWAGE_RETURN_IF_ERROR(
+        apply_meta_fd(p.dst.get(), p.src.get(), job.meta, opts_, {umask_, true, job.is_root}, job.name));
+    if (::close(p.dst.release()) != 0) return errno_status(errno, quoted("close", job.name));
+    stats->portable_files++;
+    return Status::ok();
+  }
+
   // Each slot owns kLargeChunk bytes of the arena (consecutive small buffers).
   struct Slot {
     uint64_t off = 0;
@@ -263,6 +276,7 @@ class UringCopier final : public FileCopier {
 
   CopyOptions opts_;
   mode_t umask_;
+  bool kernel_copy_large_;
   std::unique_ptr<uring::Ring> ring_;
   std::vector<FileJob> pending_;
 };
@@ -271,9 +285,10 @@ static_assert(kLargeChunk % kSmallMax == 0);
 
 }  // namespace
 
-Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits) {
+Result<std::unique_ptr<FileCopier>> make_uring_copier(const CopyOptions& opts, mode_t umask_bits,
+                                                      bool kernel_copy_large) {
   STOWAGE_ASSIGN_OR_RETURN(auto ring, uring::Ring::create(kRingEntries, kArenaSlots, kSmallMax));
-  return std::unique_ptr<FileCopier>(new UringCopier(opts, umask_bits, std::move(ring)));
+  return std::unique_ptr<FileCopier>(new UringCopier(opts, umask_bits, std::move(ring), kernel_copy_large));
 }
 
 }  // namespace stowage::copy_internal

@@ -10,6 +10,7 @@
 // The datasets are built in D (default /var/tmp/stowage-copy-bench) once and
 // reused by later runs with the same sizes.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,10 +130,19 @@ void remove_tree(const std::string& p) {
   ::sync();
 }
 
+// CPU time is less disturbed by other load on a shared machine than wall time.
+double cpu_seconds(int who) {
+  rusage u{};
+  ::getrusage(who, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 struct Run {
   std::string name;
   double seconds = -1;       // the copy call; < 0: not available
   double with_sync = -1;     // until a following sync(2) returned: data on disk
+  double cpu = -1;           // user+system CPU of the copier (io_uring workers included)
   std::string note;
 };
 
@@ -145,8 +155,10 @@ Run time_one(const std::string& method, const std::string& src, const std::strin
   if (caches) drop_caches();
   Run r;
   r.name = method;
+  const bool is_cp = method.rfind("cp", 0) == 0;
+  const double cpu0 = cpu_seconds(is_cp ? RUSAGE_CHILDREN : RUSAGE_SELF);
   auto t0 = Clock::now();
-  if (method.rfind("cp", 0) == 0) {
+  if (is_cp) {
     std::string cmd = method + " '" + src + "' '" + dst + "'";
     if (std::system(cmd.c_str()) != 0) r.note = "failed";
   } else {
@@ -163,6 +175,7 @@ Run time_one(const std::string& method, const std::string& src, const std::strin
     r.note = "used " + std::string(stowage::strategy_name(s->strategy));
   }
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.cpu = cpu_seconds(is_cp ? RUSAGE_CHILDREN : RUSAGE_SELF) - cpu0;
   ::sync();
   r.with_sync = std::chrono::duration<double>(Clock::now() - t0).count();
   remove_tree(dst);
@@ -192,18 +205,18 @@ void bench(const std::string& title, const std::string& src, const std::string& 
   const Run& cp_a = best["cp -a"];
   const Run& cp_never = best["cp -a --reflink=never"];
   std::printf("\n== %s (best of %d; speed-up = cp time / method time)\n", title.c_str(), reps);
-  std::printf("%-22s %8s %9s %9s | %10s %9s %9s  %s\n", "method", "copy s", "vs cp -a", "vs never",
-              "+sync s", "vs cp -a", "vs never", "note");
+  std::printf("%-22s %8s %9s %9s | %10s %9s %9s | %7s  %s\n", "method", "copy s", "vs cp -a", "vs never",
+              "+sync s", "vs cp -a", "vs never", "cpu s", "note");
   for (const auto& m : methods) {
     const Run& r = best[m];
     if (r.seconds < 0) {
-      std::printf("%-22s %8s %9s %9s | %10s %9s %9s  %s\n", m.c_str(), "n/a", "", "", "n/a", "", "",
-                  r.note.c_str());
+      std::printf("%-22s %8s %9s %9s | %10s %9s %9s | %7s  %s\n", m.c_str(), "n/a", "", "", "n/a", "", "",
+                  "", r.note.c_str());
       continue;
     }
-    std::printf("%-22s %8.3f %8.2fx %8.2fx | %10.3f %8.2fx %8.2fx  %s\n", m.c_str(), r.seconds,
+    std::printf("%-22s %8.3f %8.2fx %8.2fx | %10.3f %8.2fx %8.2fx | %7.3f  %s\n", m.c_str(), r.seconds,
                 cp_a.seconds / r.seconds, cp_never.seconds / r.seconds, r.with_sync,
-                cp_a.with_sync / r.with_sync, cp_never.with_sync / r.with_sync, r.note.c_str());
+                cp_a.with_sync / r.with_sync, cp_never.with_sync / r.with_sync, r.cpu, r.note.c_str());
   }
   std::fflush(stdout);
 }

@@ -51,7 +51,10 @@ struct CopyStats {
   uint64_t hardlinks = 0;       // extra names linked to an already-copied inode
   uint64_t specials = 0;        // fifos, sockets, device nodes
   uint64_t bytes = 0;           // logical size of the regular files
-  uint64_t bytes_copied = 0;    // data bytes read and written (holes and clones excluded)
+  // Data bytes read and written or passed to copy_file_range (holes and
+  // FICLONE clones excluded; XFS and btrfs may satisfy copy_file_range by
+  // sharing extents, which still counts here).
+  uint64_t bytes_copied = 0;
   uint64_t reflinked_files = 0; // files cloned with FICLONE
   uint64_t uring_files = 0;     // files whose data went through io_uring
   uint64_t portable_files = 0;  // files copied with copy_file_range / pread+pwrite
