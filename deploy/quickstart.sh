@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deploy/install-deps.sh --build-only
-cmake -S . -B build/quickstart -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTOWAGE_BUILD_TESTS=OFF -DSTOWAGE_BUILD_BENCH=OFF
+cmake -S . -B build/quickstart -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTOWAGE_WERROR=OFF -DSTOWAGE_BUILD_TESTS=OFF -DSTOWAGE_BUILD_BENCH=OFF
 cmake --build build/quickstart -j"$(nproc)" --target stowaged stowctl
 cmake --install build/quickstart --prefix /usr/local
 

@@ -1,14 +1,19 @@
 // VolumeManager: the catalog of volumes under a state root, and the only code
 // that changes it. Every acknowledged change is durable before the call
-// returns; the on-disk layout makes each change a single atomic step:
+// returns:
 //
-//   <root>/volumes/<name>/volume.json   the record (replaced atomically)
+//   <root>/journal/<gen>.log            write-ahead log of record changes (StateJournal)
+//   <root>/volumes/<name>/volume.json   the record as of the last checkpoint
 //   <root>/volumes/<name>/_data/        the data (backend-specific)
 //   <root>/volumes/.staging-<name>-*    a Create in progress (renamed into place)
 //   <root>/volumes/.trash-<name>-*      a Remove in progress (deleted at leisure)
 //
-// A crash leaves each volume either fully there or fully gone; open() finishes
-// or discards what was in flight. Safe for concurrent use; operations on
+// A change is acknowledged once its journal frame is flushed (one group-committed
+// fdatasync for all concurrent callers). Checkpoints write changed records to
+// volume.json and drop old journal generations; open() replays the journal over
+// the volume.json files, so a crash at any point leaves every volume in its last
+// acknowledged state or the state of its unacknowledged in-flight call
+// (docs/OPERATIONS.md has the table). Safe for concurrent use; operations on
 // different volumes run in parallel.
 #pragma once
 
@@ -18,10 +23,15 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+#include <condition_variable>
 #include <string>
 #include <vector>
 
 #include "logger.h"
+#include "state_journal.h"
 #include "stowage/status.h"
 #include "stowage/volume.h"
 #include "stowage/volume_backend.h"
@@ -46,6 +56,7 @@ class VolumeManager {
     std::function<int64_t()> now_unix_ns;  // defaults to the system clock
     int64_t usage_ttl_ns = 5'000'000'000;  // how long a measured usage is reused
     uint64_t usage_max_entries = 200'000;
+    uint64_t checkpoint_bytes = 1 << 20;  // journal size that triggers a checkpoint
   };
 
   // Loads every volume under options.state_root/volumes, finishing or discarding
@@ -84,22 +95,49 @@ class VolumeManager {
   // All volumes, sorted by name.
   std::vector<VolumeInfo> list(bool with_usage);
 
+  // Writes every record changed since the last checkpoint to its volume.json
+  // and deletes the journal generations that held them. Runs by itself when
+  // the journal passes Options::checkpoint_bytes; callable for tests.
+  [[nodiscard]] Status checkpoint();
+
   const std::string& state_root() const { return opts_.state_root; }
+
+  ~VolumeManager();
 
  private:
   struct Entry;
   VolumeManager(Options options, VolumeBackend& backend, Logger& log);
   Status load();
+  Status replay(const std::vector<std::string>& payloads);
   std::string volume_dir(const std::string& name) const;
-  Status persist(const VolumeRecord& rec);
+  // Journals a volume's new record / its deletion; OK means durable.
+  Status log_put(const VolumeRecord& rec);
+  Status log_delete(const std::string& name);
+  Status log_commit(const std::string& name, std::string payload);
   std::shared_ptr<Entry> find(const std::string& name);
   VolumeInfo info_locked(Entry& e, bool with_usage);
+  void checkpoint_loop();
 
   Options opts_;
   VolumeBackend& backend_;
   Logger& log_;
   std::mutex mu_;  // guards entries_ (the map only; each Entry has its own lock)
   std::map<std::string, std::shared_ptr<Entry>> entries_;
+
+  std::string journal_dir_;
+  // Shared by commits, exclusive while switching to a new generation, so that
+  // every change lands in exactly one generation's dirty set.
+  std::shared_mutex journal_mu_;
+  std::unique_ptr<StateJournal> journal_;
+  std::mutex dirty_mu_;
+  std::set<std::string> dirty_;  // names changed in the current generation
+
+  std::mutex checkpoint_mu_;  // one checkpoint at a time
+  std::mutex loop_mu_;
+  std::condition_variable loop_cv_;
+  bool loop_stop_ = false;
+  bool loop_wanted_ = false;
+  std::thread loop_;
 };
 
 }  // namespace stowage

@@ -142,6 +142,7 @@ TEST_F(VolumeManagerTest, UnreadableRecordStaysVisibleButCannotMount) {
     auto m = open();
     ASSERT_TRUE(m->create("bad", {}).is_ok());
     ASSERT_TRUE(m->create("good", {}).is_ok());
+    ASSERT_TRUE(m->checkpoint().is_ok());  // else the journal would repair the record
   }
   test::write_file(vol_dir("bad") + "/volume.json", "{ torn");
   auto m = open();
@@ -186,6 +187,88 @@ TEST_F(VolumeManagerTest, ConcurrentCreatesOfOneNameAgree) {
     ++entries;
   }
   EXPECT_EQ(entries, 1);
+}
+
+TEST_F(VolumeManagerTest, JournalCarriesChangesNotYetCheckpointed) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("v", {}).is_ok());
+    ASSERT_TRUE(m->checkpoint().is_ok());
+    ASSERT_TRUE(m->mount("v", "c1").is_ok());
+  }
+  // volume.json still says "no mounts"; the journal knows better.
+  auto on_disk = volume_record_from_json(test::read_file(vol_dir("v") + "/volume.json"));
+  ASSERT_TRUE(on_disk.is_ok());
+  EXPECT_TRUE(on_disk->mount_ids.empty());
+  auto m = open();
+  EXPECT_EQ(m->get("v", false)->record.mount_ids, (std::set<std::string>{"c1"}));
+  // Opening checkpointed the replayed state and started an empty journal.
+  on_disk = volume_record_from_json(test::read_file(vol_dir("v") + "/volume.json"));
+  EXPECT_EQ(on_disk->mount_ids, (std::set<std::string>{"c1"}));
+  int journals = 0;
+  for (auto& f : fs::directory_iterator(dir_.path() + "/journal")) {
+    (void)f;
+    ++journals;
+  }
+  EXPECT_EQ(journals, 1);
+}
+
+TEST_F(VolumeManagerTest, ReplayRecreatesLostDirectoryOfAcknowledgedCreate) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("lost", {{"uid", "42"}, {"mode", "0710"}}).is_ok());
+  }
+  // What a crash leaves when the directory entries never reached the disk.
+  fs::remove_all(vol_dir("lost"));
+  auto m = open();
+  auto v = m->get("lost", false);
+  ASSERT_TRUE(v.is_ok()) << v.status().message();
+  struct stat st {};
+  ASSERT_EQ(::stat(v->mountpoint.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 42u);
+  EXPECT_EQ(st.st_mode & 07777, 0710u);
+  EXPECT_TRUE(m->mount("lost", "c").is_ok());
+}
+
+TEST_F(VolumeManagerTest, ReplayFinishesAcknowledgedRemoveWhoseRenameWasLost) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("gone", {}).is_ok());
+    ASSERT_TRUE(m->checkpoint().is_ok());
+    ASSERT_TRUE(m->remove("gone").is_ok());
+  }
+  // The rename to trash did not reach the disk: the directory is back.
+  fs::create_directories(vol_dir("gone") + "/_data");
+  test::write_file(vol_dir("gone") + "/volume.json", test::read_file(vol_dir("gone") + "/volume.json"));
+  auto m = open();
+  EXPECT_EQ(m->get("gone", false).status().code(), Code::kNotFound);
+  EXPECT_FALSE(fs::exists(vol_dir("gone")));
+}
+
+TEST_F(VolumeManagerTest, JournalTriggersCheckpointBySize) {
+  VolumeManager::Options o;
+  o.state_root = dir_.path();
+  o.boot_id = "b";
+  o.checkpoint_bytes = 4096;
+  auto m = VolumeManager::open(o, backend_, log_);
+  ASSERT_TRUE(m.is_ok());
+  ASSERT_TRUE((*m)->create("v", {}).is_ok());
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE((*m)->mount("v", "id" + std::to_string(i)).is_ok());
+  }
+  // The background checkpoint writes the record and drops old generations.
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        auto rec = volume_record_from_json(test::read_file(vol_dir("v") + "/volume.json"));
+        return rec.is_ok() && rec->mount_ids.size() >= 50;
+      },
+      std::chrono::seconds(20)));
+  int journals = 0;
+  for (auto& f : fs::directory_iterator(dir_.path() + "/journal")) {
+    (void)f;
+    ++journals;
+  }
+  EXPECT_LE(journals, 2);
 }
 
 TEST_F(VolumeManagerTest, RelativeStateRootRefused) {

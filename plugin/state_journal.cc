@@ -1,0 +1,138 @@
+#include "state_journal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "fs_util.h"
+#include "stowage/hash.h"
+
+namespace stowage {
+
+namespace {
+
+constexpr size_t kHeader = 4 + 8;
+constexpr uint32_t kMaxPayload = 16 << 20;
+
+std::string frame(std::string_view payload) {
+  std::string out(kHeader, '\0');
+  uint32_t n = static_cast<uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  Hash256 h = sha256(payload);
+  std::memcpy(out.data() + 4, h.bytes.data(), 8);
+  out.append(payload);
+  return out;
+}
+
+}  // namespace
+
+std::string journal_path(const std::string& dir, uint64_t number) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%016llx.log", static_cast<unsigned long long>(number));
+  return dir + "/" + name;
+}
+
+Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::string& dir) {
+  std::vector<Generation> gens;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    if (errno == ENOENT) return gens;
+    return errno_status(errno, "open " + dir);
+  }
+  while (dirent* de = ::readdir(d)) {
+    std::string_view n = de->d_name;
+    if (n.size() != 20 || !n.ends_with(".log")) continue;
+    char* end = nullptr;
+    std::string digits(n.substr(0, 16));
+    unsigned long long num = std::strtoull(digits.c_str(), &end, 16);
+    if (end != digits.c_str() + 16) continue;
+    gens.push_back({num, dir + "/" + std::string(n), {}, false});
+  }
+  ::closedir(d);
+  std::sort(gens.begin(), gens.end(), [](const Generation& a, const Generation& b) { return a.number < b.number; });
+  for (auto& g : gens) {
+    STOWAGE_ASSIGN_OR_RETURN(std::string data, read_small_file(g.path, 1ull << 32));
+    size_t pos = 0;
+    while (pos < data.size()) {
+      if (data.size() - pos < kHeader) break;
+      uint32_t n = 0;
+      for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<unsigned char>(data[pos + i])) << (8 * i);
+      if (n > kMaxPayload || data.size() - pos - kHeader < n) break;
+      std::string_view payload(data.data() + pos + kHeader, n);
+      Hash256 h = sha256(payload);
+      if (std::memcmp(h.bytes.data(), data.data() + pos + 4, 8) != 0) break;
+      g.payloads.emplace_back(payload);
+      pos += kHeader + n;
+    }
+    g.torn_tail = pos < data.size();
+  }
+  return gens;
+}
+
+Result<std::unique_ptr<StateJournal>> StateJournal::create(const std::string& dir, uint64_t number) {
+  std::string path = journal_path(dir, number);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return errno_status(errno, "create journal " + path);
+  Status st = fsync_dir(dir);
+  if (!st.is_ok()) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    return st;
+  }
+  return std::unique_ptr<StateJournal>(new StateJournal(fd, number, std::move(path)));
+}
+
+StateJournal::~StateJournal() { ::close(fd_); }
+
+uint64_t StateJournal::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+
+Status StateJournal::commit(std::string_view payload) {
+  if (payload.size() > kMaxPayload) return Status::invalid_argument("journal record too large");
+  std::string f = frame(payload);
+  std::unique_lock lock(mu_);
+  if (!failed_.is_ok()) return failed_;
+  // Appends happen under the lock so frames never interleave.
+  std::string_view rest = f;
+  while (!rest.empty()) {
+    ssize_t n = ::write(fd_, rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      failed_ = errno_status(errno, "append to journal " + path_);
+      return failed_;
+    }
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  bytes_ += f.size();
+  uint64_t mine = ++appended_;
+  while (durable_ < mine) {
+    if (!failed_.is_ok()) return failed_;
+    if (flushing_) {
+      flushed_.wait(lock);
+      continue;
+    }
+    // Become the leader: flush everything appended so far, outside the lock so
+    // that the next batch can gather meanwhile.
+    flushing_ = true;
+    uint64_t target = appended_;
+    lock.unlock();
+    int rc = ::fdatasync(fd_);
+    int err = errno;
+    lock.lock();
+    flushing_ = false;
+    if (rc != 0) {
+      failed_ = errno_status(err, "flush journal " + path_);
+    } else {
+      durable_ = std::max(durable_, target);
+    }
+    flushed_.notify_all();
+  }
+  return failed_;
+}
+
+}  // namespace stowage

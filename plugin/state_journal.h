@@ -1,0 +1,73 @@
+// StateJournal: the daemon's write-ahead log. Each state change (a volume's
+// full new record, or its deletion) is appended as one checksummed frame, and
+// commit() returns once the frame is on disk. Concurrent commits share one
+// fdatasync (group commit): with many clients, one disk flush acknowledges a
+// whole batch instead of two or three flushes per call.
+//
+// Files live in <state root>/journal/ as <generation, 16 hex digits>.log. The
+// volume manager rotates to a new generation, writes the changed records to
+// their volume.json files, and then deletes the old generation (checkpoint).
+//
+// Frame: u32 payload length (little endian) | 8 bytes of SHA-256(payload) | payload.
+// A crash can leave a torn last frame; reading stops at the first frame that
+// does not check out. No frame after it was acknowledged: acknowledging a frame
+// flushes every frame before it.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "stowage/status.h"
+
+namespace stowage {
+
+class StateJournal {
+ public:
+  struct Generation {
+    uint64_t number = 0;
+    std::string path;
+    std::vector<std::string> payloads;  // intact frames, in order
+    bool torn_tail = false;             // bytes after the last intact frame were ignored
+  };
+
+  // Every generation in `dir`, oldest first. A missing directory is empty.
+  [[nodiscard]] static Result<std::vector<Generation>> read_all(const std::string& dir);
+
+  // Creates generation `number` in `dir` (which must exist) and makes its
+  // directory entry durable. kAlreadyExists if that generation exists.
+  [[nodiscard]] static Result<std::unique_ptr<StateJournal>> create(const std::string& dir, uint64_t number);
+
+  ~StateJournal();
+
+  // Appends `payload` and waits until it and every earlier frame are durable.
+  // Thread-safe. After a failed flush every later commit fails too: the file's
+  // state is unknown, and the daemon must not acknowledge anything more.
+  [[nodiscard]] Status commit(std::string_view payload);
+
+  uint64_t number() const { return number_; }
+  const std::string& path() const { return path_; }
+  uint64_t bytes() const;
+
+ private:
+  StateJournal(int fd, uint64_t number, std::string path) : fd_(fd), number_(number), path_(std::move(path)) {}
+
+  int fd_;
+  uint64_t number_;
+  std::string path_;
+  mutable std::mutex mu_;
+  std::condition_variable flushed_;
+  uint64_t appended_ = 0;  // frames written to the file
+  uint64_t durable_ = 0;   // frames known flushed
+  uint64_t bytes_ = 0;
+  bool flushing_ = false;
+  Status failed_;  // sticky
+};
+
+// "<dir>/<16 hex digits>.log"
+std::string journal_path(const std::string& dir, uint64_t number);
+
+}  // namespace stowage
