@@ -87,7 +87,7 @@ Result<Bytes> Repository::get_verified(const std::string& key, const Hash256& id
   return std::move(data).value();
 }
 
-Result<Index> Repository::load_index() {
+Result<std::map<Hash256, IndexFile>> Repository::load_index_files() {
   STOWAGE_ASSIGN_OR_RETURN(const std::vector<Hash256> ids, list_ids(kIndexPrefix));
   std::map<Hash256, IndexFile> files;
   std::set<Hash256> superseded;
@@ -104,9 +104,14 @@ Result<Index> Repository::load_index() {
     superseded.insert(file->supersedes.begin(), file->supersedes.end());
     files.emplace(id, std::move(file).value());
   }
+  for (const auto& id : superseded) files.erase(id);
+  return files;
+}
+
+Result<Index> Repository::load_index() {
+  STOWAGE_ASSIGN_OR_RETURN(const auto files, load_index_files());
   Index index;
   for (const auto& [id, file] : files) {
-    if (superseded.count(id)) continue;
     STOWAGE_RETURN_IF_ERROR(index.merge(file).with_context("load index " + index_key(id)));
   }
   return index;
@@ -120,17 +125,26 @@ Result<Bytes> Repository::read_blob(BlobCodec& codec, const BlobId& id, const Bl
   return codec.decode(id, loc.compression, loc.raw_length, *stored);
 }
 
-Result<IndexFile> Repository::scan_packs() {
+Result<std::map<PackId, uint64_t>> Repository::list_packs() {
   auto objects = store_->list(kDataPrefix);
   if (!objects.is_ok()) return objects.status().with_context("list data/");
-  IndexFile file;
+  std::map<PackId, uint64_t> packs;
   for (const auto& o : *objects) {
     // data/xx/<64 hex>
     if (o.key.size() != kDataPrefix.size() + 3 + 64) continue;
     auto id = Hash256::from_hex(std::string_view(o.key).substr(kDataPrefix.size() + 3));
     if (!id.is_ok() || pack_key(*id) != o.key) continue;
-    STOWAGE_ASSIGN_OR_RETURN(std::vector<PackBlob> blobs, read_pack_header(*store_, o.key));
-    file.packs.push_back({*id, static_cast<uint32_t>(o.size), std::move(blobs)});
+    packs.emplace(*id, o.size);
+  }
+  return packs;
+}
+
+Result<IndexFile> Repository::scan_packs() {
+  STOWAGE_ASSIGN_OR_RETURN(const auto packs, list_packs());
+  IndexFile file;
+  for (const auto& [id, size] : packs) {
+    STOWAGE_ASSIGN_OR_RETURN(std::vector<PackBlob> blobs, read_pack_header(*store_, pack_key(id)));
+    file.packs.push_back({id, static_cast<uint32_t>(size), std::move(blobs)});
   }
   return file;
 }

@@ -55,9 +55,13 @@ Result<std::string> serialize_snapshot(const SnapshotManifest& s) {
   j["lease_generation"] = s.lease_generation;
   j["stats"] = {{"files", s.stats.files},         {"dirs", s.stats.dirs},
                 {"bytes", s.stats.bytes},         {"new_blobs", s.stats.new_blobs},
-                {"new_bytes", s.stats.new_bytes}, {"stored_bytes", s.stats.stored_bytes}};
+                {"new_bytes", s.stats.new_bytes}, {"stored_bytes", s.stats.stored_bytes},
+                {"bytes_read", s.stats.bytes_read}};
   j["program"] = s.program;
-  return j.dump();
+  j["source_path"] = s.source_path;
+  // Host names, tags and paths are informational; a non-UTF-8 byte in one
+  // must not make the snapshot unwritable, so it is replaced (U+FFFD).
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 Result<SnapshotManifest> parse_snapshot(std::string_view text) {
@@ -83,8 +87,10 @@ Result<SnapshotManifest> parse_snapshot(std::string_view text) {
       s.stats.new_blobs = st.value("new_blobs", uint64_t{0});
       s.stats.new_bytes = st.value("new_bytes", uint64_t{0});
       s.stats.stored_bytes = st.value("stored_bytes", uint64_t{0});
+      s.stats.bytes_read = st.value("bytes_read", uint64_t{0});
     }
     s.program = j.value("program", std::string());
+    s.source_path = j.value("source_path", std::string());
   } catch (const std::exception& e) {
     return Status::corruption(std::string("snapshot: ") + e.what());
   }

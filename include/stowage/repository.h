@@ -4,6 +4,7 @@
 // backup/restore pipelines, prune and check are built on top of it.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,6 +54,9 @@ class Repository {
   // Holds all parsed files in memory while loading. kCorruption names the bad
   // object; keys under index/ that are not 64-hex names are ignored.
   [[nodiscard]] Result<Index> load_index();
+  // The index files load_index() merges (present and not superseded), by id.
+  // Prune and check need to know which file lists which pack.
+  [[nodiscard]] Result<std::map<Hash256, IndexFile>> load_index_files();
 
   // Reads the blob at `loc` with one ranged GET and decodes it, verifying its
   // id. kCorruption if it does not match (a damaged pack or a wrong index).
@@ -61,6 +65,8 @@ class Repository {
   // Rebuilds index contents from the pack headers alone (list data/, one
   // ranged read per pack): what `rebuild-index` writes and `check` compares.
   [[nodiscard]] Result<IndexFile> scan_packs();
+  // Every pack object under data/ (well-formed keys only) with its length.
+  [[nodiscard]] Result<std::map<PackId, uint64_t>> list_packs();
 
   // Stores a snapshot manifest (JSON bytes, FORMAT.md §6.1) create-only under
   // snapshot_key(sha256(manifest)) and returns the id. Callers write it last,

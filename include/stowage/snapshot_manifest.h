@@ -32,6 +32,7 @@ struct SnapshotStats {
   uint64_t new_blobs = 0;
   uint64_t new_bytes = 0;
   uint64_t stored_bytes = 0;
+  uint64_t bytes_read = 0;  // file bytes actually read (unchanged files are not)
   bool operator==(const SnapshotStats&) const = default;
 };
 
@@ -46,6 +47,7 @@ struct SnapshotManifest {
   uint64_t lease_generation = 0;
   SnapshotStats stats;
   std::string program;
+  std::string source_path;  // the directory that was backed up (informational)
   bool operator==(const SnapshotManifest&) const = default;
 };
 

@@ -1,0 +1,645 @@
+#include "stowage/backup_pipeline.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "bounded_queue.h"
+#include "fs_util.h"
+#include "repo_util.h"
+#include "stowage/chunker.h"
+#include "stowage/file_reader.h"
+#include "stowage/pack.h"
+#include "stowage/tree.h"
+
+namespace stowage {
+namespace {
+
+// An index file is written after this many packs, so a backup that dies late
+// leaves most of its uploads indexed (the next one dedups against them).
+constexpr size_t kPacksPerIndexFile = 64;
+constexpr int kMaxDepth = 4096;  // FORMAT.md §6.2
+constexpr size_t kReadSize = 1 << 20;
+
+class SystemClock : public Clock {
+ public:
+  int64_t now_ns() const override {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  }
+};
+
+int64_t ns_of(const timespec& ts) { return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec; }
+
+// One entry of the source tree while the backup runs; directories own their
+// children. Held for the whole backup (see docs/BACKUP.md, memory).
+struct Node {
+  TreeEntry entry;
+  std::vector<std::unique_ptr<Node>> children;
+  Node* link_leader = nullptr;  // hard-link follower: content comes from the leader
+};
+
+struct FileJob {
+  std::string path;
+  Node* node = nullptr;
+};
+
+// Feeds a byte stream to the chunker in pieces of any size and emits chunks
+// in order; buffers at most max_size + one piece.
+class ChunkFeeder {
+ public:
+  using Emit = std::function<Status(std::string_view)>;
+  ChunkFeeder(const Chunker& chunker, Emit emit) : chunker_(chunker), emit_(std::move(emit)) {}
+
+  Status feed(const char* p, size_t n) {
+    buf_.append(p, n);
+    const size_t max = chunker_.params().max_size;
+    while (buf_.size() - pos_ >= max) {
+      const size_t len = chunker_.cut(std::string_view(buf_).substr(pos_));
+      STOWAGE_RETURN_IF_ERROR(emit_(std::string_view(buf_).substr(pos_, len)));
+      pos_ += len;
+    }
+    if (pos_ >= max) {
+      buf_.erase(0, pos_);
+      pos_ = 0;
+    }
+    return Status::ok();
+  }
+
+  Status finish() {
+    while (pos_ < buf_.size()) {
+      const size_t len = chunker_.cut(std::string_view(buf_).substr(pos_));
+      STOWAGE_RETURN_IF_ERROR(emit_(std::string_view(buf_).substr(pos_, len)));
+      pos_ += len;
+    }
+    buf_.clear();
+    pos_ = 0;
+    return Status::ok();
+  }
+
+ private:
+  const Chunker& chunker_;
+  Emit emit_;
+  std::string buf_;
+  size_t pos_ = 0;
+};
+
+class Pipeline {
+ public:
+  Pipeline(Repository& repo, const BackupOptions& opts, Index index, Chunker chunker)
+      : repo_(repo),
+        opts_(opts),
+        index_(std::move(index)),
+        chunker_(std::move(chunker)),
+        clock_(opts.clock ? opts.clock : system_clock()),
+        progress_(opts.progress ? opts.progress : &own_progress_),
+        jobs_(2 * worker_count()),
+        uploads_(opts.queued_packs) {}
+
+  Result<BackupResult> run();
+
+ private:
+  unsigned worker_count() const {
+    if (opts_.workers) return opts_.workers;
+    return std::max(2u, std::thread::hardware_concurrency());
+  }
+
+  void warn(const std::string& line) {
+    std::lock_guard lk(warn_mu_);
+    warnings_.push_back(line);
+    if (opts_.log) {
+      opts_.log("level=warn component=backup msg=\"" + line + "\"");
+    } else {
+      stderr_log_sink()("level=warn component=backup msg=\"" + line + "\"");
+    }
+  }
+
+  void fail(const Status& s) {
+    {
+      std::lock_guard lk(err_mu_);
+      if (first_error_.is_ok()) first_error_ = s;
+    }
+    aborted_ = true;
+    jobs_.close();
+    uploads_.close();
+    uploads_cv_.notify_all();
+  }
+  Status first_error() {
+    std::lock_guard lk(err_mu_);
+    return first_error_;
+  }
+
+  Status walk_dir(int dirfd, const std::string& path, Node& dir, const std::vector<TreeEntry>* parent,
+                  std::vector<std::string>& rel, int depth);
+  Status add_node(int dirfd, const std::string& path, const std::string& name, Node& dir,
+                  const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth);
+  void worker_loop();
+  Status process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec);
+  bool claim(const BlobId& id);
+  Status add_blob(const EncodedBlob& blob);
+  Status finish_pack();
+  void upload_loop();
+  Status wait_uploads();
+  Status write_pending_index(bool all);
+  Result<std::vector<BlobId>> build_tree(Node& dir, BlobCodec& codec);
+  const TreeEntry* reusable(const TreeEntry& fresh, const std::vector<TreeEntry>* parent) const;
+
+  Repository& repo_;
+  const BackupOptions& opts_;
+  const Index index_;  // read-only during the run: safe to share
+  const Chunker chunker_;
+  std::shared_ptr<Clock> clock_;
+  BackupProgress own_progress_;
+  BackupProgress* progress_;
+
+  BoundedQueue<FileJob> jobs_;
+  BoundedQueue<PackWriter::Finished> uploads_;
+
+  std::mutex err_mu_;
+  Status first_error_;
+  std::atomic<bool> aborted_{false};
+  std::mutex warn_mu_;
+  std::vector<std::string> warnings_;
+
+  std::mutex dedup_mu_;
+  std::unordered_set<BlobId, Hash256Hasher> claimed_;  // blobs this run stores
+
+  std::mutex pack_mu_;
+  PackWriter writer_;
+  uint64_t new_blobs_ = 0, new_bytes_ = 0, stored_bytes_ = 0;
+
+  std::mutex uploads_mu_;
+  std::condition_variable uploads_cv_;
+  uint64_t packs_submitted_ = 0, packs_done_ = 0;
+  std::vector<IndexPack> pending_index_;
+
+  // Hard-link groups: (dev, inode) of multi-link files → their first node.
+  std::map<std::pair<uint64_t, uint64_t>, Node*> links_;
+  uint64_t next_link_group_ = 1;
+  std::vector<Node*> followers_;  // hard-link followers, filled from their leader before trees are built
+  uint64_t files_ = 0, dirs_ = 0, bytes_ = 0;
+};
+
+const TreeEntry* Pipeline::reusable(const TreeEntry& fresh, const std::vector<TreeEntry>* parent) const {
+  if (!parent) return nullptr;
+  auto it = std::lower_bound(parent->begin(), parent->end(), fresh.name,
+                             [](const TreeEntry& e, const std::string& n) { return e.name < n; });
+  if (it == parent->end() || it->name != fresh.name) return nullptr;
+  const TreeEntry& old = *it;
+  if (old.type != NodeType::kFile || old.size != fresh.size || old.mtime_ns != fresh.mtime_ns ||
+      old.ctime_ns != fresh.ctime_ns || old.inode != fresh.inode) {
+    return nullptr;
+  }
+  // Blobs only in packs that prune marked count as absent (FORMAT.md §8.3).
+  for (const auto& c : old.chunks) {
+    if (!index_.contains(c)) return nullptr;
+  }
+  return &old;
+}
+
+Status Pipeline::add_node(int dirfd, const std::string& path, const std::string& name, Node& dir,
+                          const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth) {
+  const std::string full = path + "/" + name;
+  struct stat st {};
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) {
+      warn("vanished during backup, skipped: " + repo_util::display_name(full));
+      return Status::ok();
+    }
+    return errno_status(errno, "stat " + repo_util::display_name(full));
+  }
+  auto node = std::make_unique<Node>();
+  TreeEntry& e = node->entry;
+  e.name = name;
+  e.mode = st.st_mode & 07777;
+  e.uid = st.st_uid;
+  e.gid = st.st_gid;
+  e.mtime_ns = ns_of(st.st_mtim);
+  e.ctime_ns = ns_of(st.st_ctim);
+  e.inode = st.st_ino;
+  const auto xattrs = fs_util::read_xattrs(full);
+  if (!xattrs.is_ok()) return xattrs.status();
+  e.xattrs = *xattrs;
+  switch (st.st_mode & S_IFMT) {
+    case S_IFREG: {
+      e.type = NodeType::kFile;
+      e.size = static_cast<uint64_t>(st.st_size);
+      ++files_;
+      bytes_ += e.size;
+      progress_->files_total += 1;
+      progress_->bytes_total += e.size;
+      if (st.st_nlink > 1) {
+        auto key = std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
+        auto [it, fresh] = links_.emplace(key, node.get());
+        if (!fresh) {
+          Node* leader = it->second;
+          if (leader->entry.hardlink == 0) leader->entry.hardlink = next_link_group_++;
+          e.hardlink = leader->entry.hardlink;
+          node->link_leader = leader;
+          followers_.push_back(node.get());
+          progress_->files_done += 1;
+          progress_->bytes_done += e.size;
+          break;
+        }
+      }
+      if (const TreeEntry* old = reusable(e, parent)) {
+        e.chunks = old->chunks;
+        e.holes = old->holes;
+        progress_->files_done += 1;
+        progress_->bytes_done += e.size;
+      } else if (e.size == 0) {
+        progress_->files_done += 1;  // nothing to read
+      } else if (!jobs_.push(FileJob{full, node.get()})) {
+        return first_error();
+      }
+      break;
+    }
+    case S_IFDIR: {
+      e.type = NodeType::kDir;
+      ++dirs_;
+      if (depth + 1 > kMaxDepth) return Status::invalid_argument("directory nesting deeper than 4096: " + full);
+      const int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) return errno_status(errno, "open directory " + repo_util::display_name(full));
+      std::vector<TreeEntry> sub_parent;
+      bool have_parent = false;
+      if (parent) {
+        auto it = std::lower_bound(parent->begin(), parent->end(), name,
+                                   [](const TreeEntry& x, const std::string& n) { return x.name < n; });
+        if (it != parent->end() && it->name == name && it->type == NodeType::kDir) {
+          BlobCodec codec;
+          auto loaded = repo_util::load_dir(repo_, index_, codec, it->subtree);
+          if (loaded.is_ok()) {
+            sub_parent = std::move(loaded).value();
+            have_parent = true;
+          }
+        }
+      }
+      rel.push_back(name);
+      Status s = walk_dir(fd, full, *node, have_parent ? &sub_parent : nullptr, rel, depth + 1);
+      rel.pop_back();
+      ::close(fd);
+      STOWAGE_RETURN_IF_ERROR(s);
+      break;
+    }
+    case S_IFLNK: {
+      e.type = NodeType::kSymlink;
+      auto target = fs_util::read_link_at(dirfd, name);
+      if (!target.is_ok()) return target.status().with_context(repo_util::display_name(full));
+      e.target = std::move(target).value();
+      break;
+    }
+    case S_IFIFO:
+      e.type = NodeType::kFifo;
+      break;
+    case S_IFCHR:
+      e.type = NodeType::kCharDev;
+      e.rdev = st.st_rdev;
+      break;
+    case S_IFBLK:
+      e.type = NodeType::kBlockDev;
+      e.rdev = st.st_rdev;
+      break;
+    default:
+      // A socket is only meaningful with the process that listens on it.
+      warn("socket not backed up: " + repo_util::display_name(full));
+      return Status::ok();
+  }
+  dir.children.push_back(std::move(node));
+  return Status::ok();
+}
+
+Status Pipeline::walk_dir(int dirfd, const std::string& path, Node& dir, const std::vector<TreeEntry>* parent,
+                          std::vector<std::string>& rel, int depth) {
+  STOWAGE_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_util::list_dir(dirfd));
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
+    if (aborted_) return first_error();
+    STOWAGE_RETURN_IF_ERROR(add_node(dirfd, path, name, dir, parent, rel, depth));
+  }
+  return Status::ok();
+}
+
+bool Pipeline::claim(const BlobId& id) {
+  if (index_.contains(id)) return false;
+  std::lock_guard lk(dedup_mu_);
+  return claimed_.insert(id).second;
+}
+
+Status Pipeline::add_blob(const EncodedBlob& blob) {
+  std::lock_guard lk(pack_mu_);
+  STOWAGE_RETURN_IF_ERROR(writer_.add(blob));
+  ++new_blobs_;
+  new_bytes_ += blob.raw_length;
+  stored_bytes_ += blob.stored.size();
+  if (writer_.blob_bytes() >= repo_.config().pack_size) return finish_pack();
+  return Status::ok();
+}
+
+// Called with pack_mu_ held: blocking here is the back-pressure on producers.
+Status Pipeline::finish_pack() {
+  if (writer_.empty()) return Status::ok();
+  STOWAGE_ASSIGN_OR_RETURN(PackWriter::Finished pack, writer_.finish());
+  {
+    std::lock_guard lk(uploads_mu_);
+    ++packs_submitted_;
+  }
+  if (!uploads_.push(std::move(pack))) {
+    Status s = first_error();
+    return s.is_ok() ? Status::internal("upload queue closed") : s;
+  }
+  return Status::ok();
+}
+
+void Pipeline::upload_loop() {
+  PackWriter::Finished pack;
+  while (uploads_.pop(pack)) {
+    Status s = aborted_ ? Status::ok() : repo_.save_pack(pack);
+    if (!s.is_ok()) {
+      fail(s.with_context("upload pack " + pack.id.hex()));
+    } else if (!aborted_) {
+      progress_->bytes_uploaded += pack.data.size();
+      std::lock_guard lk(uploads_mu_);
+      pending_index_.push_back({pack.id, static_cast<uint32_t>(pack.data.size()), std::move(pack.blobs)});
+    }
+    if (!aborted_) {
+      s = write_pending_index(false);
+      if (!s.is_ok()) fail(s);
+    }
+    std::lock_guard lk(uploads_mu_);
+    ++packs_done_;
+    uploads_cv_.notify_all();
+  }
+}
+
+Status Pipeline::write_pending_index(bool all) {
+  IndexFile file;
+  {
+    std::lock_guard lk(uploads_mu_);
+    if (pending_index_.empty() || (!all && pending_index_.size() < kPacksPerIndexFile)) return Status::ok();
+    file.packs.swap(pending_index_);
+  }
+  // Only packs already stored are listed (FORMAT.md §8.2 step 3).
+  auto id = repo_.save_index(file);
+  return id.is_ok() ? Status::ok() : id.status().with_context("write index");
+}
+
+Status Pipeline::wait_uploads() {
+  std::unique_lock lk(uploads_mu_);
+  uploads_cv_.wait(lk, [&] { return aborted_ || packs_done_ == packs_submitted_; });
+  lk.unlock();
+  return first_error();
+}
+
+void Pipeline::worker_loop() {
+  FileReaderOptions ro;
+  ro.chunk_size = kReadSize;
+  ro.queue_depth = 4;
+  if (opts_.log) ro.log = opts_.log;
+  auto reader = FileReader::create(ro);
+  if (!reader.is_ok()) {
+    fail(reader.status().with_context("file reader"));
+    return;
+  }
+  Sha256 sha;
+  BlobCodec codec(repo_.config().compression_level);
+  FileJob job;
+  while (jobs_.pop(job)) {
+    if (aborted_) continue;
+    Status s = process_file(job, **reader, sha, codec);
+    if (!s.is_ok()) fail(s.with_context("back up " + repo_util::display_name(job.path)));
+  }
+}
+
+Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec) {
+  TreeEntry& e = job.node->entry;
+  auto emit = [&](std::string_view chunk) -> Status {
+    const BlobId id = sha.digest(chunk);
+    e.chunks.push_back(id);
+    if (!claim(id)) return Status::ok();
+    STOWAGE_ASSIGN_OR_RETURN(EncodedBlob enc, codec.encode(BlobType::kData, chunk));
+    return add_blob(enc);
+  };
+  ChunkFeeder feeder(chunker_, emit);
+  STOWAGE_ASSIGN_OR_RETURN(fs_util::DataMap map, fs_util::map_data(job.path));
+  if (map.inode != e.inode) {
+    // Replaced between walk and read: record what is read now.
+    e.inode = map.inode;
+  }
+  e.mtime_ns = map.mtime_ns;
+  e.ctime_ns = map.ctime_ns;
+  if (map.holes.empty()) {
+    STOWAGE_ASSIGN_OR_RETURN(
+        const uint64_t n, reader.read_file(job.path, [&](uint64_t, std::span<const std::byte> data) -> Status {
+          if (aborted_) return Status::failed_precondition("backup aborted");
+          progress_->bytes_read += data.size();
+          return feeder.feed(reinterpret_cast<const char*>(data.data()), data.size());
+        }));
+    e.size = n;
+  } else {
+    // Sparse: only the data ranges are read; holes are recorded, not stored.
+    e.holes = map.holes;
+    e.size = map.size;
+    STOWAGE_RETURN_IF_ERROR(fs_util::read_ranges(map, kReadSize, [&](std::string_view data) -> Status {
+      if (aborted_) return Status::failed_precondition("backup aborted");
+      progress_->bytes_read += data.size();
+      return feeder.feed(data.data(), data.size());
+    }));
+  }
+  STOWAGE_RETURN_IF_ERROR(feeder.finish());
+  progress_->files_done += 1;
+  progress_->bytes_done += e.size;
+  return Status::ok();
+}
+
+Result<std::vector<BlobId>> Pipeline::build_tree(Node& dir, BlobCodec& codec) {
+  std::vector<BlobId> ids;
+  Tree tree;
+  auto flush = [&]() -> Status {
+    STOWAGE_ASSIGN_OR_RETURN(const std::string bytes, serialize_tree(tree));
+    STOWAGE_ASSIGN_OR_RETURN(EncodedBlob enc, codec.encode(BlobType::kTree, bytes));
+    ids.push_back(enc.id);
+    if (claim(enc.id)) STOWAGE_RETURN_IF_ERROR(add_blob(enc));
+    tree.entries.clear();
+    return Status::ok();
+  };
+  for (auto& child : dir.children) {
+    if (child->entry.type == NodeType::kDir) {
+      STOWAGE_ASSIGN_OR_RETURN(child->entry.subtree, build_tree(*child, codec));
+    }
+    tree.entries.push_back(std::move(child->entry));
+    child->children.clear();
+    if (tree.entries.size() == kMaxTreeEntries) STOWAGE_RETURN_IF_ERROR(flush());
+  }
+  // An empty directory is one empty tree blob, so every dir has a subtree.
+  if (!tree.entries.empty() || ids.empty()) STOWAGE_RETURN_IF_ERROR(flush());
+  return ids;
+}
+
+Result<BackupResult> Pipeline::run() {
+  const int root_fd = ::open(opts_.source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) return errno_status(errno, "open source directory " + opts_.source);
+
+  // Parent snapshot: the newest of the same source and host, unless given.
+  std::optional<Hash256> parent_id;
+  std::vector<TreeEntry> parent_root;
+  bool have_parent = false;
+  if (opts_.use_parent) {
+    if (opts_.parent) {
+      parent_id = opts_.parent;
+    } else {
+      auto all = repo_util::load_snapshots(repo_);
+      if (!all.is_ok()) {
+        ::close(root_fd);
+        return all.status();
+      }
+      for (auto it = all->rbegin(); it != all->rend(); ++it) {
+        if (it->manifest.volume == opts_.name && it->manifest.hostname == opts_.hostname) {
+          parent_id = it->id;
+          break;
+        }
+      }
+    }
+    if (parent_id) {
+      auto bytes = repo_.load_snapshot(*parent_id);
+      auto m = bytes.is_ok() ? parse_snapshot(*bytes) : Result<SnapshotManifest>(bytes.status());
+      BlobCodec codec;
+      auto root = m.is_ok() ? repo_util::load_dir(repo_, index_, codec, m->tree) : Result<std::vector<TreeEntry>>(m.status());
+      if (root.is_ok()) {
+        parent_root = std::move(root).value();
+        have_parent = true;
+      } else {
+        warn("parent snapshot " + parent_id->hex() + " unusable, reading every file: " + root.status().to_string());
+        parent_id.reset();
+      }
+    }
+  }
+
+  std::vector<std::thread> uploaders, workers;
+  for (unsigned i = 0; i < std::max(1u, opts_.uploads_in_flight); ++i) uploaders.emplace_back([this] { upload_loop(); });
+  for (unsigned i = 0; i < worker_count(); ++i) workers.emplace_back([this] { worker_loop(); });
+
+  Node root;
+  root.entry.type = NodeType::kDir;
+  std::vector<std::string> rel;
+  Status walked = walk_dir(root_fd, opts_.source, root, have_parent ? &parent_root : nullptr, rel, 0);
+  ::close(root_fd);
+  progress_->walk_done = true;
+  if (!walked.is_ok()) fail(walked);
+  jobs_.close();
+  for (auto& t : workers) t.join();
+
+  auto finish_uploads = [&]() {
+    uploads_.close();
+    for (auto& t : uploaders) t.join();
+  };
+  Status s = first_error();
+  if (s.is_ok()) {
+    std::lock_guard lk(pack_mu_);
+    s = finish_pack();
+  }
+  if (s.is_ok()) s = wait_uploads();
+  if (s.is_ok() && opts_.after_data_uploaded) s = opts_.after_data_uploaded();
+  std::vector<BlobId> root_tree;
+  if (s.is_ok()) {
+    // Every node is still alive here; build_tree() moves entries out.
+    for (Node* f : followers_) {
+      const TreeEntry& l = f->link_leader->entry;
+      f->entry.size = l.size;
+      f->entry.chunks = l.chunks;
+      f->entry.holes = l.holes;
+      f->entry.hardlink = l.hardlink;
+      f->entry.mtime_ns = l.mtime_ns;
+      f->entry.ctime_ns = l.ctime_ns;
+    }
+    BlobCodec codec(repo_.config().compression_level);
+    auto t = build_tree(root, codec);
+    if (t.is_ok()) {
+      root_tree = std::move(t).value();
+      std::lock_guard lk(pack_mu_);
+      s = finish_pack();
+    } else {
+      s = t.status();
+    }
+  }
+  if (s.is_ok()) s = wait_uploads();
+  if (!s.is_ok()) fail(s);
+  finish_uploads();
+  STOWAGE_RETURN_IF_ERROR(first_error());
+  // Index files before the manifest: FORMAT.md §8.2 steps 3 and 4.
+  STOWAGE_RETURN_IF_ERROR(write_pending_index(true));
+
+  BackupResult result;
+  SnapshotManifest& m = result.manifest;
+  m.volume = opts_.name;
+  m.hostname = opts_.hostname;
+  m.time_ns = clock_->now_ns();
+  m.parent = parent_id;
+  m.tree = root_tree;
+  m.tags = opts_.tags;
+  m.stats.files = files_;
+  m.stats.dirs = dirs_;
+  m.stats.bytes = bytes_;
+  m.stats.new_blobs = new_blobs_;
+  m.stats.new_bytes = new_bytes_;
+  m.stats.stored_bytes = stored_bytes_;
+  m.stats.bytes_read = progress_->bytes_read;
+  m.program = "stowage 0.1.0";
+  m.source_path = opts_.source;
+  STOWAGE_ASSIGN_OR_RETURN(const std::string json, serialize_snapshot(m));
+  STOWAGE_ASSIGN_OR_RETURN(result.snapshot_id, repo_.save_snapshot(json));
+  result.warnings = warnings_;
+  return result;
+}
+
+}  // namespace
+
+std::shared_ptr<Clock> system_clock() { return std::make_shared<SystemClock>(); }
+
+std::string default_source_name(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const auto slash = p.rfind('/');
+  std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
+  for (char& c : base) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '.' || c == '-';
+    if (!ok) c = '_';
+  }
+  if (base.empty() || base == "." || base == "..") return "root";
+  if (base.size() > 255) base.resize(255);
+  if (!((base[0] >= 'A' && base[0] <= 'Z') || (base[0] >= 'a' && base[0] <= 'z') || (base[0] >= '0' && base[0] <= '9'))) {
+    base[0] = 'x';
+  }
+  return base;
+}
+
+Result<BackupResult> run_backup(Repository& repo, const BackupOptions& in) {
+  BackupOptions opts = in;
+  if (!valid_volume_name(opts.name)) {
+    return Status::invalid_argument("source name '" + opts.name + "' is not valid ([A-Za-z0-9][A-Za-z0-9_.-]*)");
+  }
+  if (opts.hostname.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0) return errno_status(errno, "gethostname");
+    opts.hostname = host;
+  }
+  auto chunker = Chunker::create(repo.config().chunker);
+  if (!chunker.is_ok()) return chunker.status();
+  STOWAGE_ASSIGN_OR_RETURN(Index index, repo_util::load_index_for_backup(repo));
+  Pipeline pipeline(repo, opts, std::move(index), std::move(chunker).value());
+  return pipeline.run();
+}
+
+}  // namespace stowage

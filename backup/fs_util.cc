@@ -1,0 +1,168 @@
+#include "fs_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace stowage::fs_util {
+
+void Fd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Result<std::vector<std::string>> list_dir(int dirfd) {
+  const int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_status(errno, "open directory");
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    const int err = errno;
+    ::close(fd);
+    return errno_status(err, "fdopendir");
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (const dirent* de = ::readdir(d)) {
+    const std::string_view n = de->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+    errno = 0;
+  }
+  const int err = errno;
+  ::closedir(d);
+  if (err != 0) return errno_status(err, "readdir");
+  return names;
+}
+
+Result<std::vector<Xattr>> read_xattrs(const std::string& path) {
+  std::vector<Xattr> out;
+  std::string names;
+  for (;;) {
+    const ssize_t n = ::llistxattr(path.c_str(), nullptr, 0);
+    if (n < 0) {
+      if (errno == ENOTSUP || errno == ENODATA) return out;
+      return errno_status(errno, "list xattrs of " + path);
+    }
+    if (n == 0) return out;
+    names.resize(static_cast<size_t>(n));
+    const ssize_t m = ::llistxattr(path.c_str(), names.data(), names.size());
+    if (m >= 0) {
+      names.resize(static_cast<size_t>(m));
+      break;
+    }
+    if (errno != ERANGE) return errno_status(errno, "list xattrs of " + path);  // ERANGE: grew meanwhile
+  }
+  for (size_t pos = 0; pos < names.size();) {
+    const size_t end = names.find('\0', pos);
+    std::string name = names.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    pos = end == std::string::npos ? names.size() : end + 1;
+    if (name.empty()) continue;
+    std::string value;
+    for (;;) {
+      const ssize_t n = ::lgetxattr(path.c_str(), name.c_str(), nullptr, 0);
+      if (n < 0) {
+        if (errno == ENODATA) break;  // removed meanwhile
+        return errno_status(errno, "read xattr " + name + " of " + path);
+      }
+      value.resize(static_cast<size_t>(n));
+      const ssize_t m = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+      if (m >= 0) {
+        value.resize(static_cast<size_t>(m));
+        out.push_back({name, value});
+        break;
+      }
+      if (errno != ERANGE) return errno_status(errno, "read xattr " + name + " of " + path);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Xattr& a, const Xattr& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<std::string> read_link_at(int dirfd, const std::string& name) {
+  std::string buf(256, '\0');
+  for (;;) {
+    const ssize_t n = ::readlinkat(dirfd, name.c_str(), buf.data(), buf.size());
+    if (n < 0) return errno_status(errno, "readlink");
+    if (static_cast<size_t>(n) < buf.size()) {
+      buf.resize(static_cast<size_t>(n));
+      return buf;
+    }
+    buf.resize(buf.size() * 2);
+  }
+}
+
+Result<DataMap> map_data(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);  // not the owner
+  if (fd < 0) return errno_status(errno, "open");
+  DataMap map;
+  map.fd = Fd(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_status(errno, "fstat");
+  if (!S_ISREG(st.st_mode)) return Status::invalid_argument("not a regular file any more");
+  map.inode = st.st_ino;
+  map.size = static_cast<uint64_t>(st.st_size);
+  map.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  map.ctime_ns = int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec;
+  // Only files with fewer allocated blocks than bytes can have holes; the
+  // check keeps two lseeks off the common path.
+  if (static_cast<uint64_t>(st.st_blocks) * 512 >= map.size) return map;
+  uint64_t pos = 0;
+  while (pos < map.size) {
+    off_t data = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) {  // no data after pos: the rest is a hole
+        map.holes.push_back({pos, map.size - pos});
+        break;
+      }
+      if (errno == EINVAL) {  // file system without SEEK_DATA: read it all
+        map.holes.clear();
+        return map;
+      }
+      return errno_status(errno, "lseek SEEK_DATA");
+    }
+    const uint64_t d = std::min<uint64_t>(static_cast<uint64_t>(data), map.size);
+    if (d > pos) map.holes.push_back({pos, d - pos});
+    if (d >= map.size) break;
+    const off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return errno_status(errno, "lseek SEEK_HOLE");
+    pos = std::min<uint64_t>(static_cast<uint64_t>(hole), map.size);
+  }
+  return map;
+}
+
+std::vector<Hole> data_ranges(uint64_t size, const std::vector<Hole>& holes) {
+  std::vector<Hole> out;
+  uint64_t pos = 0;
+  for (const auto& h : holes) {
+    if (h.offset > pos) out.push_back({pos, h.offset - pos});
+    pos = h.offset + h.length;
+  }
+  if (pos < size) out.push_back({pos, size - pos});
+  return out;
+}
+
+Status read_ranges(const DataMap& map, size_t piece, const std::function<Status(std::string_view)>& fn) {
+  std::string buf(piece, '\0');
+  for (const auto& r : data_ranges(map.size, map.holes)) {
+    uint64_t off = r.offset;
+    const uint64_t end = r.offset + r.length;
+    while (off < end) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(piece, end - off));
+      const ssize_t n = ::pread(map.fd.get(), buf.data(), want, static_cast<off_t>(off));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno_status(errno, "read");
+      }
+      if (n == 0) return Status::failed_precondition("file shrank while it was read");
+      STOWAGE_RETURN_IF_ERROR(fn(std::string_view(buf.data(), static_cast<size_t>(n))));
+      off += static_cast<uint64_t>(n);
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace stowage::fs_util

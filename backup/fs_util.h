@@ -1,0 +1,72 @@
+// File-system helpers for the backup walk: directory listing, xattrs, symlink
+// targets, and the data/hole map of a sparse file (SEEK_DATA/SEEK_HOLE).
+// Every error is an errno_status() naming the path. Internal to stowage_backup.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stowage/status.h"
+#include "stowage/tree.h"
+
+namespace stowage::fs_util {
+
+// Closes the descriptor it owns.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = o.fd_;
+      o.fd_ = -1;
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void reset();
+
+ private:
+  int fd_ = -1;
+};
+
+// Names in the directory open at `dirfd`, without "." and "..", unsorted.
+[[nodiscard]] Result<std::vector<std::string>> list_dir(int dirfd);
+
+// Extended attributes of `path` without following a final symlink, sorted by
+// name. A file system without xattr support gives an empty list.
+[[nodiscard]] Result<std::vector<Xattr>> read_xattrs(const std::string& path);
+
+// Target of the symlink `name` in `dirfd`, of any length.
+[[nodiscard]] Result<std::string> read_link_at(int dirfd, const std::string& name);
+
+// An open regular file with its metadata and holes.
+struct DataMap {
+  Fd fd;
+  uint64_t inode = 0;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  std::vector<Hole> holes;  // empty unless the file is sparse
+};
+
+// Opens `path` (never through a final symlink) and maps its holes when it
+// occupies fewer blocks than its size. kInvalidArgument if not a regular file.
+[[nodiscard]] Result<DataMap> map_data(const std::string& path);
+
+// Reads every byte of `map` outside its holes, in order, in pieces of at most
+// `piece` bytes. A file that shrank meanwhile is kFailedPrecondition (the
+// backup would otherwise record a size it did not read).
+[[nodiscard]] Status read_ranges(const DataMap& map, size_t piece, const std::function<Status(std::string_view)>& fn);
+
+// The data ranges of a file of `size` bytes with `holes` ([offset, length]).
+std::vector<Hole> data_ranges(uint64_t size, const std::vector<Hole>& holes);
+
+}  // namespace stowage::fs_util

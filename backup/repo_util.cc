@@ -1,0 +1,163 @@
+#include "repo_util.h"
+
+#include <algorithm>
+
+#include "json_util.h"
+
+namespace stowage::repo_util {
+
+using json_util::Json;
+
+namespace {
+constexpr std::string_view kMarkPrefix = "prune/";
+}  // namespace
+
+Result<std::vector<SnapshotRef>> load_snapshots(Repository& repo) {
+  STOWAGE_ASSIGN_OR_RETURN(const std::vector<Hash256> ids, repo.list_snapshots());
+  std::vector<SnapshotRef> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) {
+    auto bytes = repo.load_snapshot(id);
+    if (!bytes.is_ok()) {
+      if (bytes.status().code() == Code::kNotFound) continue;  // forgotten meanwhile
+      return bytes.status();
+    }
+    auto m = parse_snapshot(*bytes);
+    if (!m.is_ok()) return m.status().with_context(snapshot_key(id));
+    out.push_back({id, std::move(m).value()});
+  }
+  std::sort(out.begin(), out.end(), [](const SnapshotRef& a, const SnapshotRef& b) {
+    return a.manifest.time_ns != b.manifest.time_ns ? a.manifest.time_ns < b.manifest.time_ns : a.id < b.id;
+  });
+  return out;
+}
+
+Result<SnapshotRef> resolve_snapshot(Repository& repo, std::string_view what, std::string_view name) {
+  STOWAGE_ASSIGN_OR_RETURN(std::vector<SnapshotRef> all, load_snapshots(repo));
+  if (what == "latest") {
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+      if (name.empty() || it->manifest.volume == name) return std::move(*it);
+    }
+    return Status::not_found(name.empty() ? "no snapshots in the repository"
+                                          : "no snapshot of source '" + std::string(name) + "'");
+  }
+  if (what.empty() || what.size() > 64 ||
+      !std::all_of(what.begin(), what.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); })) {
+    return Status::invalid_argument("'" + std::string(what) + "' is neither 'latest' nor a lowercase hex snapshot id prefix");
+  }
+  std::vector<SnapshotRef*> hits;
+  for (auto& s : all) {
+    if (s.id.hex().compare(0, what.size(), what) == 0) hits.push_back(&s);
+  }
+  if (hits.empty()) return Status::not_found("no snapshot id starts with " + std::string(what));
+  if (hits.size() > 1) {
+    return Status::invalid_argument("snapshot prefix " + std::string(what) + " is ambiguous (" +
+                                    std::to_string(hits.size()) + " snapshots)");
+  }
+  return std::move(*hits[0]);
+}
+
+Result<std::vector<TreeEntry>> load_dir(Repository& repo, const Index& index, BlobCodec& codec,
+                                        const std::vector<BlobId>& ids) {
+  std::vector<TreeEntry> entries;
+  for (const auto& id : ids) {
+    auto loc = index.find(id);
+    if (!loc) return Status::not_found("tree blob " + id.hex() + " is not in the index");
+    if (loc->type != BlobType::kTree) return Status::corruption("blob " + id.hex() + " is not a tree blob");
+    STOWAGE_ASSIGN_OR_RETURN(Bytes bytes, repo.read_blob(codec, id, *loc));
+    auto tree = parse_tree(bytes);
+    if (!tree.is_ok()) return tree.status().with_context("tree " + id.hex());
+    if (!entries.empty() && !tree->entries.empty() && !(entries.back().name < tree->entries.front().name)) {
+      return Status::corruption("tree " + id.hex() + ": entries do not continue the previous tree blob's order");
+    }
+    for (auto& e : tree->entries) entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
+std::string mark_key(const Hash256& id) { return std::string(kMarkPrefix) + id.hex(); }
+
+std::string serialize_mark(const PruneMark& mark) {
+  Json j;
+  j["version"] = 1;
+  j["created_ns"] = mark.created_ns;
+  j["packs"] = json_util::ids_to_json(mark.packs);
+  j["indexes"] = json_util::ids_to_json(mark.indexes);
+  return j.dump();
+}
+
+Result<PruneMark> parse_mark(std::string_view text) {
+  PruneMark m;
+  try {
+    const auto j = Json::parse(text);
+    if (j.at("version").get<int>() != 1) return Status::unimplemented("prune mark: unknown version");
+    m.created_ns = j.at("created_ns").get<int64_t>();
+    for (const auto& v : j.at("packs")) m.packs.push_back(json_util::id_from_json(v, "packs"));
+    for (const auto& v : j.value("indexes", Json::array())) m.indexes.push_back(json_util::id_from_json(v, "indexes"));
+  } catch (const std::exception& e) {
+    return Status::corruption(std::string("prune mark: ") + e.what());
+  }
+  return m;
+}
+
+Result<std::map<Hash256, PruneMark>> load_marks(Repository& repo) {
+  auto objects = repo.store().list(kMarkPrefix);
+  if (!objects.is_ok()) return objects.status().with_context("list prune/");
+  std::map<Hash256, PruneMark> marks;
+  for (const auto& o : *objects) {
+    if (o.key.size() != kMarkPrefix.size() + 64) continue;
+    auto id = Hash256::from_hex(std::string_view(o.key).substr(kMarkPrefix.size()));
+    if (!id.is_ok()) continue;
+    auto bytes = repo.store().get(o.key);
+    if (!bytes.is_ok()) {
+      if (bytes.status().code() == Code::kNotFound) continue;  // swept meanwhile
+      return bytes.status().with_context("get " + o.key);
+    }
+    if (sha256(*bytes) != *id) return Status::corruption(o.key + ": content does not match its name");
+    auto mark = parse_mark(*bytes);
+    if (!mark.is_ok()) return mark.status().with_context(o.key);
+    marks.emplace(*id, std::move(mark).value());
+  }
+  return marks;
+}
+
+Result<Index> load_index_for_backup(Repository& repo) {
+  STOWAGE_ASSIGN_OR_RETURN(const auto marks, load_marks(repo));
+  std::set<PackId> marked;
+  for (const auto& [id, m] : marks) marked.insert(m.packs.begin(), m.packs.end());
+  STOWAGE_ASSIGN_OR_RETURN(const auto files, repo.load_index_files());
+  Index index;
+  for (const auto& [id, file] : files) {
+    for (const auto& pack : file.packs) {
+      if (marked.count(pack.id)) continue;
+      STOWAGE_RETURN_IF_ERROR(index.add_pack(pack).with_context("load index " + index_key(id)));
+    }
+  }
+  return index;
+}
+
+std::string display_name(std::string_view name) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c >= 0x7f || c == '\\') {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string display_path(const std::vector<std::string>& components) {
+  std::string out;
+  for (const auto& c : components) {
+    if (!out.empty()) out += '/';
+    out += display_name(c);
+  }
+  return out.empty() ? "." : out;
+}
+
+}  // namespace stowage::repo_util

@@ -1,0 +1,64 @@
+// Helpers shared by backup, restore, forget, prune and check: loading every
+// snapshot, resolving an id prefix, reading a directory's tree blobs, prune
+// marks (FORMAT.md §8.3) and the index as backups see it (marked packs
+// excluded). Internal to stowage_backup.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stowage/blob.h"
+#include "stowage/index.h"
+#include "stowage/repository.h"
+#include "stowage/snapshot_manifest.h"
+#include "stowage/status.h"
+#include "stowage/tree.h"
+
+namespace stowage::repo_util {
+
+struct SnapshotRef {
+  Hash256 id;
+  SnapshotManifest manifest;
+};
+
+// Every snapshot, oldest first (by time, then id). A snapshot deleted by a
+// concurrent forget while listing is skipped; a damaged one is an error.
+[[nodiscard]] Result<std::vector<SnapshotRef>> load_snapshots(Repository& repo);
+
+// "latest" (newest, optionally only of source `name`) or a unique hex prefix
+// of a snapshot id. kNotFound if nothing matches, kInvalidArgument if the
+// prefix is ambiguous or not hex.
+[[nodiscard]] Result<SnapshotRef> resolve_snapshot(Repository& repo, std::string_view what, std::string_view name = {});
+
+// Reads the tree blobs `ids` of one directory and returns their entries in
+// order. Consecutive blobs must continue the name order (FORMAT.md §6.2: one
+// directory split in pieces), else kCorruption. Every blob is hash-verified.
+[[nodiscard]] Result<std::vector<TreeEntry>> load_dir(Repository& repo, const Index& index, BlobCodec& codec,
+                                                      const std::vector<BlobId>& ids);
+
+// A prune mark (FORMAT.md §8.3), stored at "prune/<sha256 of its bytes>".
+struct PruneMark {
+  int64_t created_ns = 0;
+  std::vector<PackId> packs;
+  std::vector<Hash256> indexes;
+};
+std::string serialize_mark(const PruneMark& mark);
+[[nodiscard]] Result<PruneMark> parse_mark(std::string_view json);
+// Every mark in the repository by id (a mark removed meanwhile is skipped).
+[[nodiscard]] Result<std::map<Hash256, PruneMark>> load_marks(Repository& repo);
+std::string mark_key(const Hash256& id);
+
+// The index as a backup must see it: every live index file, minus the packs
+// named by any prune mark (blobs only there count as absent and are uploaded
+// again, so no new snapshot depends on a pack that prune will delete).
+[[nodiscard]] Result<Index> load_index_for_backup(Repository& repo);
+
+// "a/b/c" for display: names joined by '/', bytes that are not printable
+// ASCII shown as \xNN.
+std::string display_path(const std::vector<std::string>& components);
+std::string display_name(std::string_view name);
+
+}  // namespace stowage::repo_util

@@ -1,0 +1,460 @@
+#include "stowage/restore.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "fs_util.h"
+#include "repo_util.h"
+#include "stowage/blob.h"
+#include "stowage/pack.h"
+#include "stowage/snapshot_manifest.h"
+#include "stowage/tree.h"
+
+namespace stowage {
+namespace {
+
+using fs_util::Fd;
+
+constexpr int kMaxDepth = 4096;
+// Blobs of one pack closer than this are fetched with one GET (reading a
+// small gap costs less than another request).
+constexpr uint64_t kCoalesceGap = 256 * 1024;
+constexpr uint64_t kMaxRange = 8u << 20;  // bounds a fetcher's buffer
+constexpr size_t kFdCache = 64;           // open files/dirs kept per fetcher
+
+struct DirRec {
+  size_t parent = 0;  // index into dirs_; the root is its own parent
+  std::string name;
+  TreeEntry meta;  // chunks/subtree dropped
+  std::vector<std::string> path;
+};
+
+struct FileRec {
+  size_t dir = 0;
+  std::string name;
+  std::vector<Hole> data;  // data ranges (file offsets)
+};
+
+struct OtherRec {  // anything but a directory, for the metadata pass
+  size_t dir = 0;
+  TreeEntry meta;
+};
+
+struct LinkRec {
+  size_t dir = 0;
+  std::string name;
+  size_t leader_dir = 0;
+  std::string leader_name;
+};
+
+struct WriteOp {
+  uint32_t offset = 0;  // in the pack
+  uint32_t stored_length = 0;
+  uint32_t raw_length = 0;
+  Compression compression = Compression::kRaw;
+  BlobId id;
+  size_t file = 0;
+  uint64_t data_offset = 0;  // in the file's data stream (content minus holes)
+};
+
+class Restorer {
+ public:
+  Restorer(Repository& repo, const RestoreOptions& opts) : repo_(repo), opts_(opts) {
+    progress_ = opts.progress ? opts.progress : &own_progress_;
+  }
+  Result<RestoreResult> run(const Hash256& id);
+
+ private:
+  void warn(const std::string& line) {
+    std::lock_guard lk(mu_);
+    result_.warnings.push_back(line);
+    const std::string msg = "level=warn component=restore msg=\"" + line + "\"";
+    if (opts_.log) {
+      opts_.log(msg);
+    } else {
+      stderr_log_sink()(msg);
+    }
+  }
+  std::string where(size_t dir, const std::string& name) const {
+    auto p = dirs_[dir].path;
+    p.push_back(name);
+    return repo_util::display_path(p);
+  }
+
+  Status plan_dir(int dirfd, size_t dir, const std::vector<BlobId>& subtree, int depth);
+  Status create_entry(int dirfd, size_t dir, TreeEntry& e, int depth);
+  Status make_room(int dirfd, size_t dir, const std::string& name, bool want_dir, bool* exists_as_dir);
+  Result<int> open_dir(size_t dir);  // a new fd for dirs_[dir], opened component by component
+  Status fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec,
+                    std::map<size_t, Fd>& files);
+  Status write_blob(const WriteOp& op, std::string_view plain, std::map<size_t, Fd>& files);
+  Status apply_meta(int dirfd, const std::string& name, const TreeEntry& e, int fd);
+
+  Repository& repo_;
+  const RestoreOptions& opts_;
+  RestoreProgress own_progress_;
+  RestoreProgress* progress_;
+  Index index_;
+  BlobCodec codec_;
+  Fd root_;
+  bool as_root_ = ::geteuid() == 0;
+
+  std::mutex mu_;
+  RestoreResult result_;
+  std::vector<DirRec> dirs_;
+  std::vector<FileRec> files_;
+  std::vector<OtherRec> others_;
+  std::vector<LinkRec> links_;
+  std::map<uint64_t, std::pair<size_t, std::string>> link_leaders_;  // group → (dir, name)
+  std::map<PackId, std::vector<WriteOp>> by_pack_;
+};
+
+Status Restorer::make_room(int dirfd, size_t dir, const std::string& name, bool want_dir, bool* exists_as_dir) {
+  *exists_as_dir = false;
+  struct stat st {};
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return Status::ok();
+    return errno_status(errno, where(dir, name));
+  }
+  if (!opts_.overwrite) return Status::already_exists(where(dir, name) + ": exists in the target");
+  if (S_ISDIR(st.st_mode)) {
+    if (want_dir) {
+      *exists_as_dir = true;
+      return Status::ok();
+    }
+    return Status::failed_precondition(where(dir, name) + ": a directory is in the way of a non-directory");
+  }
+  // Unlinking never follows a symlink: a planted link is removed, not used.
+  if (::unlinkat(dirfd, name.c_str(), 0) != 0) return errno_status(errno, "replace " + where(dir, name));
+  return Status::ok();
+}
+
+Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
+  const std::string& name = e.name;
+  bool is_dir = false;
+  STOWAGE_RETURN_IF_ERROR(make_room(dirfd, dir, name, e.type == NodeType::kDir, &is_dir));
+  switch (e.type) {
+    case NodeType::kDir: {
+      if (!is_dir && ::mkdirat(dirfd, name.c_str(), 0700) != 0) return errno_status(errno, "mkdir " + where(dir, name));
+      const int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) return errno_status(errno, "open " + where(dir, name));
+      Fd sub(fd);
+      DirRec rec;
+      rec.parent = dir;
+      rec.name = name;
+      rec.path = dirs_[dir].path;
+      rec.path.push_back(name);
+      std::vector<BlobId> subtree = std::move(e.subtree);
+      rec.meta = std::move(e);
+      dirs_.push_back(std::move(rec));
+      ++result_.dirs;
+      return plan_dir(sub.get(), dirs_.size() - 1, subtree, depth + 1);
+    }
+    case NodeType::kFile: {
+      // FORMAT.md §6.2: size = chunk bytes + hole bytes.
+      uint64_t data = 0;
+      for (const auto& c : e.chunks) {
+        auto loc = index_.find(c);
+        if (!loc) return Status::not_found(where(dir, name) + ": data blob " + c.hex() + " is not in the index");
+        if (loc->type != BlobType::kData) return Status::corruption(where(dir, name) + ": blob " + c.hex() + " is not data");
+        data += loc->raw_length;
+      }
+      uint64_t holes = 0;
+      for (const auto& h : e.holes) holes += h.length;
+      if (data + holes != e.size) {
+        return Status::corruption(where(dir, name) + ": size " + std::to_string(e.size) + " != data " +
+                                  std::to_string(data) + " + holes " + std::to_string(holes));
+      }
+      ++result_.files;
+      if (e.hardlink != 0) {
+        auto it = link_leaders_.find(e.hardlink);
+        if (it != link_leaders_.end()) {
+          links_.push_back({dir, name, it->second.first, it->second.second});
+          return Status::ok();
+        }
+        link_leaders_.emplace(e.hardlink, std::make_pair(dir, name));
+      }
+      const int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0) return errno_status(errno, "create " + where(dir, name));
+      Fd f(fd);
+      // Holes stay holes: the size is set first and only data is written.
+      if (::ftruncate(fd, static_cast<off_t>(e.size)) != 0) return errno_status(errno, "truncate " + where(dir, name));
+      const size_t file = files_.size();
+      files_.push_back({dir, name, fs_util::data_ranges(e.size, e.holes)});
+      uint64_t off = 0;
+      for (const auto& c : e.chunks) {
+        auto loc = index_.find(c);
+        by_pack_[loc->pack].push_back(
+            {loc->offset, loc->stored_length, loc->raw_length, loc->compression, c, file, off});
+        off += loc->raw_length;
+      }
+      progress_->bytes_total += data;
+      progress_->files_total += 1;
+      e.chunks.clear();
+      e.holes.clear();
+      others_.push_back({dir, std::move(e)});
+      return Status::ok();
+    }
+    case NodeType::kSymlink:
+      if (::symlinkat(e.target.c_str(), dirfd, name.c_str()) != 0) return errno_status(errno, "symlink " + where(dir, name));
+      ++result_.symlinks;
+      others_.push_back({dir, std::move(e)});
+      return Status::ok();
+    case NodeType::kFifo:
+    case NodeType::kCharDev:
+    case NodeType::kBlockDev: {
+      const mode_t type = e.type == NodeType::kFifo ? S_IFIFO : e.type == NodeType::kCharDev ? S_IFCHR : S_IFBLK;
+      if (::mknodat(dirfd, name.c_str(), type | 0600, static_cast<dev_t>(e.rdev)) != 0) {
+        if (errno == EPERM && e.type != NodeType::kFifo) {
+          warn("device node not restored (needs root): " + where(dir, name));
+          return Status::ok();
+        }
+        return errno_status(errno, "mknod " + where(dir, name));
+      }
+      ++result_.special;
+      others_.push_back({dir, std::move(e)});
+      return Status::ok();
+    }
+    case NodeType::kSocket:
+      warn("socket not restored: " + where(dir, name));
+      return Status::ok();
+  }
+  return Status::internal("unknown node type");
+}
+
+Status Restorer::plan_dir(int dirfd, size_t dir, const std::vector<BlobId>& subtree, int depth) {
+  if (depth > kMaxDepth) return Status::corruption(repo_util::display_path(dirs_[dir].path) + ": nesting deeper than 4096");
+  auto entries = repo_util::load_dir(repo_, index_, codec_, subtree);
+  if (!entries.is_ok()) return entries.status().with_context(repo_util::display_path(dirs_[dir].path));
+  for (auto& e : *entries) STOWAGE_RETURN_IF_ERROR(create_entry(dirfd, dir, e, depth));
+  return Status::ok();
+}
+
+Result<int> Restorer::open_dir(size_t dir) {
+  std::vector<size_t> chain;
+  for (size_t d = dir; d != 0; d = dirs_[d].parent) chain.push_back(d);
+  int fd = ::dup(root_.get());
+  if (fd < 0) return errno_status(errno, "dup");
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    const int next = ::openat(fd, dirs_[*it].name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const int err = errno;
+    ::close(fd);
+    if (next < 0) return errno_status(err, "open " + repo_util::display_path(dirs_[*it].path));
+    fd = next;
+  }
+  return fd;
+}
+
+Status Restorer::write_blob(const WriteOp& op, std::string_view plain, std::map<size_t, Fd>& files) {
+  auto it = files.find(op.file);
+  if (it == files.end()) {
+    if (files.size() >= kFdCache) files.clear();
+    const FileRec& f = files_[op.file];
+    STOWAGE_ASSIGN_OR_RETURN(const int dfd, open_dir(f.dir));
+    Fd dir(dfd);
+    const int fd = ::openat(dfd, f.name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return errno_status(errno, "open " + where(f.dir, f.name));
+    it = files.emplace(op.file, Fd(fd)).first;
+  }
+  const FileRec& f = files_[op.file];
+  // Map the blob's place in the data stream onto file offsets around holes.
+  uint64_t stream = 0;
+  uint64_t pos = op.data_offset;
+  std::string_view rest = plain;
+  for (const auto& r : f.data) {
+    if (rest.empty()) break;
+    if (pos >= stream + r.length) {
+      stream += r.length;
+      continue;
+    }
+    const uint64_t in = pos - stream;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(r.length - in, rest.size()));
+    uint64_t file_off = r.offset + in;
+    std::string_view piece = rest.substr(0, n);
+    while (!piece.empty()) {
+      const ssize_t w = ::pwrite(it->second.get(), piece.data(), piece.size(), static_cast<off_t>(file_off));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return errno_status(errno, "write " + where(f.dir, f.name));
+      }
+      piece.remove_prefix(static_cast<size_t>(w));
+      file_off += static_cast<uint64_t>(w);
+    }
+    rest.remove_prefix(n);
+    pos += n;
+    stream += r.length;
+  }
+  if (!rest.empty()) return Status::corruption(where(f.dir, f.name) + ": data runs past the file's size");
+  progress_->bytes_written += plain.size();
+  return Status::ok();
+}
+
+Status Restorer::fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec,
+                            std::map<size_t, Fd>& files) {
+  std::sort(ops.begin(), ops.end(), [](const WriteOp& a, const WriteOp& b) { return a.offset < b.offset; });
+  const std::string key = pack_key(pack);
+  size_t i = 0;
+  while (i < ops.size()) {
+    // One ranged GET for a run of nearby blobs.
+    const uint64_t start = ops[i].offset;
+    uint64_t end = start + ops[i].stored_length;
+    size_t j = i + 1;
+    while (j < ops.size() && ops[j].offset <= end + kCoalesceGap &&
+           std::max<uint64_t>(end, ops[j].offset + ops[j].stored_length) - start <= kMaxRange) {
+      end = std::max<uint64_t>(end, ops[j].offset + ops[j].stored_length);
+      ++j;
+    }
+    Bytes range;
+    if (end > start) {
+      auto got = repo_.store().get(key, start, end - start);
+      if (!got.is_ok()) return got.status().with_context("read " + key);
+      range = std::move(got).value();
+      if (range.size() != end - start) return Status::corruption(key + ": shorter than the index says");
+    }
+    Bytes plain;
+    for (size_t k = i; k < j; ++k) {
+      const WriteOp& op = ops[k];
+      // The same blob at the same offset (deduplicated) decodes once.
+      if (k == i || op.offset != ops[k - 1].offset) {
+        auto dec = codec.decode(op.id, op.compression, op.raw_length,
+                                std::string_view(range).substr(op.offset - start, op.stored_length));
+        if (!dec.is_ok()) return dec.status().with_context("pack " + pack.hex());
+        plain = std::move(dec).value();
+        std::lock_guard lk(mu_);
+        ++result_.blobs_fetched;
+      }
+      STOWAGE_RETURN_IF_ERROR(write_blob(op, plain, files));
+    }
+    i = j;
+  }
+  return Status::ok();
+}
+
+Status Restorer::apply_meta(int dirfd, const std::string& name, const TreeEntry& e, int fd) {
+  const std::string what = name;
+  if (as_root_ && opts_.restore_owner) {
+    const int rc = fd >= 0 ? ::fchown(fd, e.uid, e.gid) : ::fchownat(dirfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW);
+    if (rc != 0) return errno_status(errno, "chown " + what);
+  }
+  if (e.type != NodeType::kSymlink) {
+    // After chown, which clears setuid/setgid.
+    const int rc = fd >= 0 ? ::fchmod(fd, e.mode) : ::fchmodat(dirfd, name.c_str(), e.mode, 0);
+    if (rc != 0) return errno_status(errno, "chmod " + what);
+  }
+  for (const auto& x : e.xattrs) {
+    int rc;
+    if (fd >= 0) {
+      rc = ::fsetxattr(fd, x.name.c_str(), x.value.data(), x.value.size(), 0);
+    } else {
+      const std::string p = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+      rc = ::lsetxattr(p.c_str(), x.name.c_str(), x.value.data(), x.value.size(), 0);
+    }
+    if (rc != 0) warn("xattr " + repo_util::display_name(x.name) + " not restored on " + what + ": " + std::strerror(errno));
+  }
+  const timespec times[2] = {{e.mtime_ns / 1'000'000'000, e.mtime_ns % 1'000'000'000},
+                             {e.mtime_ns / 1'000'000'000, e.mtime_ns % 1'000'000'000}};
+  const int rc = fd >= 0 ? ::futimens(fd, times) : ::utimensat(dirfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW);
+  if (rc != 0) return errno_status(errno, "set times of " + what);
+  return Status::ok();
+}
+
+Result<RestoreResult> Restorer::run(const Hash256& id) {
+  STOWAGE_ASSIGN_OR_RETURN(const Bytes bytes, repo_.load_snapshot(id));
+  STOWAGE_ASSIGN_OR_RETURN(const SnapshotManifest manifest, parse_snapshot(bytes));
+  STOWAGE_ASSIGN_OR_RETURN(index_, repo_.load_index());
+
+  if (::mkdir(opts_.target.c_str(), 0700) != 0 && errno != EEXIST) {
+    return errno_status(errno, "create target " + opts_.target);
+  }
+  const int rfd = ::open(opts_.target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rfd < 0) return errno_status(errno, "open target " + opts_.target);
+  root_ = Fd(rfd);
+  if (!opts_.overwrite) {
+    STOWAGE_ASSIGN_OR_RETURN(const auto names, fs_util::list_dir(rfd));
+    if (!names.empty()) {
+      return Status::failed_precondition("target " + opts_.target + " is not empty (use overwrite to restore into it)");
+    }
+  }
+  dirs_.push_back(DirRec{});  // the root
+  STOWAGE_RETURN_IF_ERROR(plan_dir(rfd, 0, manifest.tree, 0));
+
+  // Data: packs are handed out to fetchers one at a time.
+  std::vector<std::pair<PackId, std::vector<WriteOp>>> packs(by_pack_.begin(), by_pack_.end());
+  by_pack_.clear();
+  std::atomic<size_t> next{0};
+  std::mutex err_mu;
+  Status first;
+  std::atomic<bool> failed{false};
+  const unsigned n = opts_.workers ? opts_.workers : std::max(2u, 2 * std::thread::hardware_concurrency());
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < std::min<size_t>(n, std::max<size_t>(1, packs.size())); ++t) {
+    threads.emplace_back([&] {
+      BlobCodec codec;
+      std::map<size_t, Fd> files;
+      for (size_t i = next++; i < packs.size() && !failed; i = next++) {
+        Status s = fetch_pack(packs[i].first, packs[i].second, codec, files);
+        packs[i].second = {};
+        if (!s.is_ok()) {
+          std::lock_guard lk(err_mu);
+          if (first.is_ok()) first = s;
+          failed = true;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  STOWAGE_RETURN_IF_ERROR(first);
+  result_.bytes_written = progress_->bytes_written;
+
+  // Hard links after their leader's data is written.
+  for (const auto& l : links_) {
+    STOWAGE_ASSIGN_OR_RETURN(const int from, open_dir(l.leader_dir));
+    Fd from_fd(from);
+    STOWAGE_ASSIGN_OR_RETURN(const int to, open_dir(l.dir));
+    Fd to_fd(to);
+    if (::linkat(from, l.leader_name.c_str(), to, l.name.c_str(), 0) != 0) {
+      return errno_status(errno, "link " + where(l.dir, l.name));
+    }
+  }
+  // Metadata of everything but directories, then directories deepest first,
+  // so creating entries does not disturb a directory's restored mtime.
+  for (const auto& o : others_) {
+    STOWAGE_ASSIGN_OR_RETURN(const int dfd, open_dir(o.dir));
+    Fd d(dfd);
+    Fd f;
+    if (o.meta.type == NodeType::kFile) {
+      const int fd = ::openat(dfd, o.meta.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) return errno_status(errno, "open " + where(o.dir, o.meta.name));
+      f = Fd(fd);
+    }
+    STOWAGE_RETURN_IF_ERROR(apply_meta(dfd, o.meta.name, o.meta, f.get()).with_context(where(o.dir, o.meta.name)));
+  }
+  for (size_t d = dirs_.size(); d-- > 1;) {
+    STOWAGE_ASSIGN_OR_RETURN(const int dfd, open_dir(d));
+    Fd fd(dfd);
+    STOWAGE_RETURN_IF_ERROR(
+        apply_meta(-1, dirs_[d].name, dirs_[d].meta, dfd).with_context(repo_util::display_path(dirs_[d].path)));
+  }
+  return std::move(result_);
+}
+
+}  // namespace
+
+Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts) {
+  if (opts.target.empty()) return Status::invalid_argument("restore: no target directory");
+  Restorer r(repo, opts);
+  return r.run(id);
+}
+
+}  // namespace stowage

@@ -1,0 +1,57 @@
+// Restore (docs/BACKUP.md): a snapshot becomes a directory tree again —
+// manifest, trees, then every data blob fetched by pack with ranged GETs in
+// parallel, verified against its id, written around the file's holes, and
+// finally metadata (owner, mode, xattrs, times; directories last). Every
+// entry is created relative to an already open parent directory with
+// O_NOFOLLOW/O_EXCL, so neither a hostile snapshot nor a symlink planted in
+// the target can make it write outside the target.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "stowage/hash.h"
+#include "stowage/io_uring_probe.h"
+#include "stowage/repository.h"
+#include "stowage/status.h"
+
+namespace stowage {
+
+struct RestoreProgress {
+  std::atomic<uint64_t> bytes_total{0};    // data bytes to write (known after the tree walk)
+  std::atomic<uint64_t> bytes_written{0};
+  std::atomic<uint64_t> files_total{0};
+};
+
+struct RestoreOptions {
+  std::string target;  // created if missing; must be empty unless `overwrite`
+  // Allow a non-empty target: an existing entry whose name the snapshot uses
+  // is replaced (a file, symlink or special file is unlinked first, never
+  // followed; an existing directory is reused; a directory where the
+  // snapshot has a non-directory is an error). Other entries are left alone.
+  bool overwrite = false;
+  unsigned workers = 0;  // parallel pack fetchers; 0 = 2 × hardware concurrency
+  // Set owners (uid/gid) from the snapshot. Only root can; others get their
+  // own uid, without a warning per file.
+  bool restore_owner = true;
+  LogSink log;  // warnings; empty = stderr
+  RestoreProgress* progress = nullptr;
+};
+
+struct RestoreResult {
+  uint64_t files = 0, dirs = 0, symlinks = 0, special = 0;
+  uint64_t bytes_written = 0;  // data bytes (holes are not written)
+  uint64_t blobs_fetched = 0;
+  std::vector<std::string> warnings;
+};
+
+// Restores snapshot `id` of `repo` into opts.target. Errors: kFailedPrecondition
+// if the target is not empty (and not opts.overwrite); kCorruption for a
+// hostile or damaged snapshot (naming the entry: "a/b: …") — checked before
+// the entry is created; kNotFound for a blob missing from the index. On error
+// the target may hold a partial tree (never anything outside it).
+[[nodiscard]] Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts);
+
+}  // namespace stowage
