@@ -1,0 +1,455 @@
+#include "stowage/upkeep.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+#include "repo_util.h"
+#include "stowage/pack.h"
+#include "stowage/tree.h"
+
+namespace stowage {
+namespace {
+
+using repo_util::SnapshotRef;
+
+// ---- forget
+
+enum class Bucket { kHour, kDay, kWeek, kMonth, kYear };
+
+int64_t bucket_of(int64_t time_ns, Bucket b) {
+  const time_t secs = static_cast<time_t>(time_ns / 1'000'000'000 - (time_ns % 1'000'000'000 < 0 ? 1 : 0));
+  tm t{};
+  gmtime_r(&secs, &t);
+  const int64_t y = t.tm_year + 1900;
+  switch (b) {
+    case Bucket::kHour: return ((y * 100 + t.tm_mon + 1) * 100 + t.tm_mday) * 100 + t.tm_hour;
+    case Bucket::kDay: return (y * 100 + t.tm_mon + 1) * 100 + t.tm_mday;
+    case Bucket::kWeek: {
+      char buf[16];
+      strftime(buf, sizeof buf, "%G%V", &t);  // ISO 8601 year and week
+      return std::stoll(buf);
+    }
+    case Bucket::kMonth: return y * 100 + t.tm_mon + 1;
+    case Bucket::kYear: return y;
+  }
+  return 0;
+}
+
+// Calls fn(dir path, entry) for every entry under the tree blobs `roots`;
+// on_tree(dir path, id) for every tree blob before it is read; tree errors
+// go to on_error (the walk continues elsewhere). With `seen`, a tree blob
+// already visited is skipped (prune needs blobs, not paths).
+struct Walker {
+  Repository& repo;
+  const Index& index;
+  BlobCodec codec;
+  std::function<void(const std::vector<std::string>&, const TreeEntry&)> on_entry;
+  std::function<void(const std::vector<std::string>&, const BlobId&)> on_tree;
+  std::function<void(const std::vector<std::string>&, const Status&)> on_error;
+  std::unordered_set<BlobId, Hash256Hasher>* seen = nullptr;
+
+  void walk(const std::vector<BlobId>& ids, std::vector<std::string>& path, int depth) {
+    if (depth > 4096) {
+      on_error(path, Status::corruption("nesting deeper than 4096"));
+      return;
+    }
+    std::vector<BlobId> todo;
+    for (const auto& id : ids) {
+      if (seen && !seen->insert(id).second) continue;
+      if (on_tree) on_tree(path, id);
+      todo.push_back(id);
+    }
+    if (todo.empty()) return;
+    auto entries = repo_util::load_dir(repo, index, codec, todo);
+    if (!entries.is_ok()) {
+      on_error(path, entries.status());
+      return;
+    }
+    for (const auto& e : *entries) {
+      if (on_entry) on_entry(path, e);
+      if (e.type == NodeType::kDir) {
+        path.push_back(e.name);
+        walk(e.subtree, path, depth + 1);
+        path.pop_back();
+      }
+    }
+  }
+};
+
+}  // namespace
+
+std::vector<ForgetDecision> apply_forget_policy(const std::vector<std::pair<Hash256, SnapshotManifest>>& snapshots,
+                                                const ForgetPolicy& policy) {
+  std::map<std::pair<std::string, std::string>, std::vector<ForgetDecision>> groups;
+  for (const auto& [id, m] : snapshots) groups[{m.volume, m.hostname}].push_back({id, m, false, {}});
+  std::vector<ForgetDecision> out;
+  for (auto& [key, list] : groups) {
+    std::sort(list.begin(), list.end(), [](const ForgetDecision& a, const ForgetDecision& b) {
+      return a.manifest.time_ns != b.manifest.time_ns ? a.manifest.time_ns > b.manifest.time_ns : a.id > b.id;
+    });
+    for (size_t i = 0; i < list.size() && static_cast<int>(i) < policy.keep_last; ++i) {
+      list[i].keep = true;
+      list[i].reasons.push_back("last");
+    }
+    const std::pair<int, Bucket> rules[] = {{policy.keep_hourly, Bucket::kHour},
+                                            {policy.keep_daily, Bucket::kDay},
+                                            {policy.keep_weekly, Bucket::kWeek},
+                                            {policy.keep_monthly, Bucket::kMonth},
+                                            {policy.keep_yearly, Bucket::kYear}};
+    static constexpr const char* kNames[] = {"hourly", "daily", "weekly", "monthly", "yearly"};
+    for (size_t r = 0; r < 5; ++r) {
+      int left = rules[r].first;
+      std::optional<int64_t> last;
+      for (auto& d : list) {
+        if (left <= 0) break;
+        const int64_t b = bucket_of(d.manifest.time_ns, rules[r].second);
+        if (last && *last == b) continue;
+        last = b;
+        d.keep = true;
+        d.reasons.push_back(kNames[r]);
+        --left;
+      }
+    }
+    for (auto& d : list) {
+      for (const auto& t : policy.keep_tags) {
+        if (std::find(d.manifest.tags.begin(), d.manifest.tags.end(), t) != d.manifest.tags.end()) {
+          d.keep = true;
+          d.reasons.push_back("tag " + t);
+          break;
+        }
+      }
+      out.push_back(std::move(d));
+    }
+  }
+  return out;
+}
+
+Result<std::vector<ForgetDecision>> run_forget(Repository& repo, const ForgetOptions& opts) {
+  if (opts.policy.empty()) return Status::invalid_argument("forget: no keep rule given (refusing to forget everything)");
+  STOWAGE_ASSIGN_OR_RETURN(const auto all, repo_util::load_snapshots(repo));
+  std::vector<std::pair<Hash256, SnapshotManifest>> chosen;
+  for (const auto& s : all) {
+    if (opts.name.empty() || s.manifest.volume == opts.name) chosen.emplace_back(s.id, s.manifest);
+  }
+  auto decisions = apply_forget_policy(chosen, opts.policy);
+  if (!opts.dry_run) {
+    for (const auto& d : decisions) {
+      if (d.keep) continue;
+      STOWAGE_RETURN_IF_ERROR(repo.store().remove(snapshot_key(d.id)).with_context("forget " + d.id.hex()));
+    }
+  }
+  return decisions;
+}
+
+// ---- prune
+
+Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
+  const auto clock = opts.clock ? opts.clock : system_clock();
+  const int64_t now = clock->now_ns();
+  PruneReport report;
+
+  // Marks first: a mark written after the snapshots were listed must not be
+  // swept on the strength of that older list.
+  STOWAGE_ASSIGN_OR_RETURN(const auto marks, repo_util::load_marks(repo));
+  STOWAGE_ASSIGN_OR_RETURN(const auto snaps, repo_util::load_snapshots(repo));
+  STOWAGE_ASSIGN_OR_RETURN(const auto files, repo.load_index_files());
+  STOWAGE_ASSIGN_OR_RETURN(const auto stored, repo.list_packs());
+  Index index;
+  std::map<PackId, const IndexPack*> indexed;
+  for (const auto& [id, f] : files) {
+    STOWAGE_RETURN_IF_ERROR(index.merge(f));
+    for (const auto& p : f.packs) indexed.emplace(p.id, &p);
+  }
+
+  // Every blob some snapshot needs. Any unreadable tree stops prune: it must
+  // never delete on an incomplete picture.
+  std::unordered_set<BlobId, Hash256Hasher> used, seen;
+  Status walk_error;
+  Walker w{repo, index, BlobCodec{}, {}, {}, {}, &seen};
+  w.on_tree = [&](const std::vector<std::string>&, const BlobId& id) { used.insert(id); };
+  w.on_entry = [&](const std::vector<std::string>&, const TreeEntry& e) { used.insert(e.chunks.begin(), e.chunks.end()); };
+  w.on_error = [&](const std::vector<std::string>& path, const Status& s) {
+    if (walk_error.is_ok()) walk_error = s.with_context(repo_util::display_path(path));
+  };
+  for (const auto& s : snaps) {
+    std::vector<std::string> path;
+    w.walk(s.manifest.tree, path, 0);
+    if (!walk_error.is_ok()) return walk_error.with_context("prune: snapshot " + s.id.hex() + " is unreadable");
+  }
+  auto pack_used = [&](const PackId& p) {
+    auto it = indexed.find(p);
+    if (it == indexed.end()) return false;
+    return std::any_of(it->second->blobs.begin(), it->second->blobs.end(),
+                       [&](const PackBlob& b) { return used.count(b.id) > 0; });
+  };
+
+  // Phase 2: sweep marks older than the grace period. A marked pack holding a
+  // blob some snapshot uses survives unless another surviving pack has that
+  // blob too (a backup that started after the mark uploaded it again).
+  std::set<PackId> doomed, pending;
+  std::vector<Hash256> swept;
+  for (const auto& [id, mark] : marks) {
+    if (mark.created_ns + opts.grace_ns > now) {
+      ++report.marks_pending;
+      pending.insert(mark.packs.begin(), mark.packs.end());
+      continue;
+    }
+    swept.push_back(id);
+    for (const auto& p : mark.packs) {
+      if (stored.count(p)) doomed.insert(p);
+    }
+  }
+  std::unordered_set<BlobId, Hash256Hasher> elsewhere;
+  for (const auto& [p, rec] : indexed) {
+    if (doomed.count(p)) continue;
+    for (const auto& b : rec->blobs) {
+      if (used.count(b.id)) elsewhere.insert(b.id);
+    }
+  }
+  for (auto it = doomed.begin(); it != doomed.end();) {
+    auto rec = indexed.find(*it);
+    const bool needed = rec != indexed.end() &&
+                        std::any_of(rec->second->blobs.begin(), rec->second->blobs.end(), [&](const PackBlob& b) {
+                          return used.count(b.id) && !elsewhere.count(b.id);
+                        });
+    if (needed) {
+      ++report.packs_rescued;
+      for (const auto& b : rec->second->blobs) {
+        if (used.count(b.id)) elsewhere.insert(b.id);  // now kept here
+      }
+      it = doomed.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& p : doomed) pending.erase(p);
+  if (!opts.dry_run && (!doomed.empty() || !swept.empty())) {
+    // 1. Supersede every index file naming a doomed pack.
+    IndexFile replacement;
+    for (const auto& [id, f] : files) {
+      if (std::none_of(f.packs.begin(), f.packs.end(), [&](const IndexPack& p) { return doomed.count(p.id) > 0; })) {
+        continue;
+      }
+      replacement.supersedes.push_back(id);
+      for (const auto& p : f.packs) {
+        if (!doomed.count(p.id)) replacement.packs.push_back(p);
+      }
+    }
+    if (!replacement.supersedes.empty()) {
+      auto saved = repo.save_index(replacement);
+      if (!saved.is_ok()) return saved.status().with_context("prune: write replacement index");
+      report.index_files_rewritten = replacement.supersedes.size();
+    }
+    // 2. Delete packs, 3. then superseded index files and the marks.
+    for (const auto& p : doomed) {
+      STOWAGE_RETURN_IF_ERROR(repo.store().remove(pack_key(p)).with_context("prune"));
+      report.bytes_deleted += stored.at(p);
+      ++report.packs_deleted;
+    }
+    for (const auto& id : replacement.supersedes) {
+      STOWAGE_RETURN_IF_ERROR(repo.store().remove(index_key(id)).with_context("prune"));
+    }
+    for (const auto& id : swept) STOWAGE_RETURN_IF_ERROR(repo.store().remove(repo_util::mark_key(id)).with_context("prune"));
+  } else {
+    report.packs_deleted = doomed.size();
+    for (const auto& p : doomed) report.bytes_deleted += stored.at(p);
+  }
+
+  // Phase 1: mark what is unreferenced now (unindexed packs included: they
+  // belong to a backup that is running, or died; the grace period tells).
+  repo_util::PruneMark mark;
+  mark.created_ns = now;
+  std::set<Hash256> mark_indexes;
+  for (const auto& [p, size] : stored) {
+    if (doomed.count(p) || pending.count(p)) continue;
+    if (pack_used(p)) {
+      auto it = indexed.find(p);
+      if (std::any_of(it->second->blobs.begin(), it->second->blobs.end(),
+                      [&](const PackBlob& b) { return used.count(b.id) == 0; })) {
+        ++report.packs_partly_used;
+      }
+      continue;
+    }
+    mark.packs.push_back(p);
+  }
+  for (const auto& [id, f] : files) {
+    for (const auto& p : f.packs) {
+      if (std::binary_search(mark.packs.begin(), mark.packs.end(), p.id)) mark_indexes.insert(id);
+    }
+  }
+  mark.indexes.assign(mark_indexes.begin(), mark_indexes.end());
+  report.packs_marked = mark.packs.size();
+  if (!mark.packs.empty() && !opts.dry_run) {
+    const std::string bytes = repo_util::serialize_mark(mark);
+    const Hash256 id = sha256(bytes);
+    Status s = repo.store().put(repo_util::mark_key(id), bytes, {.create_only = true});
+    if (!s.is_ok() && s.code() != Code::kAlreadyExists) return s.with_context("prune: write mark");
+  }
+  return report;
+}
+
+// ---- check
+
+Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
+  CheckReport report;
+  auto files = repo.load_index_files();
+  if (!files.is_ok()) {
+    if (files.status().code() != Code::kCorruption) return files.status();
+    report.errors.push_back(files.status().message());
+    return report;
+  }
+  STOWAGE_ASSIGN_OR_RETURN(const auto stored, repo.list_packs());
+  Index index;
+  std::map<PackId, const IndexPack*> indexed;
+  for (const auto& [id, f] : *files) {
+    if (Status s = index.merge(f); !s.is_ok()) report.errors.push_back(s.with_context(index_key(id)).message());
+    for (const auto& p : f.packs) {
+      auto [it, fresh] = indexed.emplace(p.id, &p);
+      if (!fresh && !(*it->second == p)) {
+        report.errors.push_back("pack " + p.id.hex() + " is described differently by two index files");
+      }
+    }
+  }
+  report.packs = indexed.size();
+  report.blobs = index.size();
+
+  // Index against pack headers.
+  std::set<PackId> damaged;
+  for (const auto& [id, rec] : indexed) {
+    auto it = stored.find(id);
+    if (it == stored.end()) {
+      report.errors.push_back("pack " + id.hex() + " is in the index but missing from the store");
+      damaged.insert(id);
+      continue;
+    }
+    if (it->second != rec->length) {
+      report.errors.push_back("pack " + id.hex() + " has " + std::to_string(it->second) + " bytes, the index says " +
+                              std::to_string(rec->length));
+      damaged.insert(id);
+      continue;
+    }
+    auto header = read_pack_header(repo.store(), pack_key(id));
+    if (!header.is_ok()) {
+      if (header.status().code() != Code::kCorruption) return header.status();
+      report.errors.push_back("pack " + id.hex() + ": " + header.status().message());
+      damaged.insert(id);
+    } else if (*header != rec->blobs) {
+      report.errors.push_back("pack " + id.hex() + ": header does not match the index");
+      damaged.insert(id);
+    }
+  }
+  for (const auto& [id, size] : stored) {
+    if (!indexed.count(id)) {
+      report.warnings.push_back("pack " + id.hex() + " is not indexed (a backup running or interrupted; prune removes it)");
+    }
+  }
+
+  // Every blob: download each pack once, verify it and every blob in it.
+  std::unordered_set<BlobId, Hash256Hasher> bad_blobs;
+  if (opts.read_data) {
+    std::vector<const IndexPack*> list;
+    for (const auto& [id, rec] : indexed) {
+      if (stored.count(id)) list.push_back(rec);
+    }
+    std::mutex mu;
+    std::atomic<size_t> next{0};
+    Status fatal;
+    std::vector<std::thread> threads;
+    const unsigned n = opts.workers ? opts.workers : 4;
+    for (unsigned t = 0; t < n; ++t) {
+      threads.emplace_back([&] {
+        BlobCodec codec;
+        for (size_t i = next++; i < list.size(); i = next++) {
+          const IndexPack& p = *list[i];
+          auto data = repo.store().get(pack_key(p.id));
+          std::lock_guard lk(mu);
+          if (!data.is_ok()) {
+            if (fatal.is_ok()) fatal = data.status();
+            continue;
+          }
+          if (sha256(*data) != p.id) {
+            report.errors.push_back("pack " + p.id.hex() + ": content does not match its name (SHA-256)");
+            damaged.insert(p.id);
+          }
+          for (const auto& b : p.blobs) {
+            ++report.blobs_read;
+            if (uint64_t{b.offset} + b.stored_length > data->size()) {
+              bad_blobs.insert(b.id);
+              continue;
+            }
+            auto plain = codec.decode(b.id, b.compression, b.raw_length,
+                                      std::string_view(*data).substr(b.offset, b.stored_length));
+            if (!plain.is_ok()) {
+              bad_blobs.insert(b.id);
+              damaged.insert(p.id);
+              report.errors.push_back("pack " + p.id.hex() + ": blob " + b.id.hex() + ": " + plain.status().message());
+            }
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    STOWAGE_RETURN_IF_ERROR(fatal);
+  }
+  // Blobs of missing or mismatching packs are unusable even without read_data.
+  for (const auto& p : damaged) {
+    auto it = indexed.find(p);
+    if (it == indexed.end()) continue;
+    if (!opts.read_data || !stored.count(p)) {
+      for (const auto& b : it->second->blobs) bad_blobs.insert(b.id);
+    }
+  }
+  report.damaged_packs.assign(damaged.begin(), damaged.end());
+
+  // Snapshots: every tree readable, every chunk indexed and intact.
+  auto snaps = repo_util::load_snapshots(repo);
+  if (!snaps.is_ok()) {
+    if (snaps.status().code() != Code::kCorruption) return snaps.status();
+    report.errors.push_back(snaps.status().message());
+    return report;
+  }
+  report.snapshots = snaps->size();
+  for (const auto& s : *snaps) {
+    Walker w{repo, index, BlobCodec{}, {}, {}, {}, nullptr};
+    auto damage = [&](const std::vector<std::string>& dir, const std::string* name, const std::string& problem) {
+      std::vector<std::string> p = dir;
+      if (name) p.push_back(*name);
+      const std::string path = repo_util::display_path(p);
+      report.damaged.push_back({s.id, path, problem});
+      report.errors.push_back("snapshot " + s.id.hex() + ": " + path + ": " + problem);
+    };
+    w.on_error = [&](const std::vector<std::string>& dir, const Status& st) { damage(dir, nullptr, st.message()); };
+    w.on_entry = [&](const std::vector<std::string>& dir, const TreeEntry& e) {
+      if (e.type != NodeType::kFile) return;
+      uint64_t data = 0;
+      for (const auto& c : e.chunks) {
+        auto loc = index.find(c);
+        if (!loc) {
+          damage(dir, &e.name, "data blob " + c.hex() + " is not in the index");
+          return;
+        }
+        if (bad_blobs.count(c)) {
+          damage(dir, &e.name, "data blob " + c.hex() + " in pack " + loc->pack.hex() + " is damaged");
+          return;
+        }
+        data += loc->raw_length;
+      }
+      uint64_t holes = 0;
+      for (const auto& h : e.holes) holes += h.length;
+      if (data + holes != e.size) damage(dir, &e.name, "size does not match its chunks and holes");
+    };
+    std::vector<std::string> path;
+    w.walk(s.manifest.tree, path, 0);
+  }
+  return report;
+}
+
+}  // namespace stowage

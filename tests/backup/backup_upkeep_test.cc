@@ -1,0 +1,451 @@
+// forget policies, two-phase prune (also against a concurrent backup), check
+// and check --read-data, crash points, hostile snapshots, restore containment.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "backup/backup_env.h"
+#include "backup/test_data.h"
+#include "backup/tree_fixture.h"
+#include "stowage/index.h"
+#include "stowage/pack.h"
+#include "stowage/store_faults.h"
+#include "stowage/store_retry.h"
+#include "stowage/tree.h"
+#include "stowage/upkeep.h"
+
+namespace stowage {
+namespace {
+
+using test::TempDir;
+constexpr int64_t kHour = int64_t{3600} * 1'000'000'000;
+constexpr int64_t kDay = 24 * kHour;
+constexpr int64_t kT0 = 1'767'225'600'000'000'000;  // 2026-01-01T00:00:00Z, a Thursday
+
+// ---- forget policy (pure)
+
+std::vector<std::pair<Hash256, SnapshotManifest>> series(const std::vector<int64_t>& times, const std::string& vol = "v") {
+  std::vector<std::pair<Hash256, SnapshotManifest>> out;
+  for (size_t i = 0; i < times.size(); ++i) {
+    SnapshotManifest m;
+    m.volume = vol;
+    m.hostname = "h";
+    m.time_ns = times[i];
+    out.emplace_back(sha256(vol + std::to_string(i)), m);
+  }
+  return out;
+}
+
+std::vector<int64_t> kept_times(const std::vector<ForgetDecision>& d) {
+  std::vector<int64_t> out;
+  for (const auto& x : d) {
+    if (x.keep) out.push_back(x.manifest.time_ns);
+  }
+  return out;
+}
+
+TEST(ForgetPolicy, KeepLastKeepsNewest) {
+  auto d = apply_forget_policy(series({kT0, kT0 + 1, kT0 + 2, kT0 + 3}), {.keep_last = 2});
+  EXPECT_EQ(kept_times(d), (std::vector<int64_t>{kT0 + 3, kT0 + 2}));
+}
+
+TEST(ForgetPolicy, DailyKeepsNewestOfEachOfTheNewestDays) {
+  // Three snapshots a day for five days (at 01:00, 09:00, 17:00).
+  std::vector<int64_t> t;
+  for (int day = 0; day < 5; ++day) {
+    for (int h : {1, 9, 17}) t.push_back(kT0 + day * kDay + h * kHour);
+  }
+  auto d = apply_forget_policy(series(t), {.keep_daily = 3});
+  EXPECT_EQ(kept_times(d), (std::vector<int64_t>{kT0 + 4 * kDay + 17 * kHour, kT0 + 3 * kDay + 17 * kHour,
+                                                 kT0 + 2 * kDay + 17 * kHour}));
+  // Rules combine: last 2 + 3 days keeps 4 distinct snapshots.
+  d = apply_forget_policy(series(t), {.keep_last = 2, .keep_daily = 3});
+  EXPECT_EQ(kept_times(d).size(), 4u);
+}
+
+TEST(ForgetPolicy, WeeklyMonthlyYearlyUseIsoWeeksAndUtc) {
+  // Daily for 70 days from Thursday 2026-01-01.
+  std::vector<int64_t> t;
+  for (int day = 0; day < 70; ++day) t.push_back(kT0 + day * kDay + 12 * kHour);
+  // ISO weeks run Monday..Sunday: day 69 is Wednesday 2026-03-11 (week 11),
+  // the newest of week 10 is Sunday 2026-03-08, day 66.
+  auto d = apply_forget_policy(series(t), {.keep_weekly = 2});
+  EXPECT_EQ(kept_times(d), (std::vector<int64_t>{kT0 + 69 * kDay + 12 * kHour, kT0 + 66 * kDay + 12 * kHour}));
+  // Months: March (day 69), February (day 58 = Feb 28), January (day 30).
+  d = apply_forget_policy(series(t), {.keep_monthly = 5});
+  EXPECT_EQ(kept_times(d), (std::vector<int64_t>{kT0 + 69 * kDay + 12 * kHour, kT0 + 58 * kDay + 12 * kHour,
+                                                 kT0 + 30 * kDay + 12 * kHour}));
+  d = apply_forget_policy(series(t), {.keep_yearly = 1});
+  EXPECT_EQ(kept_times(d), (std::vector<int64_t>{kT0 + 69 * kDay + 12 * kHour}));
+}
+
+TEST(ForgetPolicy, GroupsBySourceAndKeepsTags) {
+  auto a = series({kT0, kT0 + kDay}, "a");
+  auto b = series({kT0 + 5, kT0 + kDay + 5}, "b");
+  a[0].second.tags = {"keep-me"};
+  a.insert(a.end(), b.begin(), b.end());
+  auto d = apply_forget_policy(a, {.keep_last = 1, .keep_tags = {"keep-me"}});
+  EXPECT_EQ(kept_times(d), (std::vector<int64_t>{kT0 + kDay, kT0, kT0 + kDay + 5}));
+  EXPECT_TRUE(ForgetPolicy{}.empty());
+}
+
+// ---- repository-level tests
+
+class UpkeepTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    repo_dir_ = dir_ / "repo";
+    auto r = Repository::init(test::must_file_store(repo_dir_), test::small_pack_config());
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    repo_ = std::move(r).value();
+  }
+  std::string make_source(const std::string& name, uint64_t seed) {
+    const std::string src = dir_ / name;
+    EXPECT_EQ(::mkdir(src.c_str(), 0755), 0);
+    test::make_tree(src, {.seed = seed, .dirs = 2, .files_per_dir = 3});
+    test::write_file(src + "/unique", test::random_bytes(1500000, seed));
+    return src;
+  }
+  Result<BackupResult> backup(Repository& repo, const std::string& src, const std::string& name, int64_t t) {
+    return run_backup(repo, test::backup_opts(src, name, t));
+  }
+  void expect_restores_to(const Hash256& id, const std::string& expected) {
+    const std::string target = dir_ / ("restore-" + std::to_string(restores_++));
+    auto r = run_restore(*repo_, id, test::restore_opts(target));
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    const auto diffs = test::diff_trees(expected, target);
+    EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
+  }
+  CheckReport check(bool read_data) {
+    auto c = run_check(*repo_, {.read_data = read_data});
+    EXPECT_TRUE(c.is_ok()) << c.status().to_string();
+    return c.is_ok() ? std::move(c).value() : CheckReport{};
+  }
+  size_t count(const std::string& prefix) {
+    auto l = repo_->store().list(prefix);
+    EXPECT_TRUE(l.is_ok());
+    return l.is_ok() ? l->size() : 0;
+  }
+  TempDir dir_{"stowage-upkeep"};
+  std::string repo_dir_;
+  std::unique_ptr<Repository> repo_;
+  int restores_ = 0;
+};
+
+TEST_F(UpkeepTest, ForgetThenTwoPhasePruneDeletesOnlyUnreferencedDataAfterGrace) {
+  const std::string a = make_source("a", 1), b = make_source("b", 2);
+  auto ra = backup(*repo_, a, "a", kT0);
+  ASSERT_TRUE(ra.is_ok()) << ra.status().to_string();
+  auto rb = backup(*repo_, b, "b", kT0 + kHour);
+  ASSERT_TRUE(rb.is_ok());
+  const size_t packs_before = count("data/");
+
+  auto f = run_forget(*repo_, {.policy = {.keep_last = 1}, .name = "a"});
+  ASSERT_TRUE(f.is_ok());
+  EXPECT_EQ(count("snapshots/"), 2u);  // each source keeps its last
+  auto empty = run_forget(*repo_, {});
+  EXPECT_EQ(empty.status().code(), Code::kInvalidArgument);
+
+  // Drop a's only snapshot (what forget does with a stricter policy).
+  ASSERT_TRUE(repo_->store().remove(snapshot_key(ra->snapshot_id)).is_ok());
+
+  auto clock = std::make_shared<test::ManualClock>(kT0 + kDay);
+  PruneOptions po{.grace_ns = kDay, .clock = clock};
+  auto p1 = run_prune(*repo_, po);
+  ASSERT_TRUE(p1.is_ok()) << p1.status().to_string();
+  EXPECT_GT(p1->packs_marked, 0u);
+  EXPECT_EQ(p1->packs_deleted, 0u);
+  EXPECT_EQ(count("data/"), packs_before);  // phase 1 deletes nothing
+  EXPECT_EQ(count("prune/"), 1u);
+
+  clock->advance(kHour);  // still within the grace period
+  auto p2 = run_prune(*repo_, po);
+  ASSERT_TRUE(p2.is_ok());
+  EXPECT_EQ(p2->packs_deleted, 0u);
+  EXPECT_EQ(p2->marks_pending, 1u);
+
+  clock->advance(kDay);
+  auto p3 = run_prune(*repo_, po);
+  ASSERT_TRUE(p3.is_ok()) << p3.status().to_string();
+  EXPECT_EQ(p3->packs_deleted, p1->packs_marked);
+  EXPECT_EQ(count("data/"), packs_before - p1->packs_marked);
+  EXPECT_EQ(count("prune/"), 0u);
+  EXPECT_GE(p3->index_files_rewritten, 1u);
+
+  expect_restores_to(rb->snapshot_id, b);
+  const auto c = check(true);
+  EXPECT_TRUE(c.ok()) << ::testing::PrintToString(c.errors);
+  EXPECT_TRUE(c.warnings.empty()) << ::testing::PrintToString(c.warnings);
+}
+
+// A backup that uploaded packs but has not indexed them when prune marks must
+// lose nothing: the sweep finds its snapshot and keeps the packs.
+TEST_F(UpkeepTest, PruneDuringABackupLosesNothing) {
+  const std::string a = make_source("a", 3);
+  auto clock = std::make_shared<test::ManualClock>(kT0);
+  PruneOptions po{.grace_ns = kDay, .clock = clock};
+  Status prune_in_hook;
+  auto opts = test::backup_opts(a, "a", kT0);
+  opts.after_data_uploaded = [&]() -> Status {
+    // Second process: its own Repository over the same store.
+    auto other = test::must_open(test::must_file_store(repo_dir_));
+    auto p = run_prune(*other, po);
+    if (!p.is_ok()) return p.status();
+    EXPECT_GT(p->packs_marked, 0u);  // the backup's unindexed packs
+    return Status::ok();
+  };
+  auto r = run_backup(*repo_, opts);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  clock->advance(2 * kDay);
+  auto p = run_prune(*repo_, po);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_EQ(p->packs_deleted, 0u);
+  EXPECT_GT(p->packs_rescued, 0u);
+  expect_restores_to(r->snapshot_id, a);
+  EXPECT_TRUE(check(true).ok());
+
+  // A backup that starts while a mark exists does not dedup against marked
+  // packs, so it cannot come to depend on them.
+  ASSERT_TRUE(repo_->store().remove(snapshot_key(r->snapshot_id)).is_ok());
+  ASSERT_TRUE(run_prune(*repo_, po).is_ok());  // marks everything
+  auto again = backup(*repo_, a, "a2", kT0 + 3 * kDay);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_GE(again->manifest.stats.new_bytes, 1500000u);
+  clock->advance(2 * kDay);
+  auto swept = run_prune(*repo_, po);
+  ASSERT_TRUE(swept.is_ok());
+  EXPECT_GT(swept->packs_deleted, 0u);
+  expect_restores_to(again->snapshot_id, a);
+  EXPECT_TRUE(check(true).ok());
+}
+
+// Crash points: the store refuses every put of one kind from some point on.
+TEST_F(UpkeepTest, CrashPointsLeaveACheckableRepositoryAndTheNextBackupWorks) {
+  const std::string a = make_source("a", 4);
+  struct Point {
+    const char* prefix;
+    int allow;
+  };
+  int64_t t = kT0;
+  for (const Point& pt : {Point{"data/", 1}, Point{"index/", 0}, Point{"snapshots/", 0}}) {
+    SCOPED_TRACE(pt.prefix);
+    auto crashing = std::make_unique<test::CrashingStore>(test::must_file_store(repo_dir_), pt.prefix, pt.allow);
+    auto repo = test::must_open(std::move(crashing));
+    auto r = backup(*repo, a, "a", t += kHour);
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_NE(r.status().message().find("injected crash"), std::string::npos) << r.status().to_string();
+    EXPECT_EQ(count("snapshots/"), 0u);
+    const auto c = check(true);
+    EXPECT_TRUE(c.ok()) << ::testing::PrintToString(c.errors);
+  }
+  // Crashed runs left unindexed packs: reported as harmless.
+  EXPECT_FALSE(check(false).warnings.empty());
+  auto ok = backup(*repo_, a, "a", t += kHour);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  expect_restores_to(ok->snapshot_id, a);
+  EXPECT_TRUE(check(true).ok());
+  // Prune removes the crashed runs' leftovers after the grace period.
+  auto clock = std::make_shared<test::ManualClock>(t);
+  ASSERT_TRUE(run_prune(*repo_, {.grace_ns = kDay, .clock = clock}).is_ok());
+  clock->advance(2 * kDay);
+  ASSERT_TRUE(run_prune(*repo_, {.grace_ns = kDay, .clock = clock}).is_ok());
+  EXPECT_TRUE(check(false).warnings.empty()) << ::testing::PrintToString(check(false).warnings);
+  expect_restores_to(ok->snapshot_id, a);
+}
+
+TEST_F(UpkeepTest, FlakyStoreWithRetriesStillRoundTrips) {
+  const std::string a = make_source("a", 5);
+  FaultPlan plan;
+  plan.seed = 11;
+  plan.fail_rate = 0.2;
+  plan.ops = static_cast<unsigned>(StoreOp::kPut) | static_cast<unsigned>(StoreOp::kGet);
+  RetryPolicy rp;
+  rp.max_attempts = 10;
+  rp.base_delay = std::chrono::milliseconds(1);
+  auto faulty = make_fault_injecting_store(test::must_file_store(repo_dir_), plan);
+  auto repo = test::must_open(make_retrying_store(std::move(faulty), rp));
+  auto r = backup(*repo, a, "a", kT0);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  const std::string target = dir_ / "flaky-restore";
+  auto rr = run_restore(*repo, r->snapshot_id, test::restore_opts(target));
+  ASSERT_TRUE(rr.is_ok()) << rr.status().to_string();
+  EXPECT_TRUE(test::diff_trees(a, target).empty());
+}
+
+// A flipped byte in a data blob of a pack: structure check may pass (the
+// header is intact); --read-data finds it and names every snapshot and file.
+TEST_F(UpkeepTest, ReadDataFindsACorruptedPackAndNamesSnapshotsAndFiles) {
+  const std::string a = dir_ / "a";
+  ASSERT_EQ(::mkdir(a.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((a + "/sub").c_str(), 0755), 0);
+  test::write_file(a + "/sub/victim", test::random_bytes(200000, 77));
+  test::write_file(a + "/bystander", test::random_bytes(150000, 78));
+  auto s1 = backup(*repo_, a, "a", kT0);
+  ASSERT_TRUE(s1.is_ok());
+  test::write_file(a + "/later", "x");
+  auto s2 = backup(*repo_, a, "a", kT0 + kHour);
+  ASSERT_TRUE(s2.is_ok());
+
+  // Find the pack and blob holding victim's first chunk, flip a byte in it.
+  auto index = repo_->load_index();
+  ASSERT_TRUE(index.is_ok());
+  // The victim's first chunk: cut it the way the backup did.
+  std::optional<BlobLocation> loc;
+  {
+    auto chunker = Chunker::create(repo_->config().chunker);
+    ASSERT_TRUE(chunker.is_ok());
+    const std::string data = test::random_bytes(200000, 77);
+    const size_t first = chunker->cut(data);
+    loc = index->find(sha256(std::string_view(data).substr(0, first)));
+  }
+  ASSERT_TRUE(loc.has_value());
+  const std::string pack_path = repo_dir_ + "/" + pack_key(loc->pack);
+  {
+    const int fd = ::open(pack_path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    char c;
+    ASSERT_EQ(::pread(fd, &c, 1, loc->offset + loc->stored_length / 2), 1);
+    c ^= 0x40;
+    ASSERT_EQ(::pwrite(fd, &c, 1, loc->offset + loc->stored_length / 2), 1);
+    ::close(fd);
+  }
+  const auto c = check(true);
+  EXPECT_FALSE(c.ok());
+  ASSERT_EQ(c.damaged_packs.size(), 1u);
+  EXPECT_EQ(c.damaged_packs[0], loc->pack);
+  std::set<std::pair<Hash256, std::string>> hit;
+  for (const auto& d : c.damaged) hit.emplace(d.snapshot, d.path);
+  EXPECT_EQ(hit, (std::set<std::pair<Hash256, std::string>>{{s1->snapshot_id, "sub/victim"},
+                                                            {s2->snapshot_id, "sub/victim"}}));
+  // Restore refuses the damaged blob instead of writing wrong bytes.
+  auto r = run_restore(*repo_, s1->snapshot_id, test::restore_opts(dir_ / "r"));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption);
+}
+
+// ---- hostile snapshots
+
+class HostileTest : public UpkeepTest {
+ protected:
+  // Stores `trees` (raw JSON, root last) as tree blobs in one pack, indexes
+  // it and writes a manifest whose root is the last tree. Returns the id.
+  Hash256 plant(const std::vector<std::string>& root_trees, const std::vector<std::string>& data = {}) {
+    BlobCodec codec;
+    PackWriter w;
+    std::vector<BlobId> roots;
+    for (const auto& d : data) {
+      auto e = codec.encode(BlobType::kData, d);
+      EXPECT_TRUE(e.is_ok() && w.add(*e).is_ok());
+    }
+    for (const auto& t : root_trees) {
+      auto e = codec.encode(BlobType::kTree, t);
+      EXPECT_TRUE(e.is_ok() && w.add(*e).is_ok());
+      roots.push_back(e->id);
+    }
+    auto pack = w.finish();
+    EXPECT_TRUE(pack.is_ok());
+    EXPECT_TRUE(repo_->save_pack(*pack).is_ok());
+    IndexFile f;
+    f.packs.push_back({pack->id, static_cast<uint32_t>(pack->data.size()), pack->blobs});
+    EXPECT_TRUE(repo_->save_index(f).is_ok());
+    SnapshotManifest m;
+    m.volume = "evil";
+    m.hostname = "h";
+    m.time_ns = kT0;
+    m.tree = roots;
+    auto json = serialize_snapshot(m);
+    auto id = repo_->save_snapshot(*json);
+    EXPECT_TRUE(id.is_ok());
+    return *id;
+  }
+  // Restores `id` into a fresh target inside an otherwise empty sandbox and
+  // checks that it fails naming `entry`, and that nothing appeared next to the target.
+  void expect_refused(const Hash256& id, const std::string& entry) {
+    const std::string sandbox = dir_ / ("sandbox" + std::to_string(restores_++));
+    ASSERT_EQ(::mkdir(sandbox.c_str(), 0755), 0);
+    auto r = run_restore(*repo_, id, test::restore_opts(sandbox + "/target"));
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_NE(r.status().message().find(entry), std::string::npos) << r.status().to_string();
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(sandbox)) names.push_back(e.path().filename());
+    EXPECT_EQ(names, std::vector<std::string>{"target"});
+  }
+};
+
+std::string file_entry(const std::string& name, const std::string& extra = "") {
+  return R"({"type":"file","name":")" + name + R"(","mode":420,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":1,"size":0)" +
+         extra + "}";
+}
+
+TEST_F(HostileTest, DotDotSlashAbsoluteAndDuplicateNamesAreRefused) {
+  expect_refused(plant({R"({"entries":[)" + file_entry("..") + "]}"}), "..");
+  expect_refused(plant({R"({"entries":[)" + file_entry("a/../../escape") + "]}"}), "a/../../escape");
+  expect_refused(plant({R"({"entries":[)" + file_entry("/etc/passwd") + "]}"}), "/etc/passwd");
+  expect_refused(plant({R"({"entries":[)" + file_entry("dup") + "," + file_entry("dup") + "]}"}), "dup");
+}
+
+TEST_F(HostileTest, SymlinkThenFileThroughItAcrossSplitTreesIsRefused) {
+  // A directory split in two tree blobs: blob 1 makes "a" a symlink to the
+  // outside, blob 2 tries "a" again as a directory holding a file.
+  const std::string sub = R"({"entries":[)" + file_entry("pwned") + "]}";
+  BlobCodec codec;
+  auto sub_blob = codec.encode(BlobType::kTree, sub);
+  ASSERT_TRUE(sub_blob.is_ok());
+  const std::string link =
+      R"({"entries":[{"type":"symlink","name":"a","mode":511,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":2,"target":"/tmp"}]})";
+  const std::string dir = R"({"entries":[{"type":"dir","name":"a","mode":493,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":3,"subtree":[")" +
+                          sub_blob->id.hex() + R"("]}]})";
+  // The sub tree must be stored too: plant it as data of the same pack.
+  PackWriter w;
+  ASSERT_TRUE(w.add(*sub_blob).is_ok());
+  auto pack = w.finish();
+  ASSERT_TRUE(repo_->save_pack(*pack).is_ok());
+  IndexFile f;
+  f.packs.push_back({pack->id, static_cast<uint32_t>(pack->data.size()), pack->blobs});
+  ASSERT_TRUE(repo_->save_index(f).is_ok());
+  expect_refused(plant({link, dir}), "a");
+}
+
+TEST_F(HostileTest, SizeThatContradictsChunksIsRefused) {
+  const std::string data = "hello";
+  const std::string tree = R"({"entries":[{"type":"file","name":"liar","mode":420,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":1,"size":999999,"chunks":[")" +
+                           sha256(data).hex() + R"("]}]})";
+  expect_refused(plant({tree}, {data}), "liar");
+}
+
+// A symlink planted in a target that the user restores into with overwrite
+// is replaced, never followed.
+TEST_F(UpkeepTest, RestoreNeverFollowsASymlinkPlantedInTheTarget) {
+  const std::string src = dir_ / "src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((src + "/victim").c_str(), 0755), 0);
+  test::write_file(src + "/victim/f", "payload");
+  test::write_file(src + "/file", "payload2");
+  auto b = backup(*repo_, src, "s", kT0);
+  ASSERT_TRUE(b.is_ok());
+
+  const std::string outside = dir_ / "outside";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0755), 0);
+  const std::string target = dir_ / "target";
+  ASSERT_EQ(::mkdir(target.c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(outside.c_str(), (target + "/victim").c_str()), 0);
+  ASSERT_EQ(::symlink((outside + "/file").c_str(), (target + "/file").c_str()), 0);
+
+  auto refused = run_restore(*repo_, b->snapshot_id, test::restore_opts(target));
+  EXPECT_EQ(refused.status().code(), Code::kFailedPrecondition);
+  auto o = test::restore_opts(target);
+  o.overwrite = true;
+  auto r = run_restore(*repo_, b->snapshot_id, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(std::filesystem::is_empty(outside));
+  struct stat st {};
+  ASSERT_EQ(::lstat((target + "/victim").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(test::read_file(target + "/victim/f"), "payload");
+  EXPECT_EQ(test::read_file(target + "/file"), "payload2");
+}
+
+}  // namespace
+}  // namespace stowage
