@@ -238,7 +238,10 @@ Result<CopyStats> CopyEngine::copy_tree(const std::string& src, const std::strin
     std::filesystem::remove_all(dst, ec);
     return st_copy.with_context(ctx);
   }
-  stats.strategy = stats.reflinked_files > 0 ? CopyStrategy::kReflink : data_strategy;
+  stats.strategy = stats.reflinked_files > 0 ? CopyStrategy::kReflink
+                   : stats.uring_files > 0    ? CopyStrategy::kIoUring
+                   : stats.portable_files > 0 ? CopyStrategy::kPortable
+                                              : data_strategy;
   return stats;
 }
 

@@ -224,6 +224,7 @@ void bench(const std::string& title, const std::string& src, const std::string& 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows up when redirected
   Args a = parse(argc, argv);
   fs::create_directories(a.dir);
   const std::string small = a.dir + "/small-" + std::to_string(a.files);

@@ -42,8 +42,9 @@ struct CopyOptions {
 
 // What one copy did. Counts are of source entries.
 struct CopyStats {
-  // The strategy that did the work: kReflink when any file was cloned, else the
-  // data-copy strategy in effect (kIoUring or kPortable). Never kAuto.
+  // The strategy that did the work: kReflink when any file was cloned, else
+  // kIoUring when any file's data went through io_uring, else kPortable. With
+  // no regular files: the data strategy that was ready. Never kAuto.
   CopyStrategy strategy = CopyStrategy::kPortable;
   uint64_t files = 0;           // regular files created (hardlinks excluded)
   uint64_t directories = 0;     // including the root when it is a directory
