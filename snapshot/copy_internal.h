@@ -9,7 +9,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -142,14 +141,6 @@ class FileCopier {
   [[nodiscard]] virtual Result<std::vector<FileMeta>> stat_all(int dir,
                                                                const std::vector<std::string>& names);
 };
-
-// Tries FICLONE dst_fd <- src_fd (dst empty). Returns true when cloned. false
-// when this file cannot be cloned here; then, if the whole source device
-// cannot clone into the destination (no support, another filesystem), `dev`
-// is added to *no_clone_devs so later files skip the attempt. Other errors
-// (ENOSPC, EIO) are returned.
-Result<bool> try_clone(int src_fd, int dst_fd, dev_t dev, std::set<dev_t>* no_clone_devs,
-                       const std::string& name);
 
 // pread/copy_file_range copier.
 std::unique_ptr<FileCopier> make_portable_copier(const CopyOptions& opts, mode_t umask_bits);

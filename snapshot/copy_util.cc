@@ -7,6 +7,7 @@
 #include <array>
 #include <fstream>
 #include <memory>
+#include <set>
 
 #include "copy_internal.h"
 
@@ -267,6 +268,13 @@ Result<OpenPair> open_pair(const FileJob& job) {
   return p;
 }
 
+namespace {
+
+// Tries FICLONE dst_fd <- src_fd (dst empty). Returns true when cloned, false
+// when this file cannot be cloned here; then, if the whole source device
+// cannot clone into the destination (no support, another filesystem), `dev`
+// joins *no_clone_devs so later files skip the attempt. Other errors (ENOSPC,
+// EIO) are returned.
 Result<bool> try_clone(int src_fd, int dst_fd, dev_t dev, std::set<dev_t>* no_clone_devs,
                        const std::string& name) {
   if (no_clone_devs->count(dev) > 0) return false;
@@ -281,8 +289,6 @@ Result<bool> try_clone(int src_fd, int dst_fd, dev_t dev, std::set<dev_t>* no_cl
   if (err == EINVAL) return false;
   return errno_status(err, quoted("reflink", name));
 }
-
-namespace {
 
 class PortableCopier final : public FileCopier {
  public:
@@ -320,8 +326,10 @@ class ReflinkCopier final : public FileCopier {
       STOWAGE_ASSIGN_OR_RETURN(bool cloned,
                                try_clone(p.src.get(), p.dst.get(), job.meta.dev, &no_clone_devs_, job.name));
       if (!cloned) {
-        if (!fallback_) return Status::unimplemented(quoted("reflink", job.name) + 
-                                      ": this filesystem pair cannot clone (EOPNOTSUPP/EXDEV/EINVAL)");
+        if (!fallback_) {
+          return Status::unimplemented(quoted("reflink", job.name) +
+                                       ": this filesystem pair cannot clone (EOPNOTSUPP/EXDEV/EINVAL)");
+        }
         p.dst.reset();
         if (::unlinkat(job.dst_dir, job.name.c_str(), 0) != 0) {
           return errno_status(errno, quoted("remove failed clone", job.name));
