@@ -630,6 +630,11 @@ Result<BackupResult> run_backup(Repository& repo, const BackupOptions& in) {
   if (!valid_volume_name(opts.name)) {
     return Status::invalid_argument("source name '" + opts.name + "' is not valid ([A-Za-z0-9][A-Za-z0-9_.-]*)");
   }
+  if (!opts.source.empty() && opts.source[0] != '/') {
+    // Recorded in the manifest: make it mean something on a later day.
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof cwd)) opts.source = std::string(cwd) + "/" + opts.source;
+  }
   if (opts.hostname.empty()) {
     char host[256] = {};
     if (::gethostname(host, sizeof host - 1) != 0) return errno_status(errno, "gethostname");
