@@ -9,6 +9,7 @@
 
 #include "admin_client.h"
 #include "daemon.h"
+#include "stowage/backup_cli.h"
 #include "stowage/volume.h"
 
 namespace {
@@ -98,7 +99,10 @@ int main(int argc, char** argv) {
   release->add_option("name", name, "Volume name")->required();
   release->add_flag("--json", as_json, "Print JSON for scripts");
 
+  stowage::BackupCliState backup_cli;
+  stowage::add_backup_commands(app, backup_cli);
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = stowage::run_backup_command(backup_cli)) return *rc;
 
   if (!name.empty()) {
     if (stowage::Status st = stowage::validate_volume_name(name); !st.is_ok()) {
