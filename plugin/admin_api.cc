@@ -8,6 +8,11 @@ namespace {
 
 using json = nlohmann::json;
 
+json snapshot_json(const SnapshotInfo& s) {
+  return {{"name", s.name}, {"created", format_rfc3339(s.created_unix_ns)}, {"bytes", s.bytes},
+          {"files", s.files}, {"strategy", s.strategy}};
+}
+
 json volume_json(const VolumeInfo& v) {
   json j = {{"name", v.record.name},
             {"kind", v.record.driver_kind},
@@ -21,6 +26,9 @@ json volume_json(const VolumeInfo& v) {
   } else {
     j["bytes_used"] = nullptr;
   }
+  json snaps = json::array();
+  for (const auto& sn : v.snapshots) snaps.push_back(snapshot_json(sn));
+  j["snapshots"] = std::move(snaps);
   if (!v.problem.empty()) j["problem"] = v.problem;
   return j;
 }
@@ -37,6 +45,7 @@ int http_status(const Status& st) {
     case Code::kNotFound: return 404;
     case Code::kAlreadyExists:
     case Code::kFailedPrecondition: return 409;
+    case Code::kUnimplemented: return 501;
     default: return 500;
   }
 }
@@ -76,6 +85,39 @@ HttpResponse AdminApi::handle(const HttpRequest& req) {
       auto v = volumes_.get(name, true);
       if (!v.is_ok()) return fail(v.status());
       return ok(volume_json(*v));
+    }
+    if (action == "snapshots" && req.method == "GET") {
+      auto snaps = volumes_.snapshot_list(name);
+      if (!snaps.is_ok()) return fail(snaps.status());
+      json arr = json::array();
+      for (const auto& sn : *snaps) arr.push_back(snapshot_json(sn));
+      return ok(json{{"volume", name}, {"snapshots", std::move(arr)}});
+    }
+    if (action == "snapshots" && req.method == "POST") {
+      json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+      if (!body.is_object() || (body.contains("name") && !body["name"].is_string())) {
+        return fail(Status::invalid_argument("body must be {\"name\": \"<snapshot>\"} or empty"));
+      }
+      auto snap = volumes_.snapshot_create(name, body.value("name", ""));
+      if (!snap.is_ok()) return fail(snap.status());
+      return ok(json{{"volume", name}, {"snapshot", snapshot_json(*snap)}});
+    }
+    if (action.starts_with("snapshots/") && req.method == "DELETE") {
+      std::string snap = action.substr(std::string("snapshots/").size());
+      if (Status st = volumes_.snapshot_remove(name, snap); !st.is_ok()) return fail(st);
+      return ok(json{{"volume", name}, {"removed", snap}});
+    }
+    if (action == "rollback" && req.method == "POST") {
+      json body = json::parse(req.body, nullptr, false);
+      if (!body.is_object() || !body.contains("snapshot") || !body["snapshot"].is_string() ||
+          (body.contains("force") && !body["force"].is_boolean())) {
+        return fail(Status::invalid_argument("body must be {\"snapshot\": \"<name>\", \"force\": false}"));
+      }
+      std::string snap = body["snapshot"];
+      if (Status st = volumes_.snapshot_rollback(name, snap, body.value("force", false)); !st.is_ok()) {
+        return fail(st);
+      }
+      return ok(json{{"volume", name}, {"rolled_back_to", snap}});
     }
     if (action == "release" && req.method == "POST") {
       auto ids = volumes_.release_all(name);

@@ -90,9 +90,16 @@ Status run_daemon(const DaemonOptions& opts) {
   STOWAGE_ASSIGN_OR_RETURN(int lock_fd, lock_state_root(opts.state_root));
 
   DirBackend backend;
+  auto engine = CopyEngine::create(CopyEngineOptions{{}, [&log](std::string_view line) {
+                                                         log.warn("copy engine", {{"detail", std::string(line)}});
+                                                       }});
+  SnapshotStore snapshots(*engine);
+  DockerQuiescer quiescer(opts.docker_socket, log);
   VolumeManager::Options vopts;
   vopts.state_root = opts.state_root;
   vopts.boot_id = read_boot_id();
+  vopts.snapshots = &snapshots;
+  vopts.quiescer = &quiescer;
   STOWAGE_ASSIGN_OR_RETURN(auto volumes, VolumeManager::open(vopts, backend, log));
 
   boost::asio::io_context ioc;

@@ -14,6 +14,7 @@ struct DaemonOptions {
   std::string state_root = "/var/lib/stowage";
   std::string plugin_socket = "/run/docker/plugins/stowage.sock";
   std::string admin_socket = "/run/stowage/admin.sock";
+  std::string docker_socket = "/var/run/docker.sock";  // Docker API, for quiesce=pause
   unsigned threads = 4;  // I/O threads serving both sockets
   LogFormat log_format = LogFormat::kLogfmt;
   LogLevel log_level = LogLevel::kInfo;

@@ -79,6 +79,14 @@ json volume_json(const VolumeInfo& v, bool with_status) {
       st["bytes_used_complete"] = v.usage->complete;
       st["bytes_used_measured"] = format_rfc3339(v.usage_measured_unix_ns);
     }
+    uint64_t snap_bytes = 0;
+    json names = json::array();
+    for (const auto& sn : v.snapshots) {
+      snap_bytes += sn.bytes;
+      names.push_back(sn.name);
+    }
+    st["snapshots"] = std::move(names);
+    st["snapshots_bytes"] = snap_bytes;
     if (!v.problem.empty()) st["problem"] = v.problem;
     out["Status"] = std::move(st);
   }

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   app.add_option("--admin-socket", opts.admin_socket, "Unix socket for stowctl (mode 0600)")
       ->envname("STOWAGE_ADMIN_SOCKET")
       ->capture_default_str();
+  app.add_option("--docker-socket", opts.docker_socket, "Docker API socket, used to pause containers (quiesce=pause)")
+      ->envname("STOWAGE_DOCKER_SOCKET")
+      ->capture_default_str();
   app.add_option("--threads", opts.threads, "I/O threads")->check(CLI::Range(1u, 256u))->capture_default_str();
   std::string log_format = "logfmt", log_level = "info";
   app.add_option("--log-format", log_format, "logfmt or json")

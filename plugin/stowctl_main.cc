@@ -31,8 +31,9 @@ std::string human_bytes(const json& v) {
 }
 
 // Calls the daemon; prints the error and returns nullopt on failure.
-std::optional<json> call(const std::string& socket, const std::string& method, const std::string& path) {
-  auto r = stowage::admin_call(socket, method, path);
+std::optional<json> call(const std::string& socket, const std::string& method, const std::string& path,
+                         const std::string& body = "") {
+  auto r = stowage::admin_call(socket, method, path, body);
   if (!r.is_ok()) {
     std::cerr << "stowctl: " << r.status().message() << "\n";
     return std::nullopt;
@@ -59,6 +60,15 @@ void print_table(const json& vols) {
   }
 }
 
+void print_snapshots(const std::string& volume, const json& snaps, bool header) {
+  if (header) std::printf("%-24s %-24s %-9s %10s %8s  %s\n", "VOLUME", "SNAPSHOT", "STRATEGY", "SIZE", "FILES", "CREATED");
+  for (const auto& s : snaps) {
+    std::printf("%-24s %-24s %-9s %10s %8llu  %s\n", volume.c_str(), s.value("name", "").c_str(),
+                s.value("strategy", "").c_str(), human_bytes(s["bytes"]).c_str(),
+                static_cast<unsigned long long>(s.value("files", uint64_t{0})), s.value("created", "").c_str());
+  }
+}
+
 void print_volume(const json& v) {
   std::printf("Name:        %s\n", v.value("name", "").c_str());
   std::printf("Kind:        %s\n", v.value("kind", "").c_str());
@@ -71,6 +81,11 @@ void print_volume(const json& v) {
   for (const auto& [k, val] : v["options"].items()) std::printf(" %s=%s", k.c_str(), val.get<std::string>().c_str());
   std::printf("\nMounts:      %zu\n", v["mount_ids"].size());
   for (const auto& id : v["mount_ids"]) std::printf("  %s\n", id.get<std::string>().c_str());
+  std::printf("Snapshots:   %zu\n", v["snapshots"].size());
+  for (const auto& sn : v["snapshots"]) {
+    std::printf("  %s  %s  %s\n", sn.value("name", "").c_str(), human_bytes(sn["bytes"]).c_str(),
+                sn.value("created", "").c_str());
+  }
   if (v.contains("problem")) std::printf("Problem:     %s\n", v["problem"].get<std::string>().c_str());
 }
 
@@ -99,10 +114,38 @@ int main(int argc, char** argv) {
   release->add_option("name", name, "Volume name")->required();
   release->add_flag("--json", as_json, "Print JSON for scripts");
 
+  auto* snapshot = app.add_subcommand("snapshot", "Point-in-time copies of volumes");
+  snapshot->require_subcommand(1);
+  std::string snap_name;
+  bool force = false;
+  auto* snap_create = snapshot->add_subcommand("create", "Snapshot a volume (name defaults to a UTC timestamp)");
+  snap_create->add_option("volume", name, "Volume name")->required();
+  snap_create->add_option("name", snap_name, "Snapshot name");
+  snap_create->add_flag("--json", as_json, "Print JSON for scripts");
+  auto* snap_ls = snapshot->add_subcommand("ls", "List the snapshots of one volume, or of all");
+  snap_ls->add_option("volume", name, "Volume name");
+  snap_ls->add_flag("--json", as_json, "Print JSON for scripts");
+  auto* snap_rm = snapshot->add_subcommand("rm", "Delete a snapshot");
+  snap_rm->add_option("volume", name, "Volume name")->required();
+  snap_rm->add_option("name", snap_name, "Snapshot name")->required();
+  auto* snap_rollback = snapshot->add_subcommand(
+      "rollback", "Replace a volume's data with a snapshot's (refused while mounted unless --force)");
+  snap_rollback->add_option("volume", name, "Volume name")->required();
+  snap_rollback->add_option("name", snap_name, "Snapshot name")->required();
+  snap_rollback->add_flag("--force", force,
+                          "Roll back even while containers use the volume (they keep the old data until restarted)");
+
   stowage::BackupCliState backup_cli;
   stowage::add_backup_commands(app, backup_cli);
   CLI11_PARSE(app, argc, argv);
   if (auto rc = stowage::run_backup_command(backup_cli)) return *rc;
+
+  if (!snap_name.empty()) {
+    if (stowage::Status st = stowage::validate_volume_name(snap_name); !st.is_ok()) {
+      std::cerr << "stowctl: snapshot " << st.message().substr(7) << "\n";
+      return 2;
+    }
+  }
 
   if (!name.empty()) {
     if (stowage::Status st = stowage::validate_volume_name(name); !st.is_ok()) {
@@ -129,6 +172,53 @@ int main(int argc, char** argv) {
     } else {
       print_volume(*j);
     }
+    return 0;
+  }
+  if (snap_create->parsed()) {
+    auto j = call(socket, "POST", "/v1/volumes/" + name + "/snapshots", json{{"name", snap_name}}.dump());
+    if (!j) return 1;
+    if (as_json) {
+      std::cout << (*j)["snapshot"].dump(2) << "\n";
+    } else {
+      const json& sn = (*j)["snapshot"];
+      std::printf("created snapshot %s@%s (%s, %s)\n", name.c_str(), sn.value("name", "").c_str(),
+                  human_bytes(sn["bytes"]).c_str(), sn.value("strategy", "").c_str());
+    }
+    return 0;
+  }
+  if (snap_ls->parsed()) {
+    json all = json::array();
+    if (!name.empty()) {
+      auto j = call(socket, "GET", "/v1/volumes/" + name + "/snapshots");
+      if (!j) return 1;
+      all.push_back(*j);
+    } else {
+      auto j = call(socket, "GET", "/v1/volumes");
+      if (!j) return 1;
+      for (const auto& v : (*j)["volumes"]) all.push_back(json{{"volume", v["name"]}, {"snapshots", v["snapshots"]}});
+    }
+    if (as_json) {
+      std::cout << all.dump(2) << "\n";
+    } else {
+      bool header = true;
+      for (const auto& v : all) {
+        print_snapshots(v["volume"].get<std::string>(), v["snapshots"], header);
+        header = false;
+      }
+    }
+    return 0;
+  }
+  if (snap_rm->parsed()) {
+    if (!call(socket, "DELETE", "/v1/volumes/" + name + "/snapshots/" + snap_name)) return 1;
+    std::printf("removed snapshot %s@%s\n", name.c_str(), snap_name.c_str());
+    return 0;
+  }
+  if (snap_rollback->parsed()) {
+    if (!call(socket, "POST", "/v1/volumes/" + name + "/rollback",
+              json{{"snapshot", snap_name}, {"force", force}}.dump())) {
+      return 1;
+    }
+    std::printf("rolled %s back to snapshot %s\n", name.c_str(), snap_name.c_str());
     return 0;
   }
   if (release->parsed()) {

@@ -40,6 +40,8 @@ const std::vector<OptionDoc> kOptionDocs = {
     {"uid", "numeric user ID that owns the volume root (default 0)"},
     {"gid", "numeric group ID of the volume root (default 0)"},
     {"mode", "octal permission bits of the volume root, e.g. 0750 (default 0755)"},
+    {"from-snapshot", "VOLUME@SNAPSHOT: start as a copy of that snapshot (reflinked where possible)"},
+    {"quiesce", "none or pause: pause the containers using the volume while it is snapshotted (default none)"},
 };
 
 std::string valid_keys() {
@@ -85,6 +87,27 @@ Result<VolumeOptions> parse_volume_options(const std::map<std::string, std::stri
       STOWAGE_ASSIGN_OR_RETURN(out.gid, parse_id(key, value));
     } else if (key == "mode") {
       STOWAGE_ASSIGN_OR_RETURN(out.mode, parse_mode(value));
+    } else if (key == "from-snapshot") {
+      auto at = value.find('@');
+      if (at == std::string::npos) {
+        return Status::invalid_argument("option 'from-snapshot': '" + value + "' is not VOLUME@SNAPSHOT");
+      }
+      out.from_volume = value.substr(0, at);
+      out.from_snapshot = value.substr(at + 1);
+      if (Status st = validate_volume_name(out.from_volume); !st.is_ok()) {
+        return Status::invalid_argument("option 'from-snapshot': " + st.message());
+      }
+      if (Status st = validate_volume_name(out.from_snapshot); !st.is_ok()) {
+        return Status::invalid_argument("option 'from-snapshot': snapshot " + st.message().substr(7));
+      }
+    } else if (key == "quiesce") {
+      if (value == "none") {
+        out.quiesce = Quiesce::kNone;
+      } else if (value == "pause") {
+        out.quiesce = Quiesce::kPause;
+      } else {
+        return Status::invalid_argument("option 'quiesce': '" + value + "' is not one of: none, pause");
+      }
     } else {
       return Status::invalid_argument("unknown option '" + key + "'; valid options are: " + valid_keys());
     }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <random>
 
 #include "fs_util.h"
@@ -228,6 +229,7 @@ Status VolumeManager::load() {
     } else {
       e->state = Entry::State::kReady;
       e->record = std::move(rec).value();
+      if (opts_.snapshots) STOWAGE_RETURN_IF_ERROR(opts_.snapshots->recover(dir));
       // Leftover temp files of an interrupted record update.
       if (DIR* vd = ::opendir(dir.c_str())) {
         while (dirent* de = ::readdir(vd)) {
@@ -298,6 +300,10 @@ VolumeInfo VolumeManager::info_locked(Entry& e, bool with_usage) {
     }
     info.usage = e.usage;
     info.usage_measured_unix_ns = e.usage_at_ns;
+    if (opts_.snapshots) {
+      auto snaps = opts_.snapshots->list(volume_dir(e.record.name));
+      if (snaps.is_ok()) info.snapshots = std::move(snaps).value();
+    }
   }
   return info;
 }
@@ -350,11 +356,14 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   rec.options = opts;
   rec.created_unix_ns = opts_.now_unix_ns();
   rec.boot_id = opts_.boot_id;
+  if (!opts.from_volume.empty() && opts.from_volume == name) {
+    return fail(Status::invalid_argument("a volume cannot be created from a snapshot of itself"));
+  }
   // The directories need no flush of their own: the journal commit below is
   // the commit point, and replay recreates them if they did not reach the disk.
   // volume.json is flushed so that a crash before the commit cannot leave a
   // published volume with an empty record.
-  Status st = backend_.provision(staging, opts);
+  Status st = opts.from_volume.empty() ? backend_.provision(staging, opts) : clone_into(staging, opts);
   if (st.is_ok()) st = write_new_file(staging + "/volume.json", volume_record_to_json(rec), 0600);
   if (st.is_ok() && ::rename(staging.c_str(), volume_dir(name).c_str()) != 0) {
     st = errno == ENOTEMPTY || errno == EEXIST
@@ -390,6 +399,14 @@ Status VolumeManager::remove(const std::string& name) {
     for (const auto& id : e->record.mount_ids) ids += (ids.empty() ? "" : ", ") + id;
     return Status::failed_precondition("volume '" + name + "' is in use by " +
                                        std::to_string(e->record.mount_ids.size()) + " mount(s): " + ids);
+  }
+  if (opts_.snapshots) {
+    auto snaps = opts_.snapshots->list(volume_dir(name));
+    if (snaps.is_ok() && !snaps->empty()) {
+      return Status::failed_precondition("volume '" + name + "' has " + std::to_string(snaps->size()) +
+                                         " snapshot(s); remove them first with 'stowctl snapshot rm " + name +
+                                         " SNAPSHOT'");
+    }
   }
   std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
   if (::rename(volume_dir(name).c_str(), trash.c_str()) != 0) {
@@ -476,6 +493,116 @@ Result<std::string> VolumeManager::path(const std::string& name) {
   std::lock_guard vlock(e->mu);
   if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) return no_such_volume(name);
   return backend_.data_path(volume_dir(name));
+}
+
+Status VolumeManager::need_snapshots() const {
+  return opts_.snapshots ? Status::ok() : Status::unimplemented("snapshots are not available in this daemon");
+}
+
+Result<std::pair<std::shared_ptr<VolumeManager::Entry>, std::unique_lock<std::mutex>>> VolumeManager::ready_entry(
+    const std::string& name) {
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
+  auto e = find(name);
+  if (!e) return no_such_volume(name);
+  std::unique_lock lock(e->mu);
+  if (e->state == Entry::State::kBroken) {
+    return Status::failed_precondition("volume '" + name + "' has an unreadable record: " + e->problem);
+  }
+  if (e->state != Entry::State::kReady) return no_such_volume(name);
+  return std::make_pair(std::move(e), std::move(lock));
+}
+
+Status VolumeManager::clone_into(const std::string& staging, const VolumeOptions& opts) {
+  STOWAGE_RETURN_IF_ERROR(need_snapshots());
+  STOWAGE_ASSIGN_OR_RETURN(auto src, ready_entry(opts.from_volume));
+  std::string data = backend_.data_path(staging);
+  auto copied = opts_.snapshots->clone(volume_dir(opts.from_volume), opts.from_snapshot, data);
+  if (!copied.is_ok()) {
+    return copied.status().with_context("from snapshot " + opts.from_volume + "@" + opts.from_snapshot);
+  }
+  // Explicit options win over what the snapshot had.
+  if ((opts.uid || opts.gid) && ::chown(data.c_str(), opts.uid ? *opts.uid : static_cast<uid_t>(-1),
+                                        opts.gid ? *opts.gid : static_cast<gid_t>(-1)) != 0) {
+    return errno_status(errno, "chown " + data);
+  }
+  if (opts.mode && ::chmod(data.c_str(), *opts.mode) != 0) return errno_status(errno, "chmod " + data);
+  log_.info("volume cloned from snapshot", {{"source", opts.from_volume + "@" + opts.from_snapshot},
+                                            {"strategy", std::string(strategy_name(copied->strategy))},
+                                            {"bytes", std::to_string(copied->bytes)}});
+  return Status::ok();
+}
+
+namespace {
+std::string timestamp_name(int64_t unix_ns) {
+  time_t secs = static_cast<time_t>(unix_ns / 1000000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
+}
+}  // namespace
+
+Result<SnapshotInfo> VolumeManager::snapshot_create(const std::string& volume, std::string name) {
+  STOWAGE_RETURN_IF_ERROR(need_snapshots());
+  if (name.empty()) name = timestamp_name(opts_.now_unix_ns());
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(name).with_context("snapshot"));
+  STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
+  Entry& e = *held.first;
+  std::vector<std::string> paused;
+  if (e.record.options.quiesce == Quiesce::kPause) {
+    if (!opts_.quiescer) return Status::unimplemented("quiesce=pause needs the Docker API, which is not configured");
+    STOWAGE_ASSIGN_OR_RETURN(paused, opts_.quiescer->pause(volume));
+  }
+  auto snap = opts_.snapshots->create(volume_dir(volume), backend_.data_path(volume_dir(volume)), name,
+                                      opts_.now_unix_ns());
+  // Unpause whatever happened: a container must never stay frozen because of us.
+  Status unpaused = paused.empty() ? Status::ok() : opts_.quiescer->unpause(paused);
+  if (!snap.is_ok()) return snap.status().with_context("snapshot volume '" + volume + "'");
+  if (!unpaused.is_ok()) {
+    return unpaused.with_context("snapshot '" + name + "' of volume '" + volume +
+                                 "' was made, but unpausing its containers failed");
+  }
+  e.usage.reset();
+  log_.info("snapshot created", {{"volume", volume}, {"snapshot", name}, {"strategy", snap->strategy},
+                                 {"bytes", std::to_string(snap->bytes)},
+                                 {"paused", std::to_string(paused.size())}});
+  return snap;
+}
+
+Result<std::vector<SnapshotInfo>> VolumeManager::snapshot_list(const std::string& volume) {
+  STOWAGE_RETURN_IF_ERROR(need_snapshots());
+  STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
+  return opts_.snapshots->list(volume_dir(volume));
+}
+
+Status VolumeManager::snapshot_remove(const std::string& volume, const std::string& name) {
+  STOWAGE_RETURN_IF_ERROR(need_snapshots());
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(name).with_context("snapshot"));
+  STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
+  STOWAGE_RETURN_IF_ERROR(opts_.snapshots->remove(volume_dir(volume), name));
+  held.first->usage.reset();
+  log_.info("snapshot removed", {{"volume", volume}, {"snapshot", name}});
+  return Status::ok();
+}
+
+Status VolumeManager::snapshot_rollback(const std::string& volume, const std::string& name, bool force) {
+  STOWAGE_RETURN_IF_ERROR(need_snapshots());
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(name).with_context("snapshot"));
+  STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
+  Entry& e = *held.first;
+  if (!e.record.mount_ids.empty() && !force) {
+    return Status::failed_precondition("volume '" + volume + "' is mounted by " +
+                                       std::to_string(e.record.mount_ids.size()) +
+                                       " container(s); stop them first, or force (running containers keep "
+                                       "the old data until they restart)");
+  }
+  STOWAGE_RETURN_IF_ERROR(opts_.snapshots->rollback(volume_dir(volume), backend_.data_path(volume_dir(volume)), name)
+                              .with_context("roll back volume '" + volume + "'"));
+  e.usage.reset();
+  log_.warn("volume rolled back", {{"volume", volume}, {"snapshot", name}, {"forced", force ? "true" : "false"}});
+  return Status::ok();
 }
 
 Result<VolumeInfo> VolumeManager::get(const std::string& name, bool with_usage) {

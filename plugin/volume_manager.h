@@ -32,6 +32,8 @@
 
 #include "logger.h"
 #include "state_journal.h"
+#include "quiescer.h"
+#include "stowage/snapshot_store.h"
 #include "stowage/status.h"
 #include "stowage/volume.h"
 #include "stowage/volume_backend.h"
@@ -42,6 +44,7 @@ struct VolumeInfo {
   VolumeRecord record;
   std::string mountpoint;
   std::optional<VolumeUsage> usage;  // when asked for and measurable
+  std::vector<SnapshotInfo> snapshots;  // with usage
   int64_t usage_measured_unix_ns = 0;
   std::string problem;  // non-empty when the record on disk could not be read
 };
@@ -57,6 +60,8 @@ class VolumeManager {
     int64_t usage_ttl_ns = 5'000'000'000;  // how long a measured usage is reused
     uint64_t usage_max_entries = 200'000;
     uint64_t checkpoint_bytes = 1 << 20;  // journal size that triggers a checkpoint
+    const SnapshotStore* snapshots = nullptr;  // snapshots unavailable when null
+    Quiescer* quiescer = nullptr;              // quiesce=pause unavailable when null
   };
 
   // Loads every volume under options.state_root/volumes, finishing or discarding
@@ -95,6 +100,17 @@ class VolumeManager {
   // All volumes, sorted by name.
   std::vector<VolumeInfo> list(bool with_usage);
 
+  // Snapshots of a volume (see SnapshotStore). An empty `name` means a UTC
+  // timestamp like 20261126T171900Z. With quiesce=pause, containers using the
+  // volume are paused for the copy and always unpaused afterwards.
+  [[nodiscard]] Result<SnapshotInfo> snapshot_create(const std::string& volume, std::string name);
+  [[nodiscard]] Result<std::vector<SnapshotInfo>> snapshot_list(const std::string& volume);
+  [[nodiscard]] Status snapshot_remove(const std::string& volume, const std::string& name);
+  // Replaces the volume's data with the snapshot's. kFailedPrecondition while
+  // mounted unless `force` (running containers then keep the old data until
+  // they restart).
+  [[nodiscard]] Status snapshot_rollback(const std::string& volume, const std::string& name, bool force);
+
   // Writes every record changed since the last checkpoint to its volume.json
   // and deletes the journal generations that held them. Runs by itself when
   // the journal passes Options::checkpoint_bytes; callable for tests.
@@ -115,6 +131,11 @@ class VolumeManager {
   Status log_delete(const std::string& name);
   Status log_commit(const std::string& name, std::string payload);
   std::shared_ptr<Entry> find(const std::string& name);
+  // The volume's entry, locked, in kReady state; or why not.
+  Result<std::pair<std::shared_ptr<Entry>, std::unique_lock<std::mutex>>> ready_entry(const std::string& name);
+  Status need_snapshots() const;
+  // Fills a staging volume's data from options.from_volume@from_snapshot.
+  Status clone_into(const std::string& staging, const VolumeOptions& opts);
   VolumeInfo info_locked(Entry& e, bool with_usage);
   void checkpoint_loop();
 

@@ -25,10 +25,16 @@ inline constexpr size_t kMaxVolumeNameLength = 128;
 
 // What `docker volume create -o key=value` may set. Every field is validated by
 // parse_volume_options(); unknown keys are refused.
+enum class Quiesce { kNone, kPause };
+
 struct VolumeOptions {
   std::optional<uint32_t> uid;   // owner of the volume root
   std::optional<uint32_t> gid;   // group of the volume root
   std::optional<uint32_t> mode;  // permission bits of the volume root (<= 07777)
+  // "from-snapshot=<volume>@<snapshot>": the new volume starts as a copy of it.
+  std::string from_volume, from_snapshot;
+  // "quiesce=pause": containers using the volume are paused during a snapshot.
+  Quiesce quiesce = Quiesce::kNone;
 
   // The options as Docker passed them (normalised), for Get/inspect.
   std::map<std::string, std::string> raw;

@@ -315,6 +315,52 @@ TEST_F(DaemonTest, AdminSocketIsPrivateAndStowctlWorks) {
   EXPECT_EQ(call("Remove", {{"Name", "alpha"}}).status, 200);
 }
 
+TEST_F(DaemonTest, SnapshotCommandsThroughStowctl) {
+  ASSERT_EQ(call("Create", {{"Name", "snapvol"}}).status, 200);
+  std::string data = daemon_.state_root() + "/volumes/snapvol/_data";
+  write_file(data + "/f", "before");
+  std::string out;
+  ASSERT_EQ(daemon_.stowctl("snapshot create snapvol first", &out), 0) << out;
+  EXPECT_NE(out.find("created snapshot snapvol@first"), std::string::npos) << out;
+  ASSERT_EQ(daemon_.stowctl("snapshot create snapvol --json", &out), 0) << out;
+  std::string stamped = json::parse(out)["name"];
+  EXPECT_EQ(stamped.size(), 16u) << stamped;  // YYYYMMDDTHHMMSSZ
+  EXPECT_EQ(daemon_.stowctl("snapshot create snapvol first", &out), 1);
+  EXPECT_NE(out.find("already exists"), std::string::npos) << out;
+  EXPECT_EQ(daemon_.stowctl("snapshot create snapvol ../evil", &out), 2);
+  EXPECT_NE(out.find("snapshot name must start"), std::string::npos) << out;
+
+  ASSERT_EQ(daemon_.stowctl("snapshot ls snapvol --json", &out), 0) << out;
+  json ls = json::parse(out);
+  ASSERT_EQ(ls[0]["snapshots"].size(), 2u);
+  ASSERT_EQ(daemon_.stowctl("snapshot ls", &out), 0) << out;
+  EXPECT_NE(out.find("first"), std::string::npos) << out;
+
+  auto g = call("Get", {{"Name", "snapvol"}});
+  EXPECT_EQ(g.json()["Volume"]["Status"]["snapshots"].size(), 2u) << g.body;
+  EXPECT_GE(g.json()["Volume"]["Status"]["snapshots_bytes"].get<uint64_t>(), 12u);
+
+  write_file(data + "/f", "after");
+  ASSERT_EQ(call("Mount", {{"Name", "snapvol"}, {"ID", "m1"}}).status, 200);
+  EXPECT_EQ(daemon_.stowctl("snapshot rollback snapvol first", &out), 1);
+  EXPECT_NE(out.find("is mounted"), std::string::npos) << out;
+  EXPECT_EQ(read_file(data + "/f"), "after");
+  ASSERT_EQ(daemon_.stowctl("snapshot rollback snapvol first --force", &out), 0) << out;
+  EXPECT_EQ(read_file(data + "/f"), "before");
+  ASSERT_EQ(call("Unmount", {{"Name", "snapvol"}, {"ID", "m1"}}).status, 200);
+
+  // Clone through Docker's Create, as `docker volume create -o from-snapshot=` does.
+  ASSERT_EQ(call("Create", {{"Name", "clone"}, {"Opts", {{"from-snapshot", "snapvol@first"}}}}).status, 200);
+  EXPECT_EQ(read_file(daemon_.state_root() + "/volumes/clone/_data/f"), "before");
+  expect_err(call("Create", {{"Name", "c2"}, {"Opts", {{"from-snapshot", "snapvol@nope"}}}}), 404, "no such snapshot");
+
+  expect_err(call("Remove", {{"Name", "snapvol"}}), 409, "snapshot");
+  ASSERT_EQ(daemon_.stowctl("snapshot rm snapvol first", &out), 0) << out;
+  ASSERT_EQ(daemon_.stowctl("snapshot rm snapvol " + stamped, &out), 0) << out;
+  EXPECT_EQ(daemon_.stowctl("snapshot rm snapvol first", &out), 1);
+  EXPECT_EQ(call("Remove", {{"Name", "snapvol"}}).status, 200);
+}
+
 TEST(DaemonStartup, RefusesToReplaceANonSocketFile) {
   TempDir dir("stowage-it");
   write_file(dir / "plugin.sock", "not a socket");

@@ -22,14 +22,34 @@ class VolumeManagerTest : public ::testing::Test {
     o.state_root = dir_.path();
     o.boot_id = boot;
     o.now_unix_ns = [this] { return now_ns_; };
+    o.snapshots = &snapshots_;
+    o.quiescer = &quiescer_;
     auto m = VolumeManager::open(o, backend_, log_);
     EXPECT_TRUE(m.is_ok()) << m.status().message();
     return m.is_ok() ? std::move(m).value() : nullptr;
   }
   std::string vol_dir(const std::string& n) { return dir_.path() + "/volumes/" + n; }
 
+  // Records what a snapshot asked of Docker.
+  struct FakeQuiescer : Quiescer {
+    Result<std::vector<std::string>> pause(const std::string& volume) override {
+      calls.push_back("pause " + volume);
+      if (fail_pause) return Status::unavailable("docker is down");
+      return std::vector<std::string>{"ctr-a", "ctr-b"};
+    }
+    Status unpause(const std::vector<std::string>& ids) override {
+      calls.push_back("unpause " + std::to_string(ids.size()));
+      return Status::ok();
+    }
+    std::vector<std::string> calls;
+    bool fail_pause = false;
+  };
+
   test::TempDir dir_{"stowage-vm"};
   DirBackend backend_;
+  std::unique_ptr<CopyEngine> engine_ = CopyEngine::create();
+  SnapshotStore snapshots_{*engine_};
+  FakeQuiescer quiescer_;
   std::vector<std::string> lines_;
   Logger log_{LogFormat::kLogfmt, LogLevel::kDebug, [this](std::string_view l) { lines_.emplace_back(l); }};
   int64_t now_ns_ = 1'700'000'000'000'000'000;
@@ -269,6 +289,117 @@ TEST_F(VolumeManagerTest, JournalTriggersCheckpointBySize) {
     ++journals;
   }
   EXPECT_LE(journals, 2);
+}
+
+TEST_F(VolumeManagerTest, SnapshotRollbackAndClone) {
+  auto m = open();
+  auto v = m->create("v", {});
+  ASSERT_TRUE(v.is_ok());
+  test::write_file(v->mountpoint + "/a", "one");
+  fs::create_directories(v->mountpoint + "/dir");
+  test::write_file(v->mountpoint + "/dir/deep", std::string(100000, 'd'));
+  auto s1 = m->snapshot_create("v", "s1");
+  ASSERT_TRUE(s1.is_ok()) << s1.status().message();
+  EXPECT_EQ(s1->name, "s1");
+  EXPECT_EQ(s1->files, 2u);
+  EXPECT_EQ(s1->bytes, 100003u);
+  EXPECT_EQ(m->snapshot_create("v", "s1").status().code(), Code::kAlreadyExists);
+
+  test::write_file(v->mountpoint + "/a", "two");
+  test::write_file(v->mountpoint + "/b", "new");
+  ASSERT_TRUE(m->mount("v", "c1").is_ok());
+  Status refused = m->snapshot_rollback("v", "s1", false);
+  EXPECT_EQ(refused.code(), Code::kFailedPrecondition);
+  EXPECT_EQ(test::read_file(v->mountpoint + "/a"), "two");  // untouched
+  ASSERT_TRUE(m->unmount("v", "c1").is_ok());
+  ASSERT_TRUE(m->snapshot_rollback("v", "s1", false).is_ok());
+  EXPECT_EQ(test::read_file(v->mountpoint + "/a"), "one");
+  EXPECT_FALSE(fs::exists(v->mountpoint + "/b"));
+  EXPECT_EQ(test::read_file(v->mountpoint + "/dir/deep").size(), 100000u);
+  EXPECT_EQ(m->snapshot_rollback("v", "nope", false).code(), Code::kNotFound);
+
+  auto w = m->create("w", {{"from-snapshot", "v@s1"}, {"uid", "77"}});
+  ASSERT_TRUE(w.is_ok()) << w.status().message();
+  EXPECT_EQ(test::read_file(w->mountpoint + "/a"), "one");
+  struct stat st {};
+  ASSERT_EQ(::stat(w->mountpoint.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 77u);
+  // The clone is independent of its source.
+  test::write_file(w->mountpoint + "/a", "clone");
+  EXPECT_EQ(test::read_file(v->mountpoint + "/a"), "one");
+
+  auto listed = m->get("v", true);
+  ASSERT_EQ(listed->snapshots.size(), 1u);
+  EXPECT_EQ(listed->snapshots[0].name, "s1");
+}
+
+TEST_F(VolumeManagerTest, SnapshotsBlockVolumeRemoveUntilDeleted) {
+  auto m = open();
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  ASSERT_TRUE(m->snapshot_create("v", "keep").is_ok());
+  Status st = m->remove("v");
+  EXPECT_EQ(st.code(), Code::kFailedPrecondition);
+  EXPECT_NE(st.message().find("stowctl snapshot rm v"), std::string::npos) << st.message();
+  ASSERT_TRUE(m->snapshot_remove("v", "keep").is_ok());
+  EXPECT_EQ(m->snapshot_remove("v", "keep").code(), Code::kNotFound);
+  EXPECT_TRUE(m->remove("v").is_ok());
+}
+
+TEST_F(VolumeManagerTest, SnapshotNamesAndSourcesAreChecked) {
+  auto m = open();
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  EXPECT_EQ(m->snapshot_create("v", "../x").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(m->snapshot_create("v", ".hidden").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(m->snapshot_create("nosuch", "s").status().code(), Code::kNotFound);
+  auto stamped = m->snapshot_create("v", "");
+  ASSERT_TRUE(stamped.is_ok());
+  EXPECT_EQ(stamped->name, "20231114T221320Z");
+  EXPECT_EQ(m->create("c", {{"from-snapshot", "v@missing"}}).status().code(), Code::kNotFound);
+  EXPECT_EQ(m->create("c", {{"from-snapshot", "nosuch@s"}}).status().code(), Code::kNotFound);
+  EXPECT_EQ(m->create("c", {{"from-snapshot", "c@s"}}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(m->create("c", {{"from-snapshot", "v"}}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(m->create("c", {{"from-snapshot", "v@../x"}}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(m->get("c", false).status().code(), Code::kNotFound);
+  EXPECT_EQ(m->list(false).size(), 1u);
+}
+
+TEST_F(VolumeManagerTest, QuiescePausesAndAlwaysUnpauses) {
+  auto m = open();
+  ASSERT_TRUE(m->create("q", {{"quiesce", "pause"}}).is_ok());
+  ASSERT_TRUE(m->snapshot_create("q", "one").is_ok());
+  EXPECT_EQ(quiescer_.calls, (std::vector<std::string>{"pause q", "unpause 2"}));
+  // The snapshot fails (name taken): containers are unpaused all the same.
+  quiescer_.calls.clear();
+  EXPECT_EQ(m->snapshot_create("q", "one").status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(quiescer_.calls, (std::vector<std::string>{"pause q", "unpause 2"}));
+  // Docker unreachable: no snapshot is taken without the pause it asked for.
+  quiescer_.calls.clear();
+  quiescer_.fail_pause = true;
+  EXPECT_EQ(m->snapshot_create("q", "two").status().code(), Code::kUnavailable);
+  EXPECT_EQ(m->snapshot_list("q")->size(), 1u);
+  // A volume without quiesce never talks to Docker.
+  quiescer_.calls.clear();
+  ASSERT_TRUE(m->create("plain", {}).is_ok());
+  ASSERT_TRUE(m->snapshot_create("plain", "s").is_ok());
+  EXPECT_TRUE(quiescer_.calls.empty());
+  EXPECT_EQ(m->create("bad", {{"quiesce", "freeze"}}).status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(VolumeManagerTest, InterruptedSnapshotAndRollbackLeftoversRemovedAtOpen) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("v", {}).is_ok());
+    ASSERT_TRUE(m->snapshot_create("v", "s").is_ok());
+  }
+  fs::create_directories(vol_dir("v") + "/snapshots/.tmp-half-1/data");
+  fs::create_directories(vol_dir("v") + "/.rollback-old-1/x");
+  auto m = open();
+  EXPECT_FALSE(fs::exists(vol_dir("v") + "/snapshots/.tmp-half-1"));
+  EXPECT_FALSE(fs::exists(vol_dir("v") + "/.rollback-old-1"));
+  auto snaps = m->snapshot_list("v");
+  ASSERT_TRUE(snaps.is_ok());
+  ASSERT_EQ(snaps->size(), 1u);
+  EXPECT_EQ((*snaps)[0].name, "s");
 }
 
 TEST_F(VolumeManagerTest, RelativeStateRootRefused) {
