@@ -1,0 +1,111 @@
+// Runs the real stowctl binary end to end on a file:// repository: repo init,
+// backup create, backup ls --json, restore, check --read-data, forget, prune.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include "backup/test_data.h"
+#include "backup/tree_fixture.h"
+#include "support/test_support.h"
+
+namespace stowage {
+namespace {
+
+using nlohmann::json;
+using test::TempDir;
+
+class StowctlTest : public ::testing::Test {
+ protected:
+  // Runs stowctl with STOWAGE_REPOSITORY set; returns the exit code, stdout in *out.
+  int stowctl(const std::string& args, std::string* out = nullptr, std::string* err = nullptr) {
+    const std::string o = dir_ / "out.txt", e = dir_ / "err.txt";
+    const std::string cmd = "STOWAGE_REPOSITORY='file://" + dir_.path() + "/repo' '" + test::bin_dir() +
+                            "/stowctl' " + args + " >'" + o + "' 2>'" + e + "'";
+    const std::string wrapped = "( " + cmd + " )";
+    const int status = test::run_shell(wrapped);
+    if (out) *out = test::read_file(o);
+    if (err) *err = test::read_file(e);
+    return status;
+  }
+  json stowctl_json(const std::string& args) {
+    std::string out, err;
+    const int rc = stowctl(args + " --json", &out, &err);
+    EXPECT_EQ(rc, 0) << args << ": " << err;
+    json j = json::parse(out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << out;
+    return j;
+  }
+  TempDir dir_{"stowage-cli"};
+};
+
+TEST_F(StowctlTest, InitBackupLsRestoreCheckForgetPrune) {
+  const std::string src = dir_ / "src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  // The first snapshot shares nothing with the later ones, so once it is
+  // forgotten whole packs become unreferenced.
+  test::write_file(src + "/replaced", test::random_bytes(2u << 20, 1));
+
+  std::string err;
+  EXPECT_NE(stowctl("backup ls", nullptr, &err), 0);  // no repository yet
+  EXPECT_NE(err.find("stowctl:"), std::string::npos);
+  ASSERT_EQ(stowctl("repo init"), 0);
+  EXPECT_NE(stowctl("repo init", nullptr, &err), 0);  // never overwritten
+  EXPECT_NE(err.find("AlreadyExists"), std::string::npos) << err;
+
+  const json first = stowctl_json("backup create '" + src + "' --name db --tag nightly");
+  EXPECT_EQ(first["name"], "db");
+  EXPECT_EQ(first["stats"]["bytes_read"].get<uint64_t>(), 2u << 20);
+  test::make_tree(src, {.seed = 9, .dirs = 2, .files_per_dir = 2});
+  test::write_file(src + "/replaced", test::random_bytes(2u << 20, 2));
+  const json second = stowctl_json("backup create '" + src + "' --name db");
+  EXPECT_EQ(second["parent"], first["snapshot"]);
+  const json third = stowctl_json("backup create '" + src + "' --name db");
+  EXPECT_EQ(third["parent"], second["snapshot"]);
+  EXPECT_EQ(third["stats"]["bytes_read"].get<uint64_t>(), 0u);  // nothing changed, nothing read
+
+  const json ls = stowctl_json("backup ls");
+  ASSERT_EQ(ls.size(), 3u);
+  EXPECT_EQ(ls[0]["id"], first["snapshot"]);
+  EXPECT_EQ(ls[0]["tags"], json::array({"nightly"}));
+  EXPECT_EQ(ls[2]["id"], third["snapshot"]);
+  EXPECT_EQ(ls[2]["source_path"], src);
+
+  const std::string target = dir_ / "restored";
+  const json restored = stowctl_json("restore latest --to '" + target + "'");
+  EXPECT_EQ(restored["snapshot"], third["snapshot"]);
+  EXPECT_TRUE(test::diff_trees(src, target).empty()) << ::testing::PrintToString(test::diff_trees(src, target));
+  // A non-empty target is refused with a non-zero exit and a message.
+  EXPECT_NE(stowctl("restore latest --to '" + target + "'", nullptr, &err), 0);
+  EXPECT_NE(err.find("not empty"), std::string::npos) << err;
+  // An id prefix works too.
+  const std::string prefix = first["snapshot"].get<std::string>().substr(0, 10);
+  EXPECT_EQ(stowctl("restore " + prefix + " --to '" + dir_.path() + "/first'"), 0);
+
+  json check = stowctl_json("check --read-data");
+  EXPECT_EQ(check["ok"], true);
+  EXPECT_GT(check["blobs_read"].get<uint64_t>(), 0u);
+
+  EXPECT_NE(stowctl("forget"), 0);  // no policy: refuses to forget everything
+  const json forget = stowctl_json("forget --keep-last 2");
+  ASSERT_EQ(forget["remove"].size(), 1u);
+  EXPECT_EQ(forget["remove"][0]["id"], first["snapshot"]);
+
+  // Grace 0: the first run marks, the second deletes.
+  const json mark = stowctl_json("prune --grace 0s");
+  EXPECT_GT(mark["packs_marked"].get<uint64_t>(), 0u);
+  EXPECT_EQ(mark["packs_deleted"], 0);
+  const json sweep = stowctl_json("prune --grace 0s");
+  EXPECT_EQ(sweep["packs_deleted"], mark["packs_marked"]);
+
+  check = stowctl_json("check --read-data");
+  EXPECT_EQ(check["ok"], true) << check.dump();
+  EXPECT_EQ(check["snapshots"], 2);
+  const std::string again = dir_ / "again";
+  EXPECT_EQ(stowctl("restore latest --to '" + again + "'"), 0);
+  EXPECT_TRUE(test::diff_trees(src, again).empty());
+}
+
+}  // namespace
+}  // namespace stowage
