@@ -31,7 +31,7 @@ class Env : public ::testing::Environment {
     dir = std::make_unique<TempDir>("stowage-e2e");
     stowaged = std::make_unique<Daemon>(dir->path() + "/stowage", kPluginSocket);
     std::filesystem::create_directories(dir->path() + "/stowage");
-    ASSERT_TRUE(stowaged->start());
+    ASSERT_TRUE(stowaged->start({"--docker-socket", dir->path() + "/docker/docker.sock"}));
     docker = std::make_unique<DockerEngine>(dir->path() + "/docker");
     ASSERT_TRUE(docker->start());
     ASSERT_TRUE(docker->import_busybox(kImage));
@@ -173,6 +173,49 @@ TEST(DockerE2E, DockerdRestartKeepsVolumesAndRestartsContainers) {
   ASSERT_EQ(env->stowaged->stowctl("volume inspect e2e-restart --json", &sout), 0);
   EXPECT_EQ(json::parse(sout)["mount_ids"].size(), 0u) << sout;
   run("volume rm e2e-restart");
+}
+
+TEST(DockerE2E, SnapshotRunningVolumeRollbackAndClone) {
+  run("volume create --driver stowage -o quiesce=pause e2e-snap");
+  run(std::string("run -d --name e2e-snapper -v e2e-snap:/data ") + kImage +
+      " sh -c 'echo v1 > /data/state; sync; sleep 600'");
+  std::string state = env->stowaged->state_root() + "/volumes/e2e-snap/_data/state";
+  ASSERT_TRUE(wait_until([&] { return read_file(state) == "v1\n"; }, std::chrono::seconds(30)));
+
+  // quiesce=pause: the container is paused for the copy and running after it.
+  std::string out;
+  ASSERT_EQ(env->stowaged->stowctl("snapshot create e2e-snap good", &out), 0) << out;
+  EXPECT_EQ(run("inspect -f '{{.State.Status}}' e2e-snapper"), "running");
+  std::string log = read_file(env->stowaged->log_path());
+  EXPECT_NE(log.find("container paused for snapshot"), std::string::npos);
+  EXPECT_NE(log.find("container unpaused"), std::string::npos);
+  // A failing snapshot (the name is taken) still unpauses.
+  EXPECT_EQ(env->stowaged->stowctl("snapshot create e2e-snap good", &out), 1);
+  EXPECT_EQ(run("inspect -f '{{.State.Status}}' e2e-snapper"), "running");
+
+  json inspect = json::parse(run("volume inspect e2e-snap"))[0];
+  EXPECT_EQ(inspect["Status"]["snapshots"], json::array({"good"}));
+  EXPECT_GT(inspect["Status"]["snapshots_bytes"].get<uint64_t>(), 0u);
+
+  // The container damages its data; roll back once it is gone.
+  run("exec e2e-snapper sh -c 'echo broken > /data/state'");
+  EXPECT_EQ(env->stowaged->stowctl("snapshot rollback e2e-snap good", &out), 1);  // still mounted
+  EXPECT_NE(out.find("is mounted"), std::string::npos) << out;
+  run("rm -f e2e-snapper");
+  ASSERT_EQ(env->stowaged->stowctl("snapshot rollback e2e-snap good", &out), 0) << out;
+  EXPECT_EQ(run(std::string("run --rm -v e2e-snap:/data ") + kImage + " cat /data/state"), "v1");
+
+  // Clone into a new volume through Docker.
+  run("volume create --driver stowage -o from-snapshot=e2e-snap@good e2e-clone");
+  EXPECT_EQ(run(std::string("run --rm -v e2e-clone:/data ") + kImage + " cat /data/state"), "v1");
+  out = run("volume create --driver stowage -o from-snapshot=e2e-snap@missing e2e-clone2", 1);
+  EXPECT_NE(out.find("no such snapshot: missing"), std::string::npos) << out;
+
+  out = run("volume rm e2e-snap", 1);
+  EXPECT_NE(out.find("snapshot"), std::string::npos) << out;
+  ASSERT_EQ(env->stowaged->stowctl("snapshot rm e2e-snap good", &out), 0) << out;
+  run("volume rm e2e-snap");
+  run("volume rm e2e-clone");
 }
 
 }  // namespace

@@ -44,6 +44,8 @@ class DockerEngine {
   bool import_busybox(const std::string& tag);
 
   const std::string& log_path() const { return log_; }
+  // The engine's API socket, for tools other than `docker` (build scripts, docker-compose).
+  const std::string& socket_path() const { return sock_; }
 
  private:
   std::string dir_, sock_, log_;

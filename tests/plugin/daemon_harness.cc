@@ -80,7 +80,8 @@ bool Daemon::start(std::vector<std::string> extra_args) {
   Subprocess::Options o;
   o.argv = {bin_dir() + "/stowaged", "--state-root", state_root_, "--plugin-socket", plugin_socket_,
             "--admin-socket", admin_socket_, "--log-level", "debug"};
-  for (auto& a : extra_args) o.argv.push_back(std::move(a));
+  if (!extra_args.empty()) extra_args_ = std::move(extra_args);
+  for (const auto& a : extra_args_) o.argv.push_back(a);
   o.log_path = log_path_;
   proc_ = std::make_unique<Subprocess>(o);
   bool up = wait_until([&] { return socket_accepts(plugin_socket_) || !proc_->running(); }, std::chrono::seconds(30));

@@ -50,6 +50,7 @@ class Daemon {
 
   // Starts stowaged and waits until the plugin socket accepts connections.
   // Fails the current test (and returns false) if it does not come up.
+  // `extra_args`, when given, are remembered for later restarts.
   bool start(std::vector<std::string> extra_args = {});
   // SIGKILL: a crash.
   void kill9();
@@ -69,6 +70,7 @@ class Daemon {
  private:
   std::string dir_, state_root_, plugin_socket_, admin_socket_, log_path_;
   std::unique_ptr<Subprocess> proc_;
+  std::vector<std::string> extra_args_;
 };
 
 // True if a unix-socket connect to `path` succeeds.
