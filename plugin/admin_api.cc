@@ -46,6 +46,7 @@ int http_status(const Status& st) {
     case Code::kAlreadyExists:
     case Code::kFailedPrecondition: return 409;
     case Code::kUnimplemented: return 501;
+    case Code::kUnavailable: return 503;
     default: return 500;
   }
 }
