@@ -14,9 +14,10 @@ build_pkgs=(
 )
 # Real components the tests start: a Docker engine, a busybox image source,
 # PostgreSQL 15, Ceph radosgw (S3), restic (benchmark baseline), filesystems
-# with reflink for snapshot tests.
+# with reflink for snapshot tests; docker-compose (compose example) and
+# dpkg-dev (dpkg-shlibdeps for the .deb).
 test_pkgs=(
-  docker.io busybox-static postgresql-15 postgresql-contrib
+  docker.io busybox-static docker-compose dpkg-dev postgresql-15 postgresql-contrib
   ceph-mon ceph-osd radosgw restic
   xfsprogs btrfs-progs util-linux iproute2 curl zstd procps psmisc
 )
