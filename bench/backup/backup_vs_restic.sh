@@ -35,8 +35,12 @@ start() { pg "$pgbin/pg_ctl" -D "$work/dataset/pg" -l "$work/pg.log" -w \
             -o "-c listen_addresses='' -k $work/sock" start >/dev/null; }
 stop() { pg "$pgbin/pg_ctl" -D "$work/dataset/pg" -m fast -w stop >/dev/null; }
 sql() { pg "$pgbin/psql" -h "$work/sock" -q -v ON_ERROR_STOP=1 -c "$1" postgres; }
+# Never leave a server running (a later run deletes its directory under it).
+stop_if_running() { [[ -f $work/dataset/pg/postmaster.pid ]] && stop || true; }
+trap stop_if_running EXIT
 
 if [[ ! -f $work/dataset/.complete ]]; then
+  stop_if_running
   rm -rf "$work/dataset" "$work/sock"
   mkdir -p "$work/dataset" "$work/sock"
   chown postgres "$work/dataset" "$work/sock"

@@ -14,6 +14,7 @@
 #include "stowage/repository.h"
 #include "stowage/restore.h"
 #include "stowage/store_file.h"
+#include "backup/tree_fixture.h"
 #include "support/test_support.h"
 
 namespace stowage::test {
@@ -95,6 +96,15 @@ inline RestoreOptions restore_opts(const std::string& target) {
   o.workers = 3;
   o.log = [](std::string_view) {};
   return o;
+}
+
+// Restores `id` into the new directory `target` and expects it to equal `expected`.
+inline void expect_restores_to(Repository& repo, const Hash256& id, const std::string& target,
+                               const std::string& expected) {
+  auto r = run_restore(repo, id, restore_opts(target));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  const auto diffs = diff_trees(expected, target);
+  EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
 }
 
 }  // namespace stowage::test

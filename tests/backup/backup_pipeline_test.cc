@@ -30,11 +30,7 @@ class PipelineTest : public ::testing::Test {
     return r.is_ok() ? std::move(r).value() : BackupResult{};
   }
   void expect_restores_to(const Hash256& id, const std::string& expected) {
-    const std::string target = dir_ / ("restore-" + std::to_string(restores_++));
-    auto r = run_restore(*repo_, id, test::restore_opts(target));
-    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-    const auto diffs = test::diff_trees(expected, target);
-    EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
+    test::expect_restores_to(*repo_, id, dir_ / ("restore-" + std::to_string(restores_++)), expected);
   }
   void expect_check_clean() {
     auto c = run_check(*repo_, {.read_data = true});

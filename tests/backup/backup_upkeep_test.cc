@@ -112,11 +112,7 @@ class UpkeepTest : public ::testing::Test {
     return run_backup(repo, test::backup_opts(src, name, t));
   }
   void expect_restores_to(const Hash256& id, const std::string& expected) {
-    const std::string target = dir_ / ("restore-" + std::to_string(restores_++));
-    auto r = run_restore(*repo_, id, test::restore_opts(target));
-    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-    const auto diffs = test::diff_trees(expected, target);
-    EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
+    test::expect_restores_to(*repo_, id, dir_ / ("restore-" + std::to_string(restores_++)), expected);
   }
   CheckReport check(bool read_data) {
     auto c = run_check(*repo_, {.read_data = read_data});
