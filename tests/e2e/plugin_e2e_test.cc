@@ -106,6 +106,16 @@ void remove_plugin() {
   run(std::string("plugin rm -f ") + kPlugin);
 }
 
+// Mounts in this namespace (dockerd's) whose mount point is a plugin's
+// propagated mount. While one is mounted, deleting the plugin's directory
+// would delete the volumes through it; Docker must unmount it first.
+int propagated_mounts() {
+  std::string info = read_file("/proc/self/mountinfo");
+  int n = 0;
+  for (size_t at = 0; (at = info.find("/propagated-mount ", at)) != std::string::npos; ++at) ++n;
+  return n;
+}
+
 std::string stowctl(const std::string& args) {
   return shell(bin_dir() + "/stowctl --admin-socket " + env->state + "/admin.sock " + args);
 }
@@ -147,7 +157,9 @@ TEST(PluginE2E, DataSurvivesDisableEnableAndUpgrade) {
   EXPECT_EQ(sv["mount_ids"], json::array()) << sv.dump();
 
   // Disable (stops stowaged) and enable again.
+  EXPECT_GT(propagated_mounts(), 0);  // the check below can see them
   run(std::string("plugin disable -f ") + kPlugin);
+  EXPECT_EQ(propagated_mounts(), 0) << read_file("/proc/self/mountinfo");
   EXPECT_EQ(read_file(env->state + "/volumes/pv1/_data/greeting"), "written-by-one\n");
   run(std::string("plugin enable ") + kPlugin);
   EXPECT_EQ(run("volume ls -q --filter name=pv1"), "pv1");
