@@ -165,13 +165,23 @@ TEST(PluginE2E, DataSurvivesDisableEnableAndUpgrade) {
   EXPECT_EQ(run("volume ls -q --filter name=pv1"), "pv1");
   EXPECT_EQ(in_container("pv1", "cat /data/greeting"), "written-by-one");
 
-  // Upgrade: a rebuilt plugin replaces the old one, same state mount.
+  // Upgrade: a rebuilt plugin replaces the old one, same state mount, while a
+  // container keeps using the volume (its bind mount does not need stowaged).
+  run(std::string("run -d --name pv1-holder -v pv1:/data ") + kImage +
+      " sh -c 'while true; do date >> /data/holder; sleep 0.2; done'");
+  std::string holder_log = env->state + "/volumes/pv1/_data/holder";
+  ASSERT_TRUE(wait_until([&] { return !read_file(holder_log).empty(); }, std::chrono::seconds(30)));
   remove_plugin();
   std::string id2 = install_plugin(env->dir->path() + "/plugin-2");
   ASSERT_FALSE(id2.empty());
   EXPECT_NE(id1, id2);  // really a new plugin, not the old one re-enabled
+  size_t before = read_file(holder_log).size();
+  EXPECT_TRUE(wait_until([&] { return read_file(holder_log).size() > before; }, std::chrono::seconds(30)));
+  EXPECT_EQ(json::parse(stowctl("volume inspect pv1 --json"))["mount_ids"].size(), 1u);
+  run("rm -f pv1-holder");  // its Unmount reaches the new plugin
+  EXPECT_EQ(json::parse(stowctl("volume inspect pv1 --json"))["mount_ids"], json::array());
   EXPECT_EQ(run("volume ls --format '{{.Driver}} {{.Name}}' --filter name=pv1"), std::string(kDriver) + " pv1");
-  EXPECT_EQ(in_container("pv1", "cat /data/greeting; echo after-upgrade >> /data/greeting; stat -c \"%u:%g %a\" /data"),
+  EXPECT_EQ(in_container("pv1", "rm /data/holder; cat /data/greeting; echo after-upgrade >> /data/greeting; stat -c \"%u:%g %a\" /data"),
             "written-by-one\n1000:1001 750");
   EXPECT_EQ(read_file(env->state + "/volumes/pv1/_data/greeting"), "written-by-one\nafter-upgrade\n");
 
