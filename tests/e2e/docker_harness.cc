@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -32,6 +33,18 @@ std::string isolate_plugin_dir() {
     return std::string("mount tmpfs on /run/docker/plugins: ") + std::strerror(errno);
   }
   return "";
+}
+
+int run_e2e_tests(int argc, char** argv, ::testing::Environment* env) {
+  ::testing::InitGoogleTest(&argc, argv);
+  std::string why = isolate_plugin_dir();
+  if (!why.empty()) {
+    std::fprintf(stderr, "cannot run end-to-end tests: %s\n", why.c_str());
+    delete env;
+    return 1;
+  }
+  ::testing::AddGlobalTestEnvironment(env);
+  return RUN_ALL_TESTS();
 }
 
 DockerEngine::DockerEngine(std::string dir) : dir_(std::move(dir)), sock_(dir_ + "/docker.sock"), log_(dir_ + "/dockerd.log") {

@@ -14,7 +14,16 @@
 
 #include "support/test_support.h"
 
+namespace testing {
+class Environment;
+}
+
 namespace stowage::test {
+
+// The main() of an e2e test binary: initialises gtest, calls
+// isolate_plugin_dir() (returning 1 with the reason when it fails: a failure,
+// never a silent skip), registers `env` (owned by gtest) and runs every test.
+int run_e2e_tests(int argc, char** argv, ::testing::Environment* env);
 
 // Enters a private mount namespace and mounts a tmpfs on /run/docker/plugins.
 // Must run before any thread starts. Returns an error message or "".
