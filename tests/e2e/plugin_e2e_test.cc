@@ -82,11 +82,12 @@ std::string shell(const std::string& cmd, int expect_rc = 0) {
 std::string source_dir() { return STOWAGE_SOURCE_DIR; }
 
 // build.sh into `out`, `docker plugin create`, point its state mount at the
-// test's directory, enable. Returns the plugin's ID ("" on failure).
+// test's directory and its Docker socket at this engine's, enable. Returns the plugin's ID ("" on failure).
 std::string install_plugin(const std::string& out) {
   shell(env->docker_env() + source_dir() + "/deploy/plugin/build.sh --bin-dir " + bin_dir() + " --out " + out +
         " --name " + kPlugin);
-  run(std::string("plugin set ") + kPlugin + " state.source=" + env->state);
+  run(std::string("plugin set ") + kPlugin + " state.source=" + env->state +
+      " docker-socket.source=" + env->docker->socket_path());
   std::string enable_out;
   int rc = env->docker->docker(std::string("plugin enable ") + kPlugin, &enable_out);
   if (rc != 0) {
@@ -129,12 +130,14 @@ TEST(PluginE2E, ConfigMatchesWhatDockerExpects) {
   EXPECT_EQ(c["interface"]["socket"], "stowage.sock");
   // The state mount sits on the propagated mount, so the volume directories
   // the plugin returns from Mount are visible to dockerd on the host.
-  ASSERT_EQ(c["mounts"].size(), 1u);
-  EXPECT_EQ(c["mounts"][0]["destination"], c["propagatedMount"]);
+  std::map<std::string, json> mounts;
+  for (const auto& m : c["mounts"]) mounts[m["name"]] = m;
+  EXPECT_EQ(mounts["state"]["destination"], c["propagatedMount"]);
   std::map<std::string, std::string> envs;
   for (const auto& e : c["env"]) envs[e["name"]] = e["value"];
   EXPECT_EQ(envs["STOWAGE_STATE_ROOT"], c["propagatedMount"]);
   EXPECT_EQ(envs["STOWAGE_PLUGIN_SOCKET"], "/run/docker/plugins/stowage.sock");
+  EXPECT_EQ(envs["STOWAGE_DOCKER_SOCKET"], mounts["docker-socket"]["destination"]);
 }
 
 TEST(PluginE2E, DataSurvivesDisableEnableAndUpgrade) {
@@ -192,6 +195,34 @@ TEST(PluginE2E, DataSurvivesDisableEnableAndUpgrade) {
   EXPECT_FALSE(fs::exists(env->state + "/volumes/pv1"));
 }
 
+// Enables the plugin unless it is: tests may run alone (--gtest_filter).
+void ensure_plugin(const std::string& out) {
+  std::string enabled;
+  if (env->docker->docker(std::string("plugin inspect -f '{{.Enabled}}' ") + kPlugin, &enabled) != 0) {
+    EXPECT_FALSE(install_plugin(out).empty());
+  } else if (trim(enabled) != "true") {
+    run(std::string("plugin enable ") + kPlugin);
+  }
+}
+
+TEST(PluginE2E, QuiescePauseReachesDockerFromInsideThePlugin) {
+  ensure_plugin(env->dir->path() + "/plugin-snap");
+  run(std::string("volume create -d ") + kPlugin + " -o quiesce=pause psnap");
+  run(std::string("run -d --name psnap-user -v psnap:/data ") + kImage + " sh -c 'echo v1 > /data/state; sleep 600'");
+  ASSERT_TRUE(wait_until([&] { return read_file(env->state + "/volumes/psnap/_data/state") == "v1\n"; },
+                         std::chrono::seconds(30)));
+  // stowctl on the host, through the admin socket in the state directory;
+  // stowaged pauses the container through the docker-socket mount.
+  stowctl("snapshot create psnap s1");
+  EXPECT_EQ(run("inspect -f '{{.State.Status}}' psnap-user"), "running");
+  std::string log = read_file(env->docker->log_path());  // the plugin's stderr goes to dockerd's log
+  EXPECT_NE(log.find("container paused for snapshot"), std::string::npos);
+  EXPECT_NE(log.find("container unpaused"), std::string::npos);
+  run("rm -f psnap-user");
+  stowctl("snapshot rm psnap s1");
+  run("volume rm psnap");
+}
+
 // The volumes block of the busybox variant is the example's, byte for byte.
 std::string volumes_block(const std::string& compose) {
   size_t at = compose.find("\nvolumes:\n");
@@ -204,13 +235,7 @@ TEST(PluginE2E, ComposeExampleCreatesStowageVolumeThatSurvivesDownUp) {
   ASSERT_FALSE(volumes_block(example).empty());
   ASSERT_EQ(volumes_block(variant), volumes_block(example));
 
-  // Runs alone too (--gtest_filter): install the plugin if no test did.
-  std::string enabled;
-  if (env->docker->docker(std::string("plugin inspect -f '{{.Enabled}}' ") + kPlugin, &enabled) != 0) {
-    ASSERT_FALSE(install_plugin(env->dir->path() + "/plugin-compose").empty());
-  } else if (trim(enabled) != "true") {
-    run(std::string("plugin enable ") + kPlugin);
-  }
+  ensure_plugin(env->dir->path() + "/plugin-compose");
   std::string project = env->dir->path() + "/compose";
   fs::create_directories(project);
   fs::copy_file(source_dir() + "/tests/e2e/compose_busybox.yaml", project + "/compose.yaml");
