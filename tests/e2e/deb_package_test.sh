@@ -54,16 +54,19 @@ root=$tmp/root$prefix
 ver_out=$("$root/sbin/stowaged" --version)
 expect_contains "$ver_out" "$version" "stowaged --version"
 help=$("$root/sbin/stowaged" --help)
-for flag in --state-root --plugin-socket --admin-socket --threads --log-format --log-level --version --help \
-  STOWAGE_STATE_ROOT STOWAGE_PLUGIN_SOCKET STOWAGE_ADMIN_SOCKET STOWAGE_LOG_FORMAT STOWAGE_LOG_LEVEL; do
+for flag in --state-root --plugin-socket --admin-socket --docker-socket --threads --log-format --log-level \
+  --version --help STOWAGE_STATE_ROOT STOWAGE_PLUGIN_SOCKET STOWAGE_ADMIN_SOCKET STOWAGE_DOCKER_SOCKET \
+  STOWAGE_LOG_FORMAT STOWAGE_LOG_LEVEL; do
   expect_contains "$help" "$flag" "stowaged --help"
 done
 help=$("$root/sbin/stowctl" --help)
-for word in --admin-socket STOWAGE_ADMIN_SOCKET volume; do
+for word in --admin-socket STOWAGE_ADMIN_SOCKET --version volume snapshot repo backup restore forget prune check; do
   expect_contains "$help" "$word" "stowctl --help"
 done
 help=$("$root/sbin/stowctl" volume --help)
 for word in ls inspect release; do expect_contains "$help" "$word" "stowctl volume --help"; done
+help=$("$root/sbin/stowctl" snapshot --help)
+for word in create ls rm rollback; do expect_contains "$help" "$word" "stowctl snapshot --help"; done
 
 unit=$(cat "$root/lib/systemd/system/stowaged.service")
 exec_start=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' <<<"$unit")
