@@ -82,7 +82,8 @@ std::string shell(const std::string& cmd, int expect_rc = 0) {
 std::string source_dir() { return STOWAGE_SOURCE_DIR; }
 
 // build.sh into `out`, `docker plugin create`, point its state mount at the
-// test's directory and its Docker socket at this engine's, enable. Returns the plugin's ID ("" on failure).
+// test's directory and its Docker socket at this engine's, enable. Returns
+// the plugin's ID ("" on failure).
 std::string install_plugin(const std::string& out) {
   shell(env->docker_env() + source_dir() + "/deploy/plugin/build.sh --bin-dir " + bin_dir() + " --out " + out +
         " --name " + kPlugin);
@@ -106,8 +107,8 @@ void remove_plugin() {
   run(std::string("plugin rm -f ") + kPlugin);
 }
 
-// Mounts in this namespace (dockerd's) whose mount point is a plugin's
-// propagated mount. While one is mounted, deleting the plugin's directory
+// Mounts in this namespace (dockerd's) of or on a plugin's propagated mount
+// (its mountinfo line names the path as root or mount point). While one is mounted, deleting the plugin's directory
 // would delete the volumes through it; Docker must unmount it first.
 int propagated_mounts() {
   std::string info = read_file("/proc/self/mountinfo");
