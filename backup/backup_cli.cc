@@ -155,6 +155,8 @@ int cmd_create(const BackupCliState& st) {
   o.hostname = st.host;
   o.tags = st.tags;
   o.use_parent = !st.no_parent;
+  o.compression_level = st.compression_level;
+  o.workers = st.workers;
   BackupProgress progress;
   o.progress = &progress;
   Result<BackupResult> r = Status::internal("not run");
@@ -229,6 +231,7 @@ int cmd_restore(const BackupCliState& st) {
   RestoreOptions o;
   o.target = st.target;
   o.overwrite = st.overwrite;
+  o.workers = st.workers;
   RestoreProgress progress;
   o.progress = &progress;
   Result<RestoreResult> r = Status::internal("not run");
@@ -359,6 +362,9 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.create->add_option("--name", st.name, "Source name (default: the directory's name)");
   st.create->add_option("--host", st.host, "Host name to record (default: this host)");
   st.create->add_flag("--no-parent", st.no_parent, "Read every file instead of skipping unchanged ones");
+  st.create->add_option("--compression-level", st.compression_level,
+                        "zstd level for new data (default: the repository's; negative = faster)");
+  st.create->add_option("--workers", st.workers, "Files read and chunked in parallel (default: one per core, at least 2)");
   st.create->add_flag("--json", st.json, "Print JSON for scripts");
   st.ls = backup->add_subcommand("ls", "List snapshots");
   repo_option(st.ls, st);
@@ -372,6 +378,7 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.restore->add_option("--name", st.name, "With 'latest': the newest snapshot of this source");
   st.restore->add_flag("--overwrite", st.overwrite,
                        "Restore into a non-empty directory, replacing entries the snapshot has (symlinks are replaced, never followed)");
+  st.restore->add_option("--workers", st.workers, "Packs fetched in parallel (default: 2 per core)");
   st.restore->add_flag("--json", st.json, "Print JSON for scripts");
 
   st.forget = app.add_subcommand("forget", "Remove snapshots by retention policy (data stays until prune)");

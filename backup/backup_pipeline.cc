@@ -111,6 +111,7 @@ class Pipeline {
   Result<BackupResult> run();
 
  private:
+  int level() const { return opts_.compression_level ? opts_.compression_level : repo_.config().compression_level; }
   unsigned worker_count() const {
     if (opts_.workers) return opts_.workers;
     return std::max(2u, std::thread::hardware_concurrency());
@@ -413,7 +414,7 @@ void Pipeline::worker_loop() {
     return;
   }
   Sha256 sha;
-  BlobCodec codec(repo_.config().compression_level);
+  BlobCodec codec(level());
   FileJob job;
   while (jobs_.pop(job)) {
     if (aborted_) continue;
@@ -428,7 +429,7 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
     const BlobId id = sha.digest(chunk);
     e.chunks.push_back(id);
     if (!claim(id)) return Status::ok();
-    STOWAGE_ASSIGN_OR_RETURN(EncodedBlob enc, codec.encode(BlobType::kData, chunk));
+    STOWAGE_ASSIGN_OR_RETURN(EncodedBlob enc, codec.encode_hashed(BlobType::kData, id, chunk));
     return add_blob(enc);
   };
   ChunkFeeder feeder(chunker_, emit);
@@ -563,7 +564,7 @@ Result<BackupResult> Pipeline::run() {
       f->entry.mtime_ns = l.mtime_ns;
       f->entry.ctime_ns = l.ctime_ns;
     }
-    BlobCodec codec(repo_.config().compression_level);
+    BlobCodec codec(level());
     auto t = build_tree(root, codec);
     if (t.is_ok()) {
       root_tree = std::move(t).value();

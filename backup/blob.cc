@@ -35,13 +35,18 @@ BlobCodec::~BlobCodec() {
 }
 
 Result<EncodedBlob> BlobCodec::encode(BlobType type, std::string_view plaintext) {
+  if (plaintext.size() > kMaxBlobSize) return encode_hashed(type, BlobId{}, plaintext);  // the size error
+  return encode_hashed(type, impl_->sha.digest(plaintext), plaintext);
+}
+
+Result<EncodedBlob> BlobCodec::encode_hashed(BlobType type, const BlobId& id, std::string_view plaintext) {
   if (plaintext.size() > kMaxBlobSize) {
     return Status::invalid_argument("blob of " + std::to_string(plaintext.size()) + " bytes exceeds the " +
                                     std::to_string(kMaxBlobSize) + "-byte limit");
   }
   if (impl_->cctx == nullptr || impl_->dctx == nullptr) return Status::internal("zstd context allocation failed");
   EncodedBlob out;
-  out.id = impl_->sha.digest(plaintext);
+  out.id = id;
   out.type = type;
   out.raw_length = static_cast<uint32_t>(plaintext.size());
   // Only a strictly smaller frame is worth the decompression cost on restore,

@@ -17,10 +17,12 @@ namespace stowage {
 struct BackupCliState {
   std::string repo;
   bool json = false;
+  unsigned workers = 0;  // backup create / restore: 0 = their defaults
   // backup create
   std::string path, name, host;
   std::vector<std::string> tags;
   bool no_parent = false;
+  int compression_level = 0;
   // restore
   std::string snapshot, target;
   bool overwrite = false;

@@ -55,6 +55,7 @@ struct BackupOptions {
   std::optional<Hash256> parent;
   bool use_parent = true;         // false: read every file (a full backup)
   unsigned workers = 0;           // file readers/chunkers; 0 = hardware concurrency (at least 2)
+  int compression_level = 0;      // zstd level for new blobs; 0 = the repository's (FORMAT.md §2 allows overriding)
   unsigned uploads_in_flight = 4;  // concurrent pack puts
   // Finished packs waiting for an upload slot; with uploads_in_flight and the
   // open pack this bounds pack memory at (2 + in flight + queued) × pack_size.
