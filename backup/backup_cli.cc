@@ -364,7 +364,7 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.create->add_flag("--no-parent", st.no_parent, "Read every file instead of skipping unchanged ones");
   st.create->add_option("--compression-level", st.compression_level,
                         "zstd level for new data (default: the repository's; negative = faster)");
-  st.create->add_option("--workers", st.workers, "Files read and chunked in parallel (default: one per core, at least 2)");
+  st.create->add_option("--workers", st.workers, "Files read and chunked in parallel (default: 4 per core)");
   st.create->add_flag("--json", st.json, "Print JSON for scripts");
   st.ls = backup->add_subcommand("ls", "List snapshots");
   repo_option(st.ls, st);

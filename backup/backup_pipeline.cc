@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "bounded_queue.h"
+#include "chunk_feeder.h"
 #include "fs_util.h"
 #include "repo_util.h"
 #include "stowage/chunker.h"
@@ -56,46 +57,6 @@ struct FileJob {
   Node* node = nullptr;
 };
 
-// Feeds a byte stream to the chunker in pieces of any size and emits chunks
-// in order; buffers at most max_size + one piece.
-class ChunkFeeder {
- public:
-  using Emit = std::function<Status(std::string_view)>;
-  ChunkFeeder(const Chunker& chunker, Emit emit) : chunker_(chunker), emit_(std::move(emit)) {}
-
-  Status feed(const char* p, size_t n) {
-    buf_.append(p, n);
-    const size_t max = chunker_.params().max_size;
-    while (buf_.size() - pos_ >= max) {
-      const size_t len = chunker_.cut(std::string_view(buf_).substr(pos_));
-      STOWAGE_RETURN_IF_ERROR(emit_(std::string_view(buf_).substr(pos_, len)));
-      pos_ += len;
-    }
-    if (pos_ >= max) {
-      buf_.erase(0, pos_);
-      pos_ = 0;
-    }
-    return Status::ok();
-  }
-
-  Status finish() {
-    while (pos_ < buf_.size()) {
-      const size_t len = chunker_.cut(std::string_view(buf_).substr(pos_));
-      STOWAGE_RETURN_IF_ERROR(emit_(std::string_view(buf_).substr(pos_, len)));
-      pos_ += len;
-    }
-    buf_.clear();
-    pos_ = 0;
-    return Status::ok();
-  }
-
- private:
-  const Chunker& chunker_;
-  Emit emit_;
-  std::string buf_;
-  size_t pos_ = 0;
-};
-
 class Pipeline {
  public:
   Pipeline(Repository& repo, const BackupOptions& opts, Index index, Chunker chunker)
@@ -114,7 +75,11 @@ class Pipeline {
   int level() const { return opts_.compression_level ? opts_.compression_level : repo_.config().compression_level; }
   unsigned worker_count() const {
     if (opts_.workers) return opts_.workers;
-    return std::max(2u, std::thread::hardware_concurrency());
+    // More workers than cores: with a cold cache, small files are read one
+    // latency at a time, and extra workers overlap those waits (measured on
+    // 2 cores, 31,000 files + 3 GB: 14.9 s with 2 workers, 11.1 s with 4,
+    // 10.2 s with 8).
+    return 4 * std::max(1u, std::thread::hardware_concurrency());
   }
 
   void warn(const std::string& line) {
@@ -179,6 +144,10 @@ class Pipeline {
 
   std::mutex pack_mu_;
   PackWriter writer_;
+  // Pack buffers uploaders are done with (at most one per pack in memory), so
+  // pack memory stays at a fixed set of allocations.
+  std::mutex spare_mu_;
+  std::vector<Bytes> spare_;
   uint64_t new_blobs_ = 0, new_bytes_ = 0, stored_bytes_ = 0;
 
   std::mutex uploads_mu_;
@@ -353,6 +322,16 @@ Status Pipeline::finish_pack() {
   if (writer_.empty()) return Status::ok();
   STOWAGE_ASSIGN_OR_RETURN(PackWriter::Finished pack, writer_.finish());
   {
+    // Reuse a buffer an uploader is done with; else allocate the target size
+    // + the blob that crosses it + a header of small blobs, once.
+    std::lock_guard lk(spare_mu_);
+    if (!spare_.empty()) {
+      writer_.recycle(std::move(spare_.back()));
+      spare_.pop_back();
+    }
+  }
+  writer_.reserve(repo_.config().pack_size + chunker_.params().max_size + (1u << 20));
+  {
     std::lock_guard lk(uploads_mu_);
     ++packs_submitted_;
   }
@@ -373,6 +352,10 @@ void Pipeline::upload_loop() {
       progress_->bytes_uploaded += pack.data.size();
       std::lock_guard lk(uploads_mu_);
       pending_index_.push_back({pack.id, static_cast<uint32_t>(pack.data.size()), std::move(pack.blobs)});
+    }
+    {
+      std::lock_guard lk(spare_mu_);
+      spare_.push_back(std::move(pack.data));
     }
     if (!aborted_) {
       s = write_pending_index(false);
@@ -445,7 +428,7 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
         const uint64_t n, reader.read_file(job.path, [&](uint64_t, std::span<const std::byte> data) -> Status {
           if (aborted_) return Status::failed_precondition("backup aborted");
           progress_->bytes_read += data.size();
-          return feeder.feed(reinterpret_cast<const char*>(data.data()), data.size());
+          return feeder.feed(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
         }));
     e.size = n;
   } else {
@@ -455,7 +438,7 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
     STOWAGE_RETURN_IF_ERROR(fs_util::read_ranges(map, kReadSize, [&](std::string_view data) -> Status {
       if (aborted_) return Status::failed_precondition("backup aborted");
       progress_->bytes_read += data.size();
-      return feeder.feed(data.data(), data.size());
+      return feeder.feed(data);
     }));
   }
   STOWAGE_RETURN_IF_ERROR(feeder.finish());
@@ -527,6 +510,7 @@ Result<BackupResult> Pipeline::run() {
     }
   }
 
+  writer_.reserve(repo_.config().pack_size + chunker_.params().max_size + (1u << 20));
   std::vector<std::thread> uploaders, workers;
   for (unsigned i = 0; i < std::max(1u, opts_.uploads_in_flight); ++i) uploaders.emplace_back([this] { upload_loop(); });
   for (unsigned i = 0; i < worker_count(); ++i) workers.emplace_back([this] { worker_loop(); });

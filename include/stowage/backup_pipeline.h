@@ -54,7 +54,7 @@ struct BackupOptions {
   // the newest snapshot with the same name and hostname, if any.
   std::optional<Hash256> parent;
   bool use_parent = true;         // false: read every file (a full backup)
-  unsigned workers = 0;           // file readers/chunkers; 0 = hardware concurrency (at least 2)
+  unsigned workers = 0;           // file readers/chunkers; 0 = 4 × hardware concurrency
   int compression_level = 0;      // zstd level for new blobs; 0 = the repository's (FORMAT.md §2 allows overriding)
   unsigned uploads_in_flight = 4;  // concurrent pack puts
   // Finished packs waiting for an upload slot; with uploads_in_flight and the

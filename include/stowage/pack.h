@@ -65,6 +65,18 @@ class PackWriter {
   // Stored bytes added so far (excluding header and trailer): compare with
   // the configured pack size to decide when to finish.
   size_t blob_bytes() const { return data_.size(); }
+  // Pre-allocates room for `bytes` of pack (blobs, header and trailer), so a
+  // pack closed near its target size holds one allocation of about that
+  // size instead of a doubled string (which would double pack memory).
+  void reserve(size_t bytes) { data_.reserve(bytes); }
+  // Takes `buffer` (a finished pack's data, no longer needed) as the storage
+  // of the next pack when the writer is empty, so a pipeline can cycle a
+  // fixed set of pack buffers instead of allocating one per pack.
+  void recycle(Bytes buffer) {
+    if (!data_.empty() || buffer.capacity() <= data_.capacity()) return;
+    buffer.clear();
+    data_ = std::move(buffer);
+  }
   size_t blob_count() const { return blobs_.size(); }
   bool empty() const { return blobs_.empty(); }
 
