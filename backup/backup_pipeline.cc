@@ -100,6 +100,10 @@ class Pipeline {
     aborted_ = true;
     jobs_.close();
     uploads_.close();
+    {
+      // A waiter between checking aborted_ and sleeping must not miss this.
+      std::lock_guard lk(uploads_mu_);
+    }
     uploads_cv_.notify_all();
   }
   Status first_error() {
