@@ -132,6 +132,9 @@ Result<std::string> serialize_lease(const Lease& l) {
   j["acquired_ns"] = l.acquired_ns;
   j["expires_ns"] = l.expires_ns;
   j["released"] = l.released;
+  j["nonce"] = l.nonce;
+  j["renewal"] = l.renewal;
+  j["ttl_ns"] = l.ttl_ns;
   return j.dump();
 }
 
@@ -152,6 +155,9 @@ Result<Lease> parse_lease(std::string_view text) {
     l.acquired_ns = j.at("acquired_ns").get<int64_t>();
     l.expires_ns = j.at("expires_ns").get<int64_t>();
     l.released = j.at("released").get<bool>();
+    l.nonce = j.value("nonce", std::string());
+    l.renewal = j.value("renewal", uint64_t{0});
+    l.ttl_ns = j.value("ttl_ns", int64_t{0});
   } catch (const std::exception& e) {
     return Status::corruption(std::string("lease: ") + e.what());
   }

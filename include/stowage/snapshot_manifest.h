@@ -72,6 +72,10 @@ struct Lease {
   int64_t acquired_ns = 0;
   int64_t expires_ns = 0;
   bool released = false;
+  // Added with the lease protocol (absent in older objects: read as ""/0).
+  std::string nonce;     // random per acquisition: tells a holder its own object from a look-alike
+  uint64_t renewal = 0;  // bumped by every renewal, so observers see that the holder is alive
+  int64_t ttl_ns = 0;    // the holder's lease duration; observers wait this long of their own time
   bool operator==(const Lease&) const = default;
 
   // Whether the lease still excludes other writers at `now_ns`.

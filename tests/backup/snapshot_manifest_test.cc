@@ -86,6 +86,9 @@ Lease sample_lease() {
   l.holder = {"node-a", "3f00", 4242};
   l.acquired_ns = 1000;
   l.expires_ns = 2000;
+  l.nonce = "a1b2";
+  l.renewal = 3;
+  l.ttl_ns = 1000;
   return l;
 }
 
