@@ -586,7 +586,9 @@ Result<BackupResult> Pipeline::run() {
   m.stats.bytes_read = progress_->bytes_read;
   m.program = "stowage 0.1.0";
   m.source_path = opts_.source;
+  m.lease_generation = opts_.lease_generation;
   STOWAGE_ASSIGN_OR_RETURN(const std::string json, serialize_snapshot(m));
+  if (opts_.before_commit) STOWAGE_RETURN_IF_ERROR(opts_.before_commit());
   STOWAGE_ASSIGN_OR_RETURN(result.snapshot_id, repo_.save_snapshot(json));
   result.warnings = warnings_;
   return result;

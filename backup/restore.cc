@@ -1,6 +1,8 @@
 #include "stowage/restore.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -68,6 +70,52 @@ struct WriteOp {
   uint64_t data_offset = 0;  // in the file's data stream (content minus holes)
 };
 
+// Calls fn(file_offset, offset_in_piece, length) for each file range that
+// bytes [pos, pos+len) of a file's data stream (content minus holes) occupy.
+// Stops at fn's first error. *mapped (less than len if the data runs past the
+// file's data ranges) counts the bytes handed to fn.
+template <typename Fn>
+Status map_data(const std::vector<Hole>& ranges, uint64_t pos, uint64_t len, uint64_t* mapped, Fn&& fn) {
+  uint64_t stream = 0, done = 0;
+  for (const auto& r : ranges) {
+    if (done == len) break;
+    if (pos >= stream + r.length) {
+      stream += r.length;
+      continue;
+    }
+    const uint64_t in = pos - stream;
+    const uint64_t n = std::min<uint64_t>(r.length - in, len - done);
+    STOWAGE_RETURN_IF_ERROR(fn(r.offset + in, done, n));
+    done += n;
+    pos += n;
+    stream += r.length;
+  }
+  *mapped = done;
+  return Status::ok();
+}
+
+Status pwrite_all(int fd, std::string_view piece, uint64_t off) {
+  while (!piece.empty()) {
+    const ssize_t w = ::pwrite(fd, piece.data(), piece.size(), static_cast<off_t>(off));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno_status(errno, "write");
+    }
+    piece.remove_prefix(static_cast<size_t>(w));
+    off += static_cast<uint64_t>(w);
+  }
+  return Status::ok();
+}
+
+// Opens `rel` beneath `root` read-only without following any symlink; -1 when
+// it cannot (missing, a symlink on the way, or openat2 unsupported).
+int open_beneath(int root, const std::string& rel) {
+  open_how how{};
+  how.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof how));
+}
+
 class Restorer {
  public:
   Restorer(Repository& repo, const RestoreOptions& opts) : repo_(repo), opts_(opts) {
@@ -100,6 +148,12 @@ class Restorer {
                     std::map<size_t, Fd>& files);
   Status write_blob(const WriteOp& op, std::string_view plain, std::map<size_t, Fd>& files);
   Status apply_meta(int dirfd, const std::string& name, const TreeEntry& e, int fd);
+  // The regular file at the same path under opts.reuse_from, or an invalid Fd.
+  Fd open_reusable(size_t dir, const std::string& name);
+  // Copies the chunk at data offset `pos` from `old_fd` into `fd` if the bytes
+  // there hash to `id`; false if they do not (or cannot be read).
+  Result<bool> reuse_chunk(int old_fd, int fd, const std::vector<Hole>& ranges, uint64_t pos, uint32_t len,
+                           const BlobId& id);
 
   Repository& repo_;
   const RestoreOptions& opts_;
@@ -108,6 +162,7 @@ class Restorer {
   Index index_;
   BlobCodec codec_;
   Fd root_;
+  Fd reuse_root_;
   bool as_root_ = ::geteuid() == 0;
 
   std::mutex mu_;
@@ -192,11 +247,22 @@ Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
       if (::ftruncate(fd, static_cast<off_t>(e.size)) != 0) return errno_status(errno, "truncate " + where(dir, name));
       const size_t file = files_.size();
       files_.push_back({dir, name, fs_util::data_ranges(e.size, e.holes)});
+      Fd old = open_reusable(dir, name);
       uint64_t off = 0;
       for (const auto& c : e.chunks) {
         auto loc = index_.find(c);
-        by_pack_[loc->pack].push_back(
-            {loc->offset, loc->stored_length, loc->raw_length, loc->compression, c, file, off});
+        bool reused = false;
+        if (old.get() >= 0) {
+          STOWAGE_ASSIGN_OR_RETURN(reused, reuse_chunk(old.get(), fd, files_[file].data, off, loc->raw_length, c));
+        }
+        if (reused) {
+          ++result_.blobs_reused;
+          result_.bytes_reused += loc->raw_length;
+          progress_->bytes_written += loc->raw_length;
+        } else {
+          by_pack_[loc->pack].push_back(
+              {loc->offset, loc->stored_length, loc->raw_length, loc->compression, c, file, off});
+        }
         off += loc->raw_length;
       }
       progress_->bytes_total += data;
@@ -269,33 +335,14 @@ Status Restorer::write_blob(const WriteOp& op, std::string_view plain, std::map<
   }
   const FileRec& f = files_[op.file];
   // Map the blob's place in the data stream onto file offsets around holes.
-  uint64_t stream = 0;
-  uint64_t pos = op.data_offset;
-  std::string_view rest = plain;
-  for (const auto& r : f.data) {
-    if (rest.empty()) break;
-    if (pos >= stream + r.length) {
-      stream += r.length;
-      continue;
-    }
-    const uint64_t in = pos - stream;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(r.length - in, rest.size()));
-    uint64_t file_off = r.offset + in;
-    std::string_view piece = rest.substr(0, n);
-    while (!piece.empty()) {
-      const ssize_t w = ::pwrite(it->second.get(), piece.data(), piece.size(), static_cast<off_t>(file_off));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return errno_status(errno, "write " + where(f.dir, f.name));
-      }
-      piece.remove_prefix(static_cast<size_t>(w));
-      file_off += static_cast<uint64_t>(w);
-    }
-    rest.remove_prefix(n);
-    pos += n;
-    stream += r.length;
-  }
-  if (!rest.empty()) return Status::corruption(where(f.dir, f.name) + ": data runs past the file's size");
+  uint64_t mapped = 0;
+  const int fd = it->second.get();
+  STOWAGE_RETURN_IF_ERROR(map_data(f.data, op.data_offset, plain.size(), &mapped,
+                                   [&](uint64_t file_off, uint64_t at, uint64_t n) {
+                                     return pwrite_all(fd, plain.substr(at, n), file_off)
+                                         .with_context(where(f.dir, f.name));
+                                   }));
+  if (mapped != plain.size()) return Status::corruption(where(f.dir, f.name) + ": data runs past the file's size");
   progress_->bytes_written += plain.size();
   return Status::ok();
 }
@@ -369,6 +416,39 @@ Status Restorer::apply_meta(int dirfd, const std::string& name, const TreeEntry&
   return Status::ok();
 }
 
+Fd Restorer::open_reusable(size_t dir, const std::string& name) {
+  if (reuse_root_.get() < 0) return Fd();
+  std::string rel;
+  for (const auto& p : dirs_[dir].path) rel += p + "/";
+  rel += name;
+  Fd f(open_beneath(reuse_root_.get(), rel));
+  struct stat st {};
+  if (f.get() < 0 || ::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Fd();
+  return f;
+}
+
+Result<bool> Restorer::reuse_chunk(int old_fd, int fd, const std::vector<Hole>& ranges, uint64_t pos, uint32_t len,
+                                   const BlobId& id) {
+  std::string buf(len, '\0');
+  uint64_t mapped = 0;
+  bool complete = true;
+  STOWAGE_RETURN_IF_ERROR(map_data(ranges, pos, len, &mapped, [&](uint64_t file_off, uint64_t at, uint64_t n) {
+    uint64_t got = 0;
+    while (complete && got < n) {
+      const ssize_t r = ::pread(old_fd, buf.data() + at + got, n - got, static_cast<off_t>(file_off + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) complete = false;  // shorter or unreadable: fetch instead
+      if (r > 0) got += static_cast<uint64_t>(r);
+    }
+    return Status::ok();
+  }));
+  if (!complete || mapped != len || sha256(buf) != id) return false;
+  STOWAGE_RETURN_IF_ERROR(map_data(ranges, pos, len, &mapped, [&](uint64_t file_off, uint64_t at, uint64_t n) {
+    return pwrite_all(fd, std::string_view(buf).substr(at, n), file_off);
+  }));
+  return true;
+}
+
 Result<RestoreResult> Restorer::run(const Hash256& id) {
   STOWAGE_ASSIGN_OR_RETURN(const Bytes bytes, repo_.load_snapshot(id));
   STOWAGE_ASSIGN_OR_RETURN(const SnapshotManifest manifest, parse_snapshot(bytes));
@@ -385,6 +465,11 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
     if (!names.empty()) {
       return Status::failed_precondition("target " + opts_.target + " is not empty (use overwrite to restore into it)");
     }
+  }
+  if (!opts_.reuse_from.empty()) {
+    const int fd = ::open(opts_.reuse_from.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) return errno_status(errno, "open " + opts_.reuse_from);
+    reuse_root_ = Fd(fd);
   }
   dirs_.push_back(DirRec{});  // the root
   STOWAGE_RETURN_IF_ERROR(plan_dir(rfd, 0, manifest.tree, 0));
@@ -450,6 +535,14 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
 }
 
 }  // namespace
+
+Result<std::optional<Hash256>> latest_snapshot_of(Repository& repo, std::string_view volume) {
+  STOWAGE_ASSIGN_OR_RETURN(const auto all, repo_util::load_snapshots(repo));
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    if (it->manifest.volume == volume) return std::optional<Hash256>(it->id);
+  }
+  return std::optional<Hash256>();
+}
 
 Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts) {
   if (opts.target.empty()) return Status::invalid_argument("restore: no target directory");

@@ -66,6 +66,12 @@ struct BackupOptions {
   // Test seam: called after every data pack is stored and before any index
   // file, tree or manifest is written. A non-OK status aborts the backup there.
   std::function<Status()> after_data_uploaded;
+  // Written as the manifest's lease_generation (FORMAT.md §7); 0 = no lease.
+  uint64_t lease_generation = 0;
+  // Called after every index file is stored and just before the manifest is
+  // written: the lease holder's fencing check. A non-OK status aborts the
+  // backup there (nothing a reader trusts was written).
+  std::function<Status()> before_commit;
 };
 
 struct BackupResult {

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -38,12 +40,21 @@ struct RestoreOptions {
   bool restore_owner = true;
   LogSink log;  // warnings; empty = stderr
   RestoreProgress* progress = nullptr;
+  // A directory holding an older copy of the same data (a stale local copy of
+  // a volume). For each file, every chunk whose bytes at the same place in the
+  // regular file of the same path here hash to the chunk's id is copied from
+  // it instead of being fetched; only the other chunks are fetched. Paths are
+  // resolved beneath this directory without following any symlink, and only
+  // bytes that match a chunk id are ever used. Empty: fetch everything.
+  std::string reuse_from;
 };
 
 struct RestoreResult {
   uint64_t files = 0, dirs = 0, symlinks = 0, special = 0;
   uint64_t bytes_written = 0;  // data bytes (holes are not written)
   uint64_t blobs_fetched = 0;
+  uint64_t blobs_reused = 0;  // chunks copied from opts.reuse_from
+  uint64_t bytes_reused = 0;
   std::vector<std::string> warnings;
 };
 
@@ -53,5 +64,9 @@ struct RestoreResult {
 // the entry is created; kNotFound for a blob missing from the index. On error
 // the target may hold a partial tree (never anything outside it).
 [[nodiscard]] Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts);
+
+// The newest snapshot of `volume` from any host (by time, then id), or
+// std::nullopt when it has none. One GET per snapshot in the repository.
+[[nodiscard]] Result<std::optional<Hash256>> latest_snapshot_of(Repository& repo, std::string_view volume);
 
 }  // namespace stowage

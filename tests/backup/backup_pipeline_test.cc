@@ -175,6 +175,56 @@ TEST_F(PipelineTest, ConcurrentBackupsIntoOneRepository) {
   expect_check_clean();
 }
 
+// A stale local copy (the previous state of a volume) supplies every chunk it
+// still holds at the same place; only changed chunks are fetched, and a
+// symlink in the stale copy is never followed to find data.
+TEST_F(PipelineTest, StaleCopyRestoreFetchesOnlyChangedChunks) {
+  const std::string src = dir_ / "src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((src + "/sub").c_str(), 0755), 0);
+  std::string big = test::random_bytes(8u << 20, 7);
+  test::write_file(src + "/big", big);
+  test::write_file(src + "/sub/a", test::random_bytes(300000, 8));
+  test::write_file(src + "/gone", test::random_bytes(200000, 9));
+  const auto b1 = backup(src, "vol", 1'800'000'000'000'000'000);
+  const std::string stale = dir_ / "stale";
+  expect_restores_to(b1.snapshot_id, src);
+  test::copy_tree(dir_ / "restore-0", stale);
+
+  // Change 64 KiB in the middle of big, add a file, drop one.
+  for (size_t i = 4u << 20; i < (4u << 20) + 65536; ++i) big[i] = static_cast<char>(~big[i]);
+  test::write_file(src + "/big", big);
+  test::write_file(src + "/new", test::random_bytes(100000, 10));
+  ASSERT_EQ(::unlink((src + "/gone").c_str()), 0);
+  const auto b2 = backup(src, "vol", 1'800'000'000'000'000'001);
+
+  auto opts = test::restore_opts(dir_ / "fresh");
+  opts.reuse_from = stale;
+  auto r = run_restore(*repo_, b2.snapshot_id, opts);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(test::diff_trees(src, dir_ / "fresh").empty());
+  auto full = run_restore(*repo_, b2.snapshot_id, test::restore_opts(dir_ / "full"));
+  ASSERT_TRUE(full.is_ok());
+  // Only the chunks the second backup had to add are fetched: the changed
+  // region of big and the new file.
+  EXPECT_GT(r->blobs_reused, 0u);
+  EXPECT_LE(r->blobs_fetched, b2.manifest.stats.new_blobs);
+  EXPECT_EQ(r->blobs_fetched + r->blobs_reused, full->blobs_fetched);
+  EXPECT_GE(r->bytes_reused, (8u << 20) - (1u << 20) + 300000);
+  EXPECT_LT(r->bytes_written - r->bytes_reused, 2u << 20);
+
+  // A directory replaced by a symlink to identical data is not used.
+  ASSERT_EQ(::rename((stale + "/sub").c_str(), (dir_ / "elsewhere").c_str()), 0);
+  ASSERT_EQ(::symlink((dir_ / "elsewhere").c_str(), (stale + "/sub").c_str()), 0);
+  auto opts2 = test::restore_opts(dir_ / "fresh2");
+  opts2.reuse_from = stale;
+  auto r2 = run_restore(*repo_, b2.snapshot_id, opts2);
+  ASSERT_TRUE(r2.is_ok()) << r2.status().to_string();
+  EXPECT_TRUE(test::diff_trees(src, dir_ / "fresh2").empty());
+  EXPECT_GT(r2->blobs_fetched, r->blobs_fetched);
+  EXPECT_EQ(r2->bytes_reused + 300000, r->bytes_reused);
+}
+
 TEST(DefaultSourceName, MakesValidNames) {
   EXPECT_EQ(default_source_name("/var/lib/postgresql/data/"), "data");
   EXPECT_EQ(default_source_name("/"), "root");
