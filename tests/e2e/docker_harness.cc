@@ -57,7 +57,8 @@ DockerEngine::~DockerEngine() {
 
 bool DockerEngine::start() {
   Subprocess::Options o;
-  o.argv = {"dockerd",
+  o.argv = launcher_;
+  std::vector<std::string> args = {"dockerd",
             "--iptables=false",
             "--ip6tables=false",
             "--bridge=none",
@@ -66,6 +67,7 @@ bool DockerEngine::start() {
             "--pidfile=" + dir_ + "/dockerd.pid",
             "-H",
             "unix://" + sock_};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.log_path = log_;
   proc_ = std::make_unique<Subprocess>(o);
   bool up = wait_until([&] { return !proc_->running() || docker("version --format '{{.Server.Version}}'") == 0; },

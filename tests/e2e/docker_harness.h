@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "support/test_support.h"
 
@@ -34,6 +35,11 @@ class DockerEngine {
   explicit DockerEngine(std::string dir);
   ~DockerEngine();
 
+  // Runs dockerd as `prefix... dockerd ...` from the next start() on (e.g.
+  // nsenter into another mount namespace, see host_harness.h). The prefix must
+  // exec dockerd in place, so that stop() and kill9() reach dockerd itself.
+  void set_launcher(std::vector<std::string> prefix) { launcher_ = std::move(prefix); }
+
   // Starts dockerd and waits (bounded) until its API answers.
   bool start();
   // SIGTERM: containers are stopped, volumes unmounted, as on a clean shutdown.
@@ -49,6 +55,9 @@ class DockerEngine {
   // combined output goes to *out.
   int docker(const std::string& args, std::string* out = nullptr);
 
+  // True while the dockerd process is alive.
+  bool running() { return proc_ && proc_->running(); }
+
   // Builds a busybox image called `tag` with `docker import`.
   bool import_busybox(const std::string& tag);
 
@@ -58,6 +67,7 @@ class DockerEngine {
 
  private:
   std::string dir_, sock_, log_;
+  std::vector<std::string> launcher_;
   std::unique_ptr<Subprocess> proc_;
 };
 

@@ -78,8 +78,13 @@ Daemon::~Daemon() {
 
 bool Daemon::start(std::vector<std::string> extra_args) {
   Subprocess::Options o;
-  o.argv = {bin_dir() + "/stowaged", "--state-root", state_root_, "--plugin-socket", plugin_socket_,
-            "--admin-socket", admin_socket_, "--log-level", "debug"};
+  o.argv = launcher_;
+  for (std::string a : {bin_dir() + "/stowaged", std::string("--state-root"), state_root_,
+                        std::string("--plugin-socket"), plugin_socket_, std::string("--admin-socket"), admin_socket_,
+                        std::string("--log-level"), std::string("debug")}) {
+    o.argv.push_back(std::move(a));
+  }
+  o.env = env_;
   if (!extra_args.empty()) extra_args_ = std::move(extra_args);
   for (const auto& a : extra_args_) o.argv.push_back(a);
   o.log_path = log_path_;

@@ -3,6 +3,7 @@
 // with CURLOPT_UNIX_SOCKET_PATH). Used by the integration, crash and e2e tests.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,12 @@ class Daemon {
   explicit Daemon(std::string dir, std::string plugin_socket = "");
   ~Daemon();
 
+  // From the next start() on, runs `prefix... stowaged ...` (e.g. nsenter into
+  // another mount namespace; the prefix must exec stowaged in place) with
+  // `env` added to the environment (repository credentials).
+  void set_launcher(std::vector<std::string> prefix) { launcher_ = std::move(prefix); }
+  void set_env(std::map<std::string, std::string> env) { env_ = std::move(env); }
+
   // Starts stowaged and waits until the plugin socket accepts connections.
   // Fails the current test (and returns false) if it does not come up.
   // `extra_args`, when given, are remembered for later restarts.
@@ -71,6 +78,8 @@ class Daemon {
   std::string dir_, state_root_, plugin_socket_, admin_socket_, log_path_;
   std::unique_ptr<Subprocess> proc_;
   std::vector<std::string> extra_args_;
+  std::vector<std::string> launcher_;
+  std::map<std::string, std::string> env_;
 };
 
 // True if a unix-socket connect to `path` succeeds.

@@ -1,0 +1,221 @@
+// End-to-end across two Docker hosts on one machine (docs/MIGRATION.md): each
+// Host (host_harness.h) is its own mount namespace with its own dockerd and
+// stowaged; they share only a bucket on a real Ceph radosgw. PostgreSQL 15
+// runs in containers made from this machine's Debian packages (pg_image.h).
+//
+// - Hosts see only their own plugin socket and volumes.
+// - PostgreSQL on a stowage volume: pgbench, data kept across containers.
+// - Planned move: PostgreSQL on A, stop, the same volume name on B starts with
+//   exactly the committed transactions (RPO 0).
+// - Crash: A dies without a final backup; B is refused naming A, takes over
+//   with takeover=force and gets A's last completed backup; PostgreSQL
+//   recovers and answers.
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "docker_harness.h"
+#include "host_harness.h"
+#include "pg_image.h"
+#include "support/radosgw.h"
+
+namespace stowage::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr const char* kBusybox = "stowage-two-host-busybox:1";
+constexpr const char* kPostgres = "stowage-two-host-postgres:15";
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+RadosgwEnvironment* rgw_env = nullptr;
+
+// The hosts of one test, torn down (and checked for leftovers) at its end.
+class TwoHostE2E : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = std::make_unique<TempDir>("stowage-two-host"); }
+  void TearDown() override {
+    // Host destructors stop everything; the scratch directory goes last.
+    hosts_.clear();
+    dir_.reset();
+  }
+
+  // A host with no repository.
+  Host& add_host(const std::string& name, std::vector<std::string> stowaged_args = {},
+                 std::map<std::string, std::string> env = {}) {
+    HostOptions o;
+    o.name = name;
+    o.dir = dir_->path() + "/" + name;
+    o.stowaged_args = std::move(stowaged_args);
+    o.stowaged_env = std::move(env);
+    hosts_.push_back(std::make_unique<Host>(o));
+    return *hosts_.back();
+  }
+
+  // Runs docker on `h`, expecting `expect_rc`; trimmed output.
+  static std::string run(Host& h, const std::string& args, int expect_rc = 0) {
+    std::string out;
+    int rc = h.docker(args, &out);
+    EXPECT_EQ(rc, expect_rc) << "host " << h.name() << ": docker " << args << "\n" << out;
+    return trim(out);
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::vector<std::unique_ptr<Host>> hosts_;
+};
+
+std::vector<std::string> plugin_dir_entries(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) names.push_back(e.path().filename().string());
+  return names;
+}
+
+TEST_F(TwoHostE2E, HostsSeeOnlyTheirOwnPluginSocketAndVolumes) {
+  Host& a = add_host("a");
+  Host& b = add_host("b");
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  ASSERT_TRUE(a.engine().import_busybox(kBusybox));
+  ASSERT_TRUE(b.engine().import_busybox(kBusybox));
+
+  // Three different mount namespaces: the test's, A's, B's.
+  std::string mine = mount_ns_of(::getpid());
+  EXPECT_NE(a.mount_ns(), mine);
+  EXPECT_NE(b.mount_ns(), mine);
+  EXPECT_NE(a.mount_ns(), b.mount_ns());
+  // Each host's /run/docker/plugins holds exactly its own stowaged's socket;
+  // the test's own (isolate_plugin_dir's tmpfs) holds none.
+  struct stat sa{}, sb{}, in_a{}, in_b{};
+  ASSERT_EQ(::stat(a.plugin_socket().c_str(), &sa), 0);
+  ASSERT_EQ(::stat(b.plugin_socket().c_str(), &sb), 0);
+  EXPECT_TRUE(S_ISSOCK(sa.st_mode));
+  EXPECT_NE(sa.st_ino, sb.st_ino);
+  std::string a_view = "/proc/" + std::to_string(a.ns_pid()) + "/root/run/docker/plugins";
+  std::string b_view = "/proc/" + std::to_string(b.ns_pid()) + "/root/run/docker/plugins";
+  ASSERT_EQ(::stat((a_view + "/stowage.sock").c_str(), &in_a), 0);
+  ASSERT_EQ(::stat((b_view + "/stowage.sock").c_str(), &in_b), 0);
+  EXPECT_EQ(in_a.st_ino, sa.st_ino);
+  EXPECT_EQ(in_b.st_ino, sb.st_ino);
+  EXPECT_EQ(plugin_dir_entries(a_view), std::vector<std::string>{"stowage.sock"});
+  EXPECT_EQ(plugin_dir_entries("/run/docker/plugins"), std::vector<std::string>{});
+
+  // A volume made through A's Docker exists on A only.
+  run(a, "volume create --driver stowage iso-vol");
+  run(a, std::string("run --rm -v iso-vol:/data ") + kBusybox + " sh -c 'echo from-a > /data/f'");
+  EXPECT_EQ(run(a, "volume ls -q --filter driver=stowage"), "iso-vol");
+  EXPECT_EQ(run(b, "volume ls -q --filter driver=stowage"), "");
+  std::string out;
+  ASSERT_EQ(a.stowctl("volume ls --json", &out), 0) << out;
+  EXPECT_NE(out.find("iso-vol"), std::string::npos) << out;
+  ASSERT_EQ(b.stowctl("volume ls --json", &out), 0) << out;
+  EXPECT_EQ(out.find("iso-vol"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(a.stowaged().state_root() + "/volumes/iso-vol/_data/f"));
+  EXPECT_FALSE(fs::exists(b.stowaged().state_root() + "/volumes/iso-vol"));
+
+  // The same name on B is B's own, empty volume.
+  run(b, "volume create --driver stowage iso-vol");
+  EXPECT_EQ(run(b, std::string("run --rm -v iso-vol:/data ") + kBusybox + " ls /data"), "");
+  EXPECT_EQ(run(a, std::string("run --rm -v iso-vol:/data ") + kBusybox + " cat /data/f"), "from-a");
+
+  // A's teardown leaves nothing of A running, and B goes on.
+  pid_t a_dockerd = -1;
+  {
+    std::string pid = trim(read_file(a.dir() + "/docker/dockerd.pid"));
+    if (!pid.empty()) a_dockerd = static_cast<pid_t>(std::stol(pid));
+  }
+  EXPECT_FALSE(a.processes().empty());
+  a.teardown();
+  EXPECT_EQ(a.processes(), std::vector<pid_t>{});
+  ASSERT_GT(a_dockerd, 0);
+  EXPECT_NE(::kill(a_dockerd, 0), 0) << "A's dockerd outlived its host";
+  EXPECT_FALSE(socket_accepts(a.plugin_socket()));
+  EXPECT_EQ(run(b, "volume ls -q --filter driver=stowage"), "iso-vol");
+}
+
+// Creates the PGDATA volume PostgreSQL wants: owned by postgres, mode 0700.
+std::string pg_volume_opts() {
+  return "-o uid=" + std::to_string(kPostgresUid) + " -o gid=" + std::to_string(kPostgresUid) + " -o mode=0700";
+}
+
+// Rows in pgbench_history = transactions pgbench committed (each TPC-B-like
+// transaction inserts one row); the balance sums must agree with them.
+struct PgState {
+  std::string history_rows, accounts_sum, history_sum;
+  bool operator==(const PgState&) const = default;
+};
+
+PgState pg_state(PostgresContainer& pg) {
+  PgState s;
+  s.history_rows = pg.query("SELECT count(*) FROM pgbench_history");
+  s.accounts_sum = pg.query("SELECT sum(abalance) FROM pgbench_accounts");
+  s.history_sum = pg.query("SELECT coalesce(sum(delta), 0) FROM pgbench_history");
+  return s;
+}
+
+std::ostream& operator<<(std::ostream& os, const PgState& s) {
+  return os << "{history_rows=" << s.history_rows << " accounts_sum=" << s.accounts_sum
+            << " history_sum=" << s.history_sum << "}";
+}
+
+void run_pgbench(PostgresContainer& pg, const std::string& args) {
+  std::string out;
+  int rc = pg.pgbench(args, &out);
+  ASSERT_EQ(rc, 0) << "pgbench " << args << "\n" << out;
+}
+
+TEST_F(TwoHostE2E, PostgresOnStowageVolumeRunsPgbenchAndKeepsDataAcrossContainers) {
+  Host& a = add_host("a");
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(import_postgres_image(a.engine(), kPostgres));
+  run(a, "volume create --driver stowage " + pg_volume_opts() + " pg-single");
+
+  PostgresContainer pg1(a.engine(), kPostgres, "pg-single-1", "pg-single");
+  std::string why = pg1.start();
+  ASSERT_EQ(why, "");
+  EXPECT_EQ(pg1.query("SHOW server_version_num").substr(0, 2), "15");
+  EXPECT_EQ(pg1.query("SHOW data_directory"), "/var/lib/postgresql/data");
+  run_pgbench(pg1, "-i -s 1 -q");
+  run_pgbench(pg1, "-n -c 2 -t 40");
+  PgState before = pg_state(pg1);
+  EXPECT_EQ(before.history_rows, "80");
+  EXPECT_EQ(before.accounts_sum, before.history_sum);
+  // The data directory is the stowage volume's, on A's disk.
+  std::string data = a.stowaged().state_root() + "/volumes/pg-single/_data";
+  EXPECT_EQ(trim(read_file(data + "/PG_VERSION")), "15");
+  EXPECT_EQ(pg1.stop_and_remove(), 0);
+  std::string out;
+  ASSERT_EQ(a.stowctl("volume inspect pg-single --json", &out), 0) << out;
+  EXPECT_EQ(json::parse(out)["mount_ids"], json::array()) << out;
+
+  // A new container on the same volume finds every committed transaction.
+  PostgresContainer pg2(a.engine(), kPostgres, "pg-single-2", "pg-single");
+  why = pg2.start();
+  ASSERT_EQ(why, "");
+  EXPECT_EQ(pg_state(pg2), before);
+  EXPECT_EQ(pg2.logs().find("initialised"), std::string::npos) << "the second container ran initdb again";
+  run_pgbench(pg2, "-n -c 1 -t 10");
+  EXPECT_EQ(pg2.query("SELECT count(*) FROM pgbench_history"), "90");
+  EXPECT_EQ(pg2.stop_and_remove(), 0);
+}
+
+
+}  // namespace
+}  // namespace stowage::test
+
+int main(int argc, char** argv) {
+  stowage::test::rgw_env = new stowage::test::RadosgwEnvironment;
+  return stowage::test::run_e2e_tests(argc, argv, stowage::test::rgw_env);
+}
