@@ -212,6 +212,188 @@ TEST_F(TwoHostE2E, PostgresOnStowageVolumeRunsPgbenchAndKeepsDataAcrossContainer
 }
 
 
+// --- Two hosts sharing a repository -----------------------------------------
+
+// Lease settings short enough for a test (the crash test does not wait for
+// expiry: it forces the takeover).
+constexpr int kLeaseTtlSeconds = 20;
+constexpr int kLeaseRenewSeconds = 5;
+
+std::string host_id(const std::string& name) { return "twohost-" + name; }
+
+// The backup agent's part of `stowctl volume inspect NAME --json` (the object
+// with "lease" and "last_backup", docs/MIGRATION.md), or null.
+json agent_status(Host& h, const std::string& volume) {
+  std::string out;
+  if (h.stowctl("volume inspect " + volume + " --json", &out) != 0) return nullptr;
+  json j = json::parse(out, nullptr, false);
+  if (j.is_discarded()) return nullptr;
+  if (j.contains("last_backup") && j.contains("lease")) return j;
+  for (auto& [key, value] : j.items()) {
+    if (value.is_object() && value.contains("last_backup") && value.contains("lease")) return value;
+  }
+  return nullptr;
+}
+
+// j[key] when it is a string, else "" (absent, null, or not an object).
+std::string string_at(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
+  return j[key].get<std::string>();
+}
+
+class TwoHostRepoE2E : public TwoHostE2E {
+ protected:
+  void SetUp() override {
+    TwoHostE2E::SetUp();
+    ASSERT_TRUE(rgw_env->ok()) << rgw_env->error();
+    // A bucket per test: no test sees another's leases or snapshots.
+    bucket_ = "two-host-" + std::to_string(::getpid()) + "-" + std::to_string(++buckets_);
+    ASSERT_EQ(rgw_env->rgw().create_bucket(bucket_), "");
+    a_ = &repo_host("a");
+    b_ = &repo_host("b");
+    ASSERT_TRUE(a_->start());
+    ASSERT_TRUE(b_->start());
+    ASSERT_TRUE(import_postgres_image(a_->engine(), kPostgres));
+    ASSERT_TRUE(import_postgres_image(b_->engine(), kPostgres));
+  }
+
+  // A host whose stowaged uses the shared repository (docs/CONFIG.md).
+  Host& repo_host(const std::string& name) {
+    const Radosgw& rgw = rgw_env->rgw();
+    return add_host(name,
+                    {"--repository", "s3://" + bucket_ + "/stowage", "--s3-endpoint", rgw.endpoint(), "--s3-region",
+                     rgw.region(), "--host-id", host_id(name), "--lease-ttl-seconds", std::to_string(kLeaseTtlSeconds),
+                     "--lease-renew-seconds", std::to_string(kLeaseRenewSeconds)},
+                    {{"AWS_ACCESS_KEY_ID", rgw.user().access_key}, {"AWS_SECRET_ACCESS_KEY", rgw.user().secret_key}});
+  }
+
+  // On `h`: a PGDATA volume `volume` (extra create options `opts`), PostgreSQL
+  // in container `container`, pgbench -i -s 1 and 2 × `txns` transactions.
+  std::unique_ptr<PostgresContainer> postgres_with_pgbench(Host& h, const std::string& volume,
+                                                           const std::string& opts, const std::string& container,
+                                                           int txns) {
+    run(h, "volume create --driver stowage " + pg_volume_opts() + " " + opts + " " + volume);
+    auto pg = std::make_unique<PostgresContainer>(h.engine(), kPostgres, container, volume);
+    std::string why = pg->start();
+    EXPECT_EQ(why, "");
+    if (!why.empty()) return nullptr;
+    run_pgbench(*pg, "-i -s 1 -q");
+    run_pgbench(*pg, "-n -c 2 -t " + std::to_string(txns));
+    return pg;
+  }
+
+  // Both stowaged logs, for failure messages.
+  std::string logs() {
+    std::string s;
+    for (auto& h : hosts_) s += "\n--- stowaged log of host " + h->name() + ":\n" + read_file(h->stowaged().log_path());
+    return s;
+  }
+
+  std::string bucket_;
+  static inline int buckets_ = 0;
+  Host* a_ = nullptr;  // both up, with the PostgreSQL image, after SetUp
+  Host* b_ = nullptr;
+};
+
+TEST_F(TwoHostRepoE2E, PlannedMoveStartsPostgresOnBWithEveryCommittedTransaction) {
+  Host& a = *a_;
+  Host& b = *b_;
+
+  auto pa = postgres_with_pgbench(a, "pgmove", "", "pg-on-a", 50);
+  ASSERT_NE(pa, nullptr);
+  // Nothing writes any more: this is every committed transaction.
+  PgState on_a = pg_state(*pa);
+  EXPECT_EQ(on_a.history_rows, "100");
+  EXPECT_EQ(on_a.accounts_sum, on_a.history_sum);
+  // Not on B: B's Docker and stowaged know only their own volumes.
+  EXPECT_EQ(run(b, "volume ls -q --filter driver=stowage"), "");
+
+  // The planned stop: PostgreSQL shuts down (checkpoint), the container goes,
+  // and A's last Unmount starts the final backup and the lease release.
+  ASSERT_EQ(pa->stop_and_remove(), 0);
+  json done;
+  bool released = wait_until(
+      [&] {
+        done = agent_status(a, "pgmove");
+        return done.is_object() && done["lease"].is_null() && done["last_backup"].is_object() &&
+               string_at(done["last_backup"], "reason") == "final" && done["last_backup"].value("ok", false);
+      },
+      std::chrono::seconds(120));
+  ASSERT_TRUE(released) << "A did not finish its final backup and release the lease: " << done.dump() << logs();
+
+  // The same volume name on B: Create restores it from the repository, the
+  // first Mount takes the lease and waits for the restore.
+  run(b, "volume create --driver stowage pgmove");
+  PostgresContainer pb(b.engine(), kPostgres, "pg-on-b", "pgmove");
+  ASSERT_EQ(pb.start(), "") << logs();
+  EXPECT_EQ(pg_state(pb), on_a) << "RPO 0: B must have exactly what A committed";
+  EXPECT_EQ(pb.logs().find("initialised"), std::string::npos) << "B ran initdb: the volume came up empty";
+  run_pgbench(pb, "-n -c 1 -t 10");
+  EXPECT_EQ(pb.query("SELECT count(*) FROM pgbench_history"), "110");
+
+  // B holds the volume now: A, with its old copy, is refused, naming B.
+  std::string out;
+  EXPECT_NE(a.docker(std::string("run --rm -v pgmove:/data ") + kPostgres + " true", &out), 0) << out;
+  EXPECT_NE(out.find("in use on host '" + host_id("b") + "'"), std::string::npos) << out;
+  ASSERT_EQ(pb.stop_and_remove(), 0);
+}
+
+TEST_F(TwoHostRepoE2E, CrashedHostIsRefusedUntilForcedThenBRunsItsLastBackup) {
+  Host& a = *a_;
+  Host& b = *b_;
+
+  // quiesce=pause: a backup copies a paused PostgreSQL, a crash-consistent image.
+  auto pa = postgres_with_pgbench(a, "pgcrash", "-o quiesce=pause", "pg-on-a", 30);
+  ASSERT_NE(pa, nullptr);
+  PgState at_backup = pg_state(*pa);
+  EXPECT_EQ(at_backup.history_rows, "60");
+  // The backup a schedule would make, now (admin API).
+  std::string out;
+  ASSERT_EQ(run_shell("curl -sS --fail-with-body -X POST --unix-socket " + a.stowaged().admin_socket() +
+                          " http://stowaged/v1/volumes/pgcrash/backup",
+                      &out),
+            0)
+      << out << logs();
+  json st = agent_status(a, "pgcrash");
+  ASSERT_TRUE(st.is_object() && st["last_backup"].is_object() && st["last_backup"].value("ok", false))
+      << st.dump() << logs();
+  const std::string last_backup = string_at(st["last_backup"], "snapshot");
+  EXPECT_FALSE(last_backup.empty()) << st.dump();
+  // Work after the last backup: lost with A.
+  run_pgbench(*pa, "-n -c 2 -t 20");
+  EXPECT_EQ(pa->query("SELECT count(*) FROM pgbench_history"), "100");
+
+  // A dies: stowaged first, so no final backup and no lease release.
+  a.crash();
+  EXPECT_EQ(a.processes(), std::vector<pid_t>{});
+
+  // B is refused, with an error naming A.
+  const std::string mount =
+      " --mount type=volume,src=pgcrash,dst=/var/lib/postgresql/data,volume-driver=stowage " + std::string(kPostgres);
+  EXPECT_NE(b.docker("run --rm" + mount + " true", &out), 0) << out;
+  EXPECT_NE(out.find("in use on host '" + host_id("a") + "'"), std::string::npos) << out << logs();
+
+  // The operator forces the takeover. Docker does not send Create again for
+  // a volume it knows (so its options could not reach stowaged): drop B's
+  // never-mounted record first.
+  run(b, "volume rm pgcrash");
+  run(b, "volume create --driver stowage -o takeover=force pgcrash");
+  PostgresContainer pb(b.engine(), kPostgres, "pg-on-b", "pgcrash");
+  ASSERT_EQ(pb.start(), "") << logs();
+  // Exactly A's last completed backup; PostgreSQL recovered from the paused image.
+  EXPECT_EQ(pg_state(pb), at_backup);
+  EXPECT_EQ(pb.logs().find("initialised"), std::string::npos) << "B ran initdb: the volume came up empty";
+  st = agent_status(b, "pgcrash");
+  // B's data is that snapshot (ids may be shown shortened).
+  const std::string synced = string_at(st, "synced_snapshot");
+  EXPECT_TRUE(!synced.empty() && !last_backup.empty() &&
+              (synced.rfind(last_backup, 0) == 0 || last_backup.rfind(synced, 0) == 0))
+      << "B restored " << synced << ", A's last backup was " << last_backup;
+  run_pgbench(pb, "-n -c 1 -t 5");
+  EXPECT_EQ(pb.query("SELECT count(*) FROM pgbench_history"), "65");
+  ASSERT_EQ(pb.stop_and_remove(), 0);
+}
+
 }  // namespace
 }  // namespace stowage::test
 
