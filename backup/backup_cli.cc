@@ -356,7 +356,9 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   auto* backup = app.add_subcommand("backup", "Back up directories and list snapshots (no daemon needed)");
   backup->require_subcommand(1);
   st.create = backup->add_subcommand("create", "Back up a directory into a new snapshot");
-  st.create->add_option("path", st.path, "Directory to back up")->required()->check(CLI::ExistingDirectory);
+  // No ExistingDirectory check: stowctl sends a volume name (no '/', not a
+  // directory here) to the daemon instead.
+  st.create->add_option("path", st.path, "Directory to back up, or the name of a stowaged volume")->required();
   repo_option(st.create, st);
   st.create->add_option("--tag", st.tags, "Tag for the snapshot (repeatable)");
   st.create->add_option("--name", st.name, "Source name (default: the directory's name)");
@@ -373,7 +375,7 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
 
   st.restore = app.add_subcommand("restore", "Restore a snapshot into an empty directory");
   st.restore->add_option("snapshot", st.snapshot, "Snapshot id (a unique prefix) or 'latest'")->required();
-  st.restore->add_option("--to", st.target, "Target directory (created if missing)")->required();
+  st.restore->add_option("--to", st.target, "Target directory (created if missing), or the name of a stowaged volume")->required();
   repo_option(st.restore, st);
   st.restore->add_option("--name", st.name, "With 'latest': the newest snapshot of this source");
   st.restore->add_flag("--overwrite", st.overwrite,

@@ -85,7 +85,31 @@ HttpResponse AdminApi::handle(const HttpRequest& req) {
     if (action.empty() && req.method == "GET") {
       auto v = volumes_.get(name, true);
       if (!v.is_ok()) return fail(v.status());
-      return ok(volume_json(*v));
+      json j = volume_json(*v);
+      j["backup"] = agent_ ? agent_->volume_status(name) : json(nullptr);
+      return ok(j);
+    }
+    if ((action == "backup" || action == "restore" || action == "takeover") && req.method == "POST") {
+      if (!agent_) {
+        return fail(Status::unimplemented("no repository is configured (set repository_url / --repository)"));
+      }
+      json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+      if (!body.is_object() || (body.contains("snapshot") && !body["snapshot"].is_string()) ||
+          (body.contains("reason") && !body["reason"].is_string())) {
+        return fail(Status::invalid_argument("body must be empty or {\"snapshot\": \"<id>\"} / {\"reason\": \"…\"}"));
+      }
+      if (action == "backup") {
+        if (Status st = agent_->backup_volume(name, body.value("reason", "manual")); !st.is_ok()) return fail(st);
+        return ok(json{{"volume", name}, {"backup", agent_->last_backup_json(name)}});
+      }
+      if (action == "restore") {
+        auto id = agent_->restore_volume(name, body.value("snapshot", "latest"));
+        if (!id.is_ok()) return fail(id.status());
+        return ok(json{{"volume", name}, {"restored", *id}});
+      }
+      auto lease = agent_->takeover(name);
+      if (!lease.is_ok()) return fail(lease.status());
+      return ok(json{{"volume", name}, {"lease", agent_->lease_json(name)}});
     }
     if (action == "snapshots" && req.method == "GET") {
       auto snaps = volumes_.snapshot_list(name);

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "backup_agent.h"
 #include "http_server.h"
 #include "logger.h"
 #include "volume_manager.h"
@@ -17,6 +18,10 @@ class AdminApi {
       : volumes_(volumes), log_(log), version_(std::move(version)) {}
 
   HttpResponse handle(const HttpRequest& req);
+
+  // With a repository: the backup, restore and takeover endpoints and the
+  // "backup" object of a volume. Null: those endpoints answer 501.
+  void set_agent(BackupAgent* agent) { agent_ = agent; }
   static HttpResponse error(int status, std::string_view code, std::string_view message);
 
   // The JSON form of a volume, shared with stowctl's --json output.
@@ -26,6 +31,7 @@ class AdminApi {
   VolumeManager& volumes_;
   Logger& log_;
   std::string version_;
+  BackupAgent* agent_ = nullptr;
 };
 
 }  // namespace stowage

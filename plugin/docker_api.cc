@@ -126,21 +126,26 @@ HttpResponse DockerVolumeApi::handle(const HttpRequest& req) {
     STOWAGE_ASSIGN_OR_RETURN(volume, string_field(body, "Name"));
     if (endpoint == "/VolumeDriver.Create") {
       STOWAGE_ASSIGN_OR_RETURN(auto opts, opts_field(body));
+      const bool existed = volumes_.get(volume, false).is_ok();
       STOWAGE_ASSIGN_OR_RETURN(auto info, volumes_.create(volume, opts));
+      if (agent_) STOWAGE_RETURN_IF_ERROR(agent_->after_create(volume, !existed));
       return json{{"Err", ""}};
     }
     if (endpoint == "/VolumeDriver.Remove") {
       STOWAGE_RETURN_IF_ERROR(volumes_.remove(volume));
+      if (agent_) agent_->after_remove(volume);
       return json{{"Err", ""}};
     }
     if (endpoint == "/VolumeDriver.Mount") {
       STOWAGE_ASSIGN_OR_RETURN(std::string id, string_field(body, "ID"));
+      if (agent_) STOWAGE_RETURN_IF_ERROR(agent_->before_mount(volume).with_context("mount volume '" + volume + "'"));
       STOWAGE_ASSIGN_OR_RETURN(std::string mp, volumes_.mount(volume, id));
       return json{{"Mountpoint", mp}, {"Err", ""}};
     }
     if (endpoint == "/VolumeDriver.Unmount") {
       STOWAGE_ASSIGN_OR_RETURN(std::string id, string_field(body, "ID"));
       STOWAGE_RETURN_IF_ERROR(volumes_.unmount(volume, id));
+      if (agent_) agent_->after_unmount(volume);
       return json{{"Err", ""}};
     }
     if (endpoint == "/VolumeDriver.Path") {

@@ -4,6 +4,7 @@
 // Docker's own plugin helpers answer.
 #pragma once
 
+#include "backup_agent.h"
 #include "http_server.h"
 #include "logger.h"
 #include "volume_manager.h"
@@ -16,12 +17,17 @@ class DockerVolumeApi {
 
   HttpResponse handle(const HttpRequest& req);
 
+  // With a repository: Create/Mount/Unmount/Remove also go through the
+  // backup agent (leases, restore on a new host, final backup). May be null.
+  void set_agent(BackupAgent* agent) { agent_ = agent; }
+
   // {"Err": message} with the plugin content type.
   static HttpResponse error(int status, std::string_view message);
 
  private:
   VolumeManager& volumes_;
   Logger& log_;
+  BackupAgent* agent_ = nullptr;
 };
 
 }  // namespace stowage

@@ -70,6 +70,69 @@ void print_snapshots(const std::string& volume, const json& snaps, bool header) 
 }
 
 void print_volume(const json& v) {
+// `backup create NAME` and `restore SNAP --to NAME` where NAME is no path
+// here (no '/', nothing by that name in the current directory) and a valid
+// volume name: done by the daemon on the volume. nullopt for anything else.
+std::optional<int> run_volume_backup_command(const stowage::BackupCliState& st, const std::string& socket) {
+  auto is_volume = [](const std::string& arg) {
+    return arg.find('/') == std::string::npos && ::access(arg.c_str(), F_OK) != 0 &&
+           stowage::validate_volume_name(arg).is_ok();
+  };
+  if (st.create && st.create->parsed() && is_volume(st.path)) {
+    auto j = call(socket, "POST", "/v1/volumes/" + st.path + "/backup", json{{"reason", "manual"}}.dump());
+    if (!j) return 1;
+    if (st.json) {
+      std::cout << j->dump(2) << "\n";
+    } else {
+      std::printf("backed up volume %s: snapshot %s\n", st.path.c_str(),
+                  (*j)["backup"].value("snapshot", "").c_str());
+    }
+    return 0;
+  }
+  if (st.restore && st.restore->parsed() && is_volume(st.target)) {
+    auto j = call(socket, "POST", "/v1/volumes/" + st.target + "/restore", json{{"snapshot", st.snapshot}}.dump());
+    if (!j) return 1;
+    if (st.json) {
+      std::cout << j->dump(2) << "\n";
+    } else {
+      std::printf("restored volume %s from snapshot %s\n", st.target.c_str(), (*j).value("restored", "").c_str());
+    }
+    return 0;
+  }
+  return std::nullopt;
+}
+
+void print_backup_status(const json& b) {
+  if (!b.is_object()) return;
+  std::printf("Backups:     %s (host %s)\n", b.value("enabled", true) ? "on" : "off (backup=off)",
+              b.value("host", "").c_str());
+  const json& l = b["lease"];
+  if (l.is_object()) {
+    std::printf("Lease:       %s, generation %llu, expires %s\n", l.value("state", "").c_str(),
+                static_cast<unsigned long long>(l.value("generation", uint64_t{0})), l.value("expires", "").c_str());
+  } else {
+    std::printf("Lease:       not held by this host\n");
+  }
+  if (b["fenced"].is_object()) {
+    std::printf("FENCED:      since %s: %s\n             this host no longer backs the volume up; "
+                "'stowctl volume takeover' takes it back\n",
+                b["fenced"].value("since", "").c_str(), b["fenced"].value("reason", "").c_str());
+  }
+  const json& lb = b["last_backup"];
+  if (lb.is_object()) {
+    std::printf("Last backup: %s (%s) %s\n", lb.value("time", "").c_str(), lb.value("reason", "").c_str(),
+                lb.value("ok", false) ? lb["snapshot"].get<std::string>().substr(0, 12).c_str()
+                                      : ("FAILED: " + lb.value("error", std::string())).c_str());
+  }
+  if (b["restore"].is_object()) {
+    const json& r = b["restore"];
+    std::printf("Restore:     %s, %s of %s bytes%s\n", r.value("running", false) ? "running" : "pending",
+                std::to_string(r.value("bytes_written", uint64_t{0})).c_str(),
+                std::to_string(r.value("bytes_total", uint64_t{0})).c_str(),
+                r["error"].is_string() ? (" (last error: " + r["error"].get<std::string>() + ")").c_str() : "");
+  }
+}
+
   std::printf("Name:        %s\n", v.value("name", "").c_str());
   std::printf("Kind:        %s\n", v.value("kind", "").c_str());
   std::printf("Mountpoint:  %s\n", v.value("mountpoint", "").c_str());
@@ -88,6 +151,7 @@ void print_volume(const json& v) {
   }
   if (v.contains("problem")) std::printf("Problem:     %s\n", v["problem"].get<std::string>().c_str());
 }
+  if (v.contains("backup")) print_backup_status(v["backup"]);
 
 }  // namespace
 
@@ -119,6 +183,11 @@ int main(int argc, char** argv) {
   std::string snap_name;
   bool force = false;
   auto* snap_create = snapshot->add_subcommand("create", "Snapshot a volume (name defaults to a UTC timestamp)");
+  auto* takeover = volume->add_subcommand(
+      "takeover", "Take a volume's lease from the host holding it (that host is fenced: it stops backing the "
+                  "volume up); a volume unknown here is created and restored from the repository");
+  takeover->add_option("name", name, "Volume name")->required();
+  takeover->add_flag("--json", as_json, "Print JSON for scripts");
   snap_create->add_option("volume", name, "Volume name")->required();
   snap_create->add_option("name", snap_name, "Snapshot name");
   snap_create->add_flag("--json", as_json, "Print JSON for scripts");
@@ -144,6 +213,7 @@ int main(int argc, char** argv) {
     if (stowage::Status st = stowage::validate_volume_name(snap_name); !st.is_ok()) {
       std::cerr << "stowctl: snapshot " << st.message().substr(7) << "\n";
       return 2;
+  if (auto rc = run_volume_backup_command(backup_cli, socket)) return *rc;
     }
   }
 
@@ -228,6 +298,17 @@ int main(int argc, char** argv) {
       std::cout << j->dump(2) << "\n";
     } else {
       std::printf("released %zu mount ID(s) of %s\n", (*j)["released"].size(), name.c_str());
+  if (takeover->parsed()) {
+    auto j = call(socket, "POST", "/v1/volumes/" + name + "/takeover");
+    if (!j) return 1;
+    if (as_json) {
+      std::cout << j->dump(2) << "\n";
+    } else {
+      std::printf("took over volume %s (lease generation %llu)\n", name.c_str(),
+                  static_cast<unsigned long long>((*j)["lease"].value("generation", uint64_t{0})));
+    }
+    return 0;
+  }
     }
     return 0;
   }

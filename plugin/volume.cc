@@ -42,6 +42,8 @@ const std::vector<OptionDoc> kOptionDocs = {
     {"mode", "octal permission bits of the volume root, e.g. 0750 (default 0755)"},
     {"from-snapshot", "VOLUME@SNAPSHOT: start as a copy of that snapshot (reflinked where possible)"},
     {"quiesce", "none or pause: pause the containers using the volume while it is snapshotted (default none)"},
+    {"takeover", "force: take the volume's lease at Create even while another host holds it (that host is fenced; "
+                 "docs/MIGRATION.md)"},
 };
 
 std::string valid_keys() {
@@ -108,6 +110,8 @@ Result<VolumeOptions> parse_volume_options(const std::map<std::string, std::stri
       } else {
         return Status::invalid_argument("option 'quiesce': '" + value + "' is not one of: none, pause");
       }
+    } else if (key == "takeover") {
+      if (value != "force") return Status::invalid_argument("option 'takeover': '" + value + "' is not: force");
     } else {
       return Status::invalid_argument("unknown option '" + key + "'; valid options are: " + valid_keys());
     }

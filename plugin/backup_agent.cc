@@ -1,0 +1,790 @@
+#include "backup_agent.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "fs_util.h"
+#include "stowage/backup_pipeline.h"
+#include "stowage/repo_config.h"
+
+namespace stowage {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view kTempSnapshotPrefix = "stowage-backup-";
+constexpr std::string_view kRestoreStagingPrefix = ".restore-";
+
+int64_t mono_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::string random_token() {
+  unsigned char b[16] = {};
+  if (::getentropy(b, sizeof b) != 0) return std::to_string(mono_ns());
+  return std::string(reinterpret_cast<char*>(b), sizeof b);
+}
+
+std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+json lease_to_json(const Lease& l, std::string_view state) {
+  return {{"state", state},
+          {"generation", l.generation},
+          {"holder", l.holder.host},
+          {"acquired", format_rfc3339_ns(l.acquired_ns)},
+          {"expires", format_rfc3339_ns(l.expires_ns)},
+          {"renewals", l.renewal}};
+}
+
+}  // namespace
+
+struct BackupAgent::Vol {
+  std::string name;
+  std::mutex op_mu;     // one backup or restore of this volume at a time
+  std::mutex lease_mu;  // serialises lease I/O (acquire, renew, release)
+  std::mutex mu;        // the fields below
+  std::condition_variable cv;  // restore progress
+  // Persisted in <state_dir>/<name>.json.
+  std::optional<Hash256> synced;  // newest snapshot of this volume the local data descends from
+  bool restore_pending = false;   // local data may be a partial restore
+  bool lease_held = false;        // this host holds (or held when it stopped) the lease
+  std::string fenced;             // why this host lost the lease; "" = not fenced
+  int64_t fenced_ns = 0;
+  struct Last {
+    std::string snapshot, reason, error;
+    int64_t time_ns = 0;
+  } last;
+  // In memory only.
+  std::optional<Lease> lease;
+  int64_t renewed_mono_ns = 0;
+  bool restore_running = false;
+  std::optional<Hash256> restore_target;
+  std::string restore_error;
+  RestoreProgress progress;
+  bool final_pending = false, final_running = false;
+  json last_restore;  // what the last restore fetched and reused
+};
+
+BackupAgent::BackupAgent(Options opts, VolumeManager& volumes, Logger& log, std::unique_ptr<Repository> repo)
+    : opts_(std::move(opts)), volumes_(volumes), log_(log), repo_(std::move(repo)), lease_(repo_->store(), opts_.lease) {}
+
+Result<std::unique_ptr<BackupAgent>> BackupAgent::open(Options opts, VolumeManager& volumes, Logger& log) {
+  if (!opts.store) return Status::invalid_argument("backup agent: no repository store");
+  if (opts.lease.host.empty()) return Status::invalid_argument("backup agent: no host id");
+  if (opts.renew_interval_ns <= 0 || opts.renew_interval_ns >= opts.lease.ttl_ns) {
+    return Status::invalid_argument("lease renewal interval must be positive and shorter than the lease ttl");
+  }
+  STOWAGE_RETURN_IF_ERROR(make_dirs(opts.state_dir));
+  const std::string where = opts.store->describe();
+  auto has_config = opts.store->head("config");
+  Result<std::unique_ptr<Repository>> repo = Status::internal("unset");
+  if (!has_config.is_ok() && has_config.status().code() == Code::kNotFound) {
+    // An empty store: the daemon-wide repository is made on first use.
+    RepositoryConfig config;
+    config.id = sha256(random_token() + std::to_string(mono_ns()));
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    config.created_ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    repo = Repository::init(std::move(opts.store), config);
+    if (repo.is_ok()) log.info("repository created", {{"repository", where}, {"id", config.id.hex()}});
+  } else if (!has_config.is_ok()) {
+    return has_config.status().with_context("open repository " + where);
+  } else {
+    repo = Repository::open(std::move(opts.store));
+  }
+  if (!repo.is_ok()) return repo.status().with_context("open repository " + where);
+  std::unique_ptr<BackupAgent> a(new BackupAgent(std::move(opts), volumes, log, std::move(repo).value()));
+  a->recover_at_start();
+  a->renewer_ = std::thread([p = a.get()] { p->renew_loop(); });
+  log.info("backup agent ready", {{"repository", where}, {"host_id", a->host()},
+                                  {"lease_ttl_s", std::to_string(a->opts_.lease.ttl_ns / 1'000'000'000)}});
+  return a;
+}
+
+BackupAgent::~BackupAgent() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (renewer_.joinable()) renewer_.join();
+  std::vector<std::thread> jobs;
+  {
+    std::lock_guard lk(mu_);
+    jobs.swap(jobs_);
+  }
+  for (auto& t : jobs) t.join();
+}
+
+void BackupAgent::spawn(std::function<void()> fn) {
+  std::lock_guard lk(mu_);
+  if (stop_) return;
+  jobs_.emplace_back(std::move(fn));
+}
+
+std::shared_ptr<BackupAgent::Vol> BackupAgent::vol(const std::string& name) {
+  std::lock_guard lk(mu_);
+  auto& v = vols_[name];
+  if (!v) {
+    v = std::make_shared<Vol>();
+    v->name = name;
+    load_state(*v);
+  }
+  return v;
+}
+
+bool BackupAgent::enabled(const std::string& name) {
+  auto info = volumes_.get(name, false);
+  if (!info.is_ok()) return true;
+  auto it = info->record.options.raw.find("backup");
+  return it == info->record.options.raw.end() || it->second != "off";
+}
+
+void BackupAgent::load_state(Vol& v) {
+  auto text = read_small_file(opts_.state_dir + "/" + v.name + ".json", 1 << 20);
+  if (!text.is_ok()) return;
+  json j = json::parse(*text, nullptr, false);
+  if (!j.is_object()) {
+    log_.error("agent state unreadable; starting from scratch", {{"volume", v.name}});
+    return;
+  }
+  if (j.value("synced", json()).is_string()) {
+    auto id = Hash256::from_hex(j["synced"].get<std::string>());
+    if (id.is_ok()) v.synced = *id;
+  }
+  v.restore_pending = j.value("restore_pending", false);
+  v.lease_held = j.value("lease_held", false);
+  v.fenced = j.value("fenced", "");
+  v.fenced_ns = j.value("fenced_ns", int64_t{0});
+  if (j.value("last_backup", json()).is_object()) {
+    const json& l = j["last_backup"];
+    v.last = {l.value("snapshot", ""), l.value("reason", ""), l.value("error", ""), l.value("time_ns", int64_t{0})};
+  }
+}
+
+void BackupAgent::save_state(Vol& v) {
+  json j = {{"synced", v.synced ? json(v.synced->hex()) : json(nullptr)},
+            {"restore_pending", v.restore_pending},
+            {"lease_held", v.lease_held},
+            {"fenced", v.fenced},
+            {"fenced_ns", v.fenced_ns},
+            {"last_backup", {{"snapshot", v.last.snapshot}, {"reason", v.last.reason}, {"error", v.last.error},
+                             {"time_ns", v.last.time_ns}}}};
+  if (Status st = write_file_atomic(opts_.state_dir + "/" + v.name + ".json", j.dump() + "\n"); !st.is_ok()) {
+    log_.error("could not save agent state", {{"volume", v.name}, {"error", st.message()}});
+  }
+}
+
+Status BackupAgent::hold_lease(Vol& v, bool force) {
+  {
+    std::lock_guard lk(v.mu);
+    if (v.lease && !force) return Status::ok();
+  }
+  STOWAGE_ASSIGN_OR_RETURN(Lease l, lease_.acquire(v.name, force));
+  std::lock_guard lk(v.mu);
+  v.lease = l;
+  v.renewed_mono_ns = mono_ns();
+  v.lease_held = true;
+  v.fenced.clear();
+  save_state(v);
+  log_.info(force ? "lease taken over" : "lease taken",
+            {{"volume", v.name}, {"generation", std::to_string(l.generation)}});
+  return Status::ok();
+}
+
+Status BackupAgent::release_lease(Vol& v) {
+  std::optional<Lease> held;
+  {
+    std::lock_guard lk(v.mu);
+    held = v.lease;
+  }
+  if (!held) return Status::ok();
+  Status st = lease_.release(*held);
+  if (is_lease_lost(st)) {
+    fence(v, st);
+    return Status::ok();
+  }
+  STOWAGE_RETURN_IF_ERROR(st);
+  std::lock_guard lk(v.mu);
+  v.lease.reset();
+  v.lease_held = false;
+  save_state(v);
+  log_.info("lease released", {{"volume", v.name}, {"generation", std::to_string(held->generation)}});
+  return Status::ok();
+}
+
+void BackupAgent::fence(Vol& v, const Status& why) {
+  std::lock_guard lk(v.mu);
+  v.lease.reset();
+  v.lease_held = false;
+  v.final_pending = false;
+  v.fenced = why.message();
+  v.fenced_ns = opts_.lease.wall_ns ? opts_.lease.wall_ns() : 0;
+  if (v.fenced_ns == 0) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    v.fenced_ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  }
+  save_state(v);
+  log_.error("fenced: lease lost, this host stops backing up the volume",
+             {{"volume", v.name}, {"reason", v.fenced}});
+}
+
+void BackupAgent::recover_at_start() {
+  for (const auto& info : volumes_.list(false)) {
+    const std::string& name = info.record.name;
+    if (!info.problem.empty() || !enabled(name)) continue;
+    auto v = vol(name);
+    // Leftovers of an interrupted restore (the swap is atomic: _data is
+    // either the old or the new tree) and of an interrupted backup.
+    const std::string vdir = parent_dir(info.mountpoint);
+    if (DIR* d = ::opendir(vdir.c_str())) {
+      std::vector<std::string> stale;
+      while (dirent* de = ::readdir(d)) {
+        if (std::string_view(de->d_name).starts_with(kRestoreStagingPrefix)) stale.push_back(vdir + "/" + de->d_name);
+      }
+      ::closedir(d);
+      for (const auto& p : stale) (void)remove_tree(p);
+    }
+    auto snaps = volumes_.snapshot_list(name);
+    if (snaps.is_ok()) {
+      for (const auto& s : *snaps) {
+        if (s.name.starts_with(kTempSnapshotPrefix)) (void)volumes_.snapshot_remove(name, s.name);
+      }
+    }
+    std::lock_guard lk(v->mu);
+    // Held when the daemon stopped, nothing mounted: the final backup (or the
+    // release after it) did not finish. The renewal loop runs it again.
+    if (info.record.mount_ids.empty() && v->lease_held && v->fenced.empty()) v->final_pending = true;
+  }
+}
+
+void BackupAgent::renew_loop() {
+  bool first = true;
+  while (true) {
+    {
+      std::unique_lock lk(mu_);
+      if (!first) {
+        stop_cv_.wait_for(lk, std::chrono::nanoseconds(opts_.renew_interval_ns), [&] { return stop_; });
+      }
+      if (stop_) return;
+    }
+    first = false;
+    for (const auto& info : volumes_.list(false)) {
+      const std::string& name = info.record.name;
+      if (!info.problem.empty() || !enabled(name)) continue;
+      auto v = vol(name);
+      {
+        std::lock_guard ll(v->lease_mu);
+        std::optional<Lease> held;
+        bool fenced = false;
+        {
+          std::lock_guard lk(v->mu);
+          held = v->lease;
+          fenced = !v->fenced.empty();
+        }
+        if (held) {
+          Lease next = *held;
+          Status st = lease_.renew(next);
+          if (st.is_ok()) {
+            std::lock_guard lk(v->mu);
+            v->lease = next;
+            v->renewed_mono_ns = mono_ns();
+          } else if (is_lease_lost(st)) {
+            fence(*v, st);
+          } else {
+            log_.warn("lease renewal failed; will retry", {{"volume", name}, {"error", st.message()}});
+          }
+        } else if (!info.record.mount_ids.empty() && !fenced) {
+          // Mounted here but not held: a daemon restart, or a failed renewal.
+          Status st = hold_lease(*v, false);
+          if (st.code() == Code::kFailedPrecondition) {
+            fence(*v, st);
+          } else if (!st.is_ok()) {
+            log_.warn("could not take the lease of a mounted volume; will retry",
+                      {{"volume", name}, {"error", st.message()}});
+          }
+        }
+      }
+      bool run_final = false;
+      {
+        std::lock_guard lk(v->mu);
+        if (v->final_pending && !v->final_running && info.record.mount_ids.empty()) {
+          v->final_running = true;
+          run_final = true;
+        }
+      }
+      if (run_final) spawn([this, name] { final_backup(name); });
+    }
+  }
+}
+
+Status BackupAgent::ensure_local(const std::string& name) {
+  auto info = volumes_.get(name, false);
+  if (info.is_ok() || info.status().code() != Code::kNotFound) return info.status();
+  auto latest = latest_snapshot_of(*repo_, name);
+  if (!latest.is_ok() || !*latest) return info.status();
+  log_.info("volume exists in the repository only: creating it here", {{"volume", name}});
+  STOWAGE_RETURN_IF_ERROR(volumes_.create(name, {}).status());
+  return after_create(name, true);
+}
+
+Status BackupAgent::after_create(const std::string& name, bool created_now) {
+  if (!enabled(name)) return Status::ok();
+  auto info = volumes_.get(name, false);
+  if (!info.is_ok()) return info.status();
+  auto v = vol(name);
+  auto take = info->record.options.raw.find("takeover");
+  if (take != info->record.options.raw.end() && take->second == "force") {
+    std::lock_guard ll(v->lease_mu);
+    bool held = false;
+    {
+      std::lock_guard lk(v->mu);
+      held = v->lease.has_value();
+    }
+    if (!held) STOWAGE_RETURN_IF_ERROR(hold_lease(*v, true).with_context("take over volume '" + name + "'"));
+  }
+  if (!created_now) return Status::ok();
+  auto latest = latest_snapshot_of(*repo_, name);
+  if (!latest.is_ok()) {
+    // The first Mount looks again and fails if it still cannot tell.
+    log_.warn("could not look for snapshots of a new volume", {{"volume", name}, {"error", latest.status().message()}});
+    return Status::ok();
+  }
+  if (!*latest) return Status::ok();
+  {
+    std::lock_guard lk(v->mu);
+    v->restore_pending = true;
+    save_state(*v);
+  }
+  log_.info("restoring new volume from the repository", {{"volume", name}, {"snapshot", (*latest)->hex()}});
+  start_restore(v, **latest);
+  return Status::ok();
+}
+
+Status BackupAgent::before_mount(const std::string& name) {
+  STOWAGE_RETURN_IF_ERROR(ensure_local(name));
+  if (!enabled(name)) return Status::ok();
+  auto v = vol(name);
+  {
+    std::lock_guard ll(v->lease_mu);
+    STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false));
+  }
+  STOWAGE_ASSIGN_OR_RETURN(const auto latest, latest_snapshot_of(*repo_, name));
+  {
+    std::lock_guard lk(v->mu);
+    if (!latest) {
+      v->restore_pending = false;
+      return Status::ok();
+    }
+    if (v->synced == *latest && !v->restore_pending && !v->restore_running) return Status::ok();
+    v->restore_pending = true;
+    save_state(*v);
+  }
+  start_restore(v, *latest);
+  return wait_restored(*v, *latest, opts_.mount_wait_ns);
+}
+
+void BackupAgent::start_restore(const std::shared_ptr<Vol>& v, const Hash256& id) {
+  std::lock_guard lk(v->mu);
+  v->restore_target = id;
+  v->restore_error.clear();
+  if (v->restore_running) return;  // the running job picks up the new target
+  v->restore_running = true;
+  spawn([this, v] { restore_job(v); });
+}
+
+void BackupAgent::restore_job(std::shared_ptr<Vol> v) {
+  while (true) {
+    Hash256 target;
+    {
+      std::lock_guard lk(v->mu);
+      target = *v->restore_target;
+      if (v->synced == target && !v->restore_pending) {
+        v->restore_running = false;
+        v->cv.notify_all();
+        return;
+      }
+    }
+    Status st;
+    {
+      std::lock_guard op(v->op_mu);
+      st = restore_into(*v, target);
+    }
+    std::lock_guard lk(v->mu);
+    if (st.is_ok()) {
+      v->synced = target;
+      v->restore_pending = false;
+    } else {
+      v->restore_error = st.message();
+      log_.error("restore failed", {{"volume", v->name}, {"snapshot", target.hex()}, {"error", st.message()}});
+    }
+    save_state(*v);
+    if (!st.is_ok() || *v->restore_target == target) {
+      v->restore_running = false;
+      v->cv.notify_all();
+      return;
+    }
+  }
+}
+
+Status BackupAgent::restore_into(Vol& v, const Hash256& id) {
+  STOWAGE_ASSIGN_OR_RETURN(const VolumeInfo info, volumes_.get(v.name, false));
+  if (!info.record.mount_ids.empty()) {
+    return Status::failed_precondition("volume '" + v.name + "' is mounted; restoring it needs it unmounted");
+  }
+  const std::string data = info.mountpoint;
+  const std::string vdir = parent_dir(data);
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, "%lld", static_cast<long long>(mono_ns()));
+  const std::string staging = vdir + "/" + std::string(kRestoreStagingPrefix) + suffix;
+  v.progress.bytes_total = 0;
+  v.progress.bytes_written = 0;
+  v.progress.files_total = 0;
+  RestoreOptions ro;
+  ro.target = staging;
+  ro.reuse_from = data;
+  ro.progress = &v.progress;
+  ro.log = [this, name = v.name](std::string_view line) { log_.warn("restore", {{"volume", name}, {"detail", std::string(line)}}); };
+  auto r = run_restore(*repo_, id, ro);
+  if (!r.is_ok()) {
+    (void)remove_tree(staging);
+    return r.status().with_context("restore volume '" + v.name + "' from snapshot " + id.hex().substr(0, 12));
+  }
+  // The volume root keeps its owner and mode (set by the volume's options).
+  struct stat st {};
+  if (::stat(data.c_str(), &st) == 0) {
+    if (::chown(staging.c_str(), st.st_uid, st.st_gid) != 0 || ::chmod(staging.c_str(), st.st_mode & 07777) != 0) {
+      Status e = errno_status(errno, "set owner and mode of " + staging);
+      (void)remove_tree(staging);
+      return e;
+    }
+  }
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, data.c_str(), RENAME_EXCHANGE) != 0) {
+    Status e = errno_status(errno, "swap restored data into " + data);
+    (void)remove_tree(staging);
+    return e;
+  }
+  STOWAGE_RETURN_IF_ERROR(fsync_dir(vdir));
+  if (Status rm = remove_tree(staging); !rm.is_ok()) {
+    log_.warn("old data of a restored volume not fully deleted", {{"volume", v.name}, {"error", rm.message()}});
+  }
+  {
+    std::lock_guard lk(v.mu);
+    v.last_restore = {{"snapshot", id.hex()}, {"files", r->files}, {"blobs_fetched", r->blobs_fetched},
+                      {"blobs_reused", r->blobs_reused}, {"bytes_reused", r->bytes_reused},
+                      {"bytes_written", r->bytes_written}};
+  }
+  log_.info("volume restored", {{"volume", v.name}, {"snapshot", id.hex()}, {"files", std::to_string(r->files)},
+                                {"blobs_fetched", std::to_string(r->blobs_fetched)},
+                                {"blobs_reused", std::to_string(r->blobs_reused)},
+                                {"bytes_reused", std::to_string(r->bytes_reused)}});
+  return Status::ok();
+}
+
+Status BackupAgent::wait_restored(Vol& v, const Hash256& id, int64_t wait_ns) {
+  std::unique_lock lk(v.mu);
+  auto done = [&] { return !v.restore_running || (v.synced == id && !v.restore_pending); };
+  v.cv.wait_for(lk, std::chrono::nanoseconds(wait_ns), done);
+  if (v.synced == id && !v.restore_pending) return Status::ok();
+  if (!v.restore_running) {
+    return Status::unavailable("volume '" + v.name + "' could not be restored from snapshot " + id.hex().substr(0, 12) +
+                               ": " + v.restore_error);
+  }
+  return Status::deadline_exceeded(
+      "volume '" + v.name + "' is still being restored from snapshot " + id.hex().substr(0, 12) + " (" +
+      mib(v.progress.bytes_written) + " of " + mib(v.progress.bytes_total) +
+      "); the restore goes on in the background: retry the mount (docker start) in a while");
+}
+
+void BackupAgent::after_unmount(const std::string& name) {
+  auto info = volumes_.get(name, false);
+  if (!info.is_ok() || !info->record.mount_ids.empty() || !enabled(name)) return;
+  auto v = vol(name);
+  {
+    std::lock_guard lk(v->mu);
+    if (!v->lease || v->final_running) return;
+    v->final_running = true;
+    v->final_pending = true;
+  }
+  spawn([this, name] { final_backup(name); });
+}
+
+void BackupAgent::final_backup(const std::string& name) {
+  auto v = vol(name);
+  Status st = backup_volume(name, "final");
+  std::lock_guard ll(v->lease_mu);
+  auto info = volumes_.get(name, false);
+  bool mounted = info.is_ok() && !info->record.mount_ids.empty();
+  if (st.is_ok() && !mounted) st = release_lease(*v);
+  std::lock_guard lk(v->mu);
+  v->final_running = false;
+  if (mounted || st.is_ok() || !v->fenced.empty()) {
+    v->final_pending = false;
+    return;
+  }
+  // Keep the lease: releasing it without the final backup would let another
+  // host mount older data. The renewal loop tries again.
+  log_.error("final backup failed; keeping the lease and retrying", {{"volume", name}, {"error", st.message()}});
+}
+
+void BackupAgent::after_remove(const std::string& name) {
+  auto v = vol(name);
+  {
+    std::lock_guard ll(v->lease_mu);
+    (void)release_lease(*v);
+  }
+  ::unlink((opts_.state_dir + "/" + name + ".json").c_str());
+  std::lock_guard lk(mu_);
+  vols_.erase(name);
+}
+
+Status BackupAgent::backup_volume(const std::string& name, std::string_view reason) {
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
+  const std::string ctx = "back up volume '" + name + "'";
+  STOWAGE_ASSIGN_OR_RETURN(const VolumeInfo info, volumes_.get(name, false));
+  if (!enabled(name)) return Status::failed_precondition(ctx + ": backups are off for it (backup=off)");
+  auto v = vol(name);
+  std::lock_guard op(v->op_mu);
+  {
+    std::lock_guard lk(v->mu);
+    if (!v->fenced.empty()) {
+      return Status::failed_precondition(ctx + ": this host was fenced (" + v->fenced +
+                                         "); it no longer backs the volume up. 'stowctl volume takeover " + name +
+                                         "' takes it back");
+    }
+    if (v->restore_pending) return Status::failed_precondition(ctx + ": it has not been restored from the repository yet");
+  }
+  bool temporary = false;
+  {
+    std::lock_guard ll(v->lease_mu);
+    bool held = false;
+    {
+      std::lock_guard lk(v->mu);
+      held = v->lease.has_value();
+    }
+    if (!held) {
+      STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false).with_context(ctx));
+      temporary = true;
+    }
+  }
+  auto release_temporary = [&] {
+    if (!temporary || !volumes_.get(name, false).is_ok() || !volumes_.get(name, false)->record.mount_ids.empty()) return;
+    std::lock_guard ll(v->lease_mu);
+    (void)release_lease(*v);
+  };
+  Lease held;
+  std::optional<Hash256> synced;
+  {
+    std::lock_guard lk(v->mu);
+    if (!v->lease) return Status::failed_precondition(ctx + ": the lease was lost meanwhile");
+    held = *v->lease;
+    synced = v->synced;
+  }
+  auto latest = latest_snapshot_of(*repo_, name);
+  if (!latest.is_ok()) {
+    release_temporary();
+    return latest.status().with_context(ctx);
+  }
+  if (*latest && *latest != synced) {
+    release_temporary();
+    return Status::failed_precondition(
+        ctx + ": the repository's newest snapshot of it (" + (*latest)->hex().substr(0, 12) +
+        ") is not the one this host's copy comes from, so this copy may be older; mount it (which brings it up to "
+        "date) or restore a snapshot into it first");
+  }
+  // A temporary local snapshot is the consistent source.
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  const int64_t now = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  const std::string snap = std::string(kTempSnapshotPrefix) + std::to_string(now);
+  auto made = volumes_.snapshot_create(name, snap);
+  if (!made.is_ok()) {
+    release_temporary();
+    return made.status().with_context(ctx);
+  }
+  BackupOptions bo;
+  bo.source = parent_dir(info.mountpoint) + "/snapshots/" + snap + "/data";
+  bo.name = name;
+  bo.hostname = host();
+  bo.tags = {std::string(reason)};
+  bo.parent = *latest;
+  bo.use_parent = latest->has_value();
+  bo.lease_generation = held.generation;
+  bo.log = [this, name](std::string_view line) { log_.warn("backup", {{"volume", name}, {"detail", std::string(line)}}); };
+  bo.before_commit = [&]() -> Status {
+    STOWAGE_ASSIGN_OR_RETURN(const LeaseCheck c, lease_.check(held));
+    if (c.ours) return Status::ok();
+    return Status::failed_precondition("lease lost: volume '" + name + "': " + c.why);
+  };
+  auto r = run_backup(*repo_, bo);
+  if (Status rm = volumes_.snapshot_remove(name, snap); !rm.is_ok()) {
+    log_.warn("temporary backup snapshot not removed", {{"volume", name}, {"error", rm.message()}});
+  }
+  if (!r.is_ok() && is_lease_lost(r.status())) fence(*v, r.status());
+  {
+    std::lock_guard lk(v->mu);
+    v->last.reason = std::string(reason);
+    v->last.time_ns = now;
+    if (r.is_ok()) {
+      v->synced = r->snapshot_id;
+      v->last.snapshot = r->snapshot_id.hex();
+      v->last.error.clear();
+    } else {
+      v->last.error = r.status().message();
+    }
+    save_state(*v);
+  }
+  release_temporary();
+  if (!r.is_ok()) return r.status().with_context(ctx);
+  log_.info("volume backed up", {{"volume", name}, {"reason", std::string(reason)},
+                                 {"snapshot", r->snapshot_id.hex()},
+                                 {"new_bytes", std::to_string(r->manifest.stats.new_bytes)},
+                                 {"lease_generation", std::to_string(held.generation)}});
+  return Status::ok();
+}
+
+Result<std::string> BackupAgent::restore_volume(const std::string& name, const std::string& what) {
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
+  const std::string ctx = "restore volume '" + name + "'";
+  STOWAGE_ASSIGN_OR_RETURN(const VolumeInfo info, volumes_.get(name, false));
+  if (!info.record.mount_ids.empty()) {
+    return Status::failed_precondition(ctx + ": it is mounted by " + std::to_string(info.record.mount_ids.size()) +
+                                       " container(s); stop them first");
+  }
+  STOWAGE_ASSIGN_OR_RETURN(const auto latest, latest_snapshot_of(*repo_, name));
+  Hash256 id;
+  if (what.empty() || what == "latest") {
+    if (!latest) return Status::not_found(ctx + ": the repository has no snapshot of it");
+    id = *latest;
+  } else {
+    STOWAGE_ASSIGN_OR_RETURN(const auto ids, repo_->list_snapshots());
+    int matches = 0;
+    for (const auto& s : ids) {
+      if (s.hex().starts_with(what)) {
+        id = s;
+        ++matches;
+      }
+    }
+    if (matches == 0) return Status::not_found(ctx + ": no snapshot " + what);
+    if (matches > 1) return Status::invalid_argument(ctx + ": snapshot prefix " + what + " is ambiguous");
+  }
+  auto v = vol(name);
+  bool temporary = false;
+  if (enabled(name)) {
+    std::lock_guard ll(v->lease_mu);
+    bool held = false;
+    {
+      std::lock_guard lk(v->mu);
+      held = v->lease.has_value();
+    }
+    if (!held) {
+      STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false).with_context(ctx));
+      temporary = true;
+    }
+  }
+  Status st;
+  {
+    std::lock_guard op(v->op_mu);
+    st = restore_into(*v, id);
+  }
+  {
+    std::lock_guard lk(v->mu);
+    if (st.is_ok()) {
+      // The restored data supersedes whatever is newest now: the next backup
+      // of this volume descends from it.
+      v->synced = latest ? *latest : id;
+      v->restore_pending = false;
+      save_state(*v);
+    }
+  }
+  if (temporary) {
+    std::lock_guard ll(v->lease_mu);
+    (void)release_lease(*v);
+  }
+  STOWAGE_RETURN_IF_ERROR(st);
+  return id.hex();
+}
+
+Result<Lease> BackupAgent::takeover(const std::string& name) {
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
+  auto local = volumes_.get(name, false);
+  if (!local.is_ok() && local.status().code() == Code::kNotFound) {
+    // Create it here (a restore starts if the repository has it).
+    STOWAGE_RETURN_IF_ERROR(ensure_local(name));
+  } else if (!local.is_ok()) {
+    return local.status();
+  }
+  auto v = vol(name);
+  {
+    std::lock_guard ll(v->lease_mu);
+    STOWAGE_RETURN_IF_ERROR(hold_lease(*v, true).with_context("take over volume '" + name + "'"));
+  }
+  auto latest = latest_snapshot_of(*repo_, name);
+  if (latest.is_ok() && *latest) {
+    bool need = false;
+    {
+      std::lock_guard lk(v->mu);
+      need = v->synced != **latest || v->restore_pending;
+      if (need) {
+        v->restore_pending = true;
+        save_state(*v);
+      }
+    }
+    auto info = volumes_.get(name, false);
+    if (need && info.is_ok() && info->record.mount_ids.empty()) start_restore(v, **latest);
+  }
+  std::lock_guard lk(v->mu);
+  return *v->lease;
+}
+
+json BackupAgent::lease_json(const std::string& name) {
+  auto v = vol(name);
+  std::lock_guard lk(v->mu);
+  if (!v->lease) return nullptr;
+  const bool confirmed = mono_ns() - v->renewed_mono_ns < lease_.config().ttl_ns;
+  return lease_to_json(*v->lease, confirmed ? "held" : "unconfirmed");
+}
+
+json BackupAgent::last_backup_json(const std::string& name) {
+  auto v = vol(name);
+  std::lock_guard lk(v->mu);
+  if (v->last.time_ns == 0) return nullptr;
+  return {{"time", format_rfc3339_ns(v->last.time_ns)},
+          {"reason", v->last.reason},
+          {"snapshot", v->last.snapshot.empty() ? json(nullptr) : json(v->last.snapshot)},
+          {"ok", v->last.error.empty()},
+          {"error", v->last.error.empty() ? json(nullptr) : json(v->last.error)}};
+}
+
+json BackupAgent::volume_status(const std::string& name) {
+  json out = {{"enabled", enabled(name)}, {"host", host()}};
+  out["lease"] = lease_json(name);
+  out["last_backup"] = last_backup_json(name);
+  auto v = vol(name);
+  std::lock_guard lk(v->mu);
+  out["fenced"] = v->fenced.empty() ? json(nullptr)
+                                    : json{{"reason", v->fenced}, {"since", format_rfc3339_ns(v->fenced_ns)}};
+  out["synced_snapshot"] = v->synced ? json(v->synced->hex()) : json(nullptr);
+  if (v->restore_running || v->restore_pending || !v->restore_error.empty()) {
+    out["restore"] = {{"running", v->restore_running},
+                      {"snapshot", v->restore_target ? json(v->restore_target->hex()) : json(nullptr)},
+                      {"bytes_total", v->progress.bytes_total.load()},
+                      {"bytes_written", v->progress.bytes_written.load()},
+                      {"error", v->restore_error.empty() ? json(nullptr) : json(v->restore_error)}};
+  } else {
+    out["restore"] = nullptr;
+  }
+  out["last_restore"] = v->last_restore;
+  return out;
+}
+
+}  // namespace stowage

@@ -1,0 +1,137 @@
+// BackupAgent: the daemon's side of "volumes follow their container"
+// (docs/MIGRATION.md). Given the daemon-wide repository it
+//   - holds a lease (FORMAT.md §7) on every volume this host has mounted,
+//     renewed by a background thread, and fences itself when it loses one;
+//   - backs a volume up by name (a temporary local snapshot as the consistent
+//     source, the volume name as the manifest's volume, the host id as its
+//     hostname, a fencing check just before the manifest is written);
+//   - restores the newest snapshot of a volume that this host does not have, or
+//     brings a stale local copy up to date fetching only changed chunks, before
+//     the first Mount returns (or in the background when that takes longer);
+//   - after the last Unmount, makes a final backup and releases the lease.
+// Volumes created with -o backup=off are left alone entirely.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "logger.h"
+#include "stowage/lease.h"
+#include "stowage/object_store.h"
+#include "stowage/repository.h"
+#include "stowage/restore.h"
+#include "stowage/status.h"
+#include "volume_manager.h"
+
+namespace stowage {
+
+class BackupAgent {
+ public:
+  struct Options {
+    std::unique_ptr<ObjectStore> store;  // the repository's store (initialised when it has no config)
+    std::string state_dir;               // per-volume agent state: <state_root>/agent
+    LeaseConfig lease;                   // host id, ttl, clocks
+    int64_t renew_interval_ns = 20'000'000'000;
+    // How long the first Mount waits for a restore before it fails with
+    // "still restoring" (the restore goes on; a retry succeeds once it is done).
+    int64_t mount_wait_ns = 90'000'000'000;
+  };
+
+  // Opens (or initialises) the repository, cleans up what an interrupted
+  // backup or restore left, and starts the renewal thread. Leases of volumes
+  // that are still mounted are taken again in the background; a final backup
+  // interrupted by a crash is run again.
+  [[nodiscard]] static Result<std::unique_ptr<BackupAgent>> open(Options opts, VolumeManager& volumes, Logger& log);
+  // Stops the renewal thread and waits for background backups and restores.
+  // Leases stay as they are (they expire, or this host takes them again).
+  ~BackupAgent();
+
+  // Docker hooks, called by the plugin API around the VolumeManager calls.
+  //
+  // After Create (new or repeated): when the volume is new here and the
+  // repository has snapshots of it, starts restoring the newest one in the
+  // background. With -o takeover=force, takes the lease by force first.
+  [[nodiscard]] Status after_create(const std::string& name, bool created_now);
+  // Before Mount: a name unknown here but present in the repository is
+  // created (and restored). On the first mount, takes the lease (failing,
+  // while another host holds it, with its name and expiry) and waits for the
+  // local data to equal the newest snapshot, for at most mount_wait_ns.
+  [[nodiscard]] Status before_mount(const std::string& name);
+  // After Unmount: when no mount ID is left, starts the final backup and the
+  // lease release in the background and returns at once.
+  void after_unmount(const std::string& name);
+  // After Remove: forgets the volume's agent state and releases its lease.
+  void after_remove(const std::string& name);
+
+  // Backs up volume `name` now (for the scheduler, the admin API and the
+  // final backup). At most one backup per volume runs at a time; a second
+  // caller waits. Refused while the volume is fenced, not yet restored, or
+  // older than the repository's newest snapshot of it (a stale copy), and
+  // while another host holds its lease.
+  [[nodiscard]] Status backup_volume(const std::string& name, std::string_view reason);
+
+  // Makes the (unmounted) volume hold snapshot `what` ("latest", "" or an id
+  // or unique id prefix of a snapshot of this volume), reusing local chunks.
+  // Returns the snapshot id restored.
+  [[nodiscard]] Result<std::string> restore_volume(const std::string& name, const std::string& what);
+
+  // Takes the lease by force (the old holder is fenced at its next renewal
+  // or backup). A volume unknown here is created and restored.
+  [[nodiscard]] Result<Lease> takeover(const std::string& name);
+
+  // {"enabled","host","lease","fenced","last_backup","synced_snapshot","restore"}
+  // for `volume inspect` and /v1/status.
+  nlohmann::json volume_status(const std::string& name);
+  // The lease and last backup alone, for GET /v1/status: JSON null when none.
+  nlohmann::json lease_json(const std::string& name);
+  nlohmann::json last_backup_json(const std::string& name);
+
+  const std::string& host() const { return lease_.config().host; }
+
+ private:
+  struct Vol;
+  BackupAgent(Options opts, VolumeManager& volumes, Logger& log, std::unique_ptr<Repository> repo);
+  std::shared_ptr<Vol> vol(const std::string& name);
+  bool enabled(const std::string& name);
+  void load_state(Vol& v);
+  void save_state(Vol& v);  // under v.mu
+  void spawn(std::function<void()> fn);
+  void renew_loop();
+  void recover_at_start();
+  void final_backup(const std::string& name);
+  // Takes the lease if this host does not hold it. Under v.lease_mu.
+  Status hold_lease(Vol& v, bool force);
+  Status release_lease(Vol& v);
+  void fence(Vol& v, const Status& why);
+  // Starts (or retargets) the restore job of a volume.
+  void start_restore(const std::shared_ptr<Vol>& v, const Hash256& id);
+  void restore_job(std::shared_ptr<Vol> v);
+  Status restore_into(Vol& v, const Hash256& id);
+  Status wait_restored(Vol& v, const Hash256& id, int64_t wait_ns);
+  Status ensure_local(const std::string& name);
+
+  Options opts_;
+  VolumeManager& volumes_;
+  Logger& log_;
+  std::unique_ptr<Repository> repo_;
+  LeaseClient lease_;
+
+  std::mutex mu_;  // vols_, jobs_, stop_
+  std::map<std::string, std::shared_ptr<Vol>> vols_;
+  std::vector<std::thread> jobs_;
+  bool stop_ = false;
+  std::condition_variable stop_cv_;
+  std::thread renewer_;
+};
+
+}  // namespace stowage

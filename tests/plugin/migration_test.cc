@@ -1,0 +1,172 @@
+// Volumes follow their container (docs/MIGRATION.md): two real stowaged
+// daemons, each with its own state root and sockets, sharing one file://
+// repository. Leases, restore on a new host, stale-copy restore, final backup
+// on the last Unmount, forced takeover and fencing.
+#include <sys/stat.h>
+
+#include <chrono>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "daemon_harness.h"
+
+namespace stowage::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string pattern(size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& c : s) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+class MigrationTest : public ::testing::Test {
+ protected:
+  std::vector<std::string> args(const std::string& host) {
+    return {"--repository", "file://" + dir_.path() + "/repo", "--host-id", host, "--lease-ttl-seconds", "4",
+            "--lease-renew-seconds", "1"};
+  }
+  void SetUp() override {
+    ASSERT_TRUE(a_.start(args("node-a")));
+    ASSERT_TRUE(b_.start(args("node-b")));
+  }
+  static json inspect(Daemon& d, const std::string& name) {
+    std::string out;
+    if (d.stowctl("volume inspect --json " + name, &out) != 0) return json();
+    return json::parse(out, nullptr, false);
+  }
+  static std::string mountpoint(PluginClient& c, const std::string& name, const std::string& id) {
+    auto r = c.call("Mount", {{"Name", name}, {"ID", id}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.json().value("Mountpoint", "");
+  }
+
+  TempDir dir_{"stowage-migration"};
+  Daemon a_{dir_.path() + "/a"}, b_{dir_.path() + "/b"};
+  PluginClient ca_{a_.plugin_socket()}, cb_{b_.plugin_socket()};
+};
+
+TEST_F(MigrationTest, VolumeMovesToAnotherHostWithItsExactBytes) {
+  ASSERT_EQ(ca_.call("Create", {{"Name", "db"}}).status, 200);
+  const std::string mpa = mountpoint(ca_, "db", "ctr-a");
+  ASSERT_FALSE(mpa.empty());
+  const std::string big = pattern(6u << 20, 1);
+  write_file(mpa + "/big", big);
+  ASSERT_EQ(::mkdir((mpa + "/sub").c_str(), 0750), 0);
+  write_file(mpa + "/sub/small", "hello from node-a\n");
+
+  // A backup while mounted (through the daemon, by volume name).
+  std::string out;
+  ASSERT_EQ(a_.stowctl("backup create db", &out), 0) << out;
+  json ia = inspect(a_, "db");
+  ASSERT_TRUE(ia["backup"]["last_backup"].is_object()) << ia.dump();
+  EXPECT_TRUE(ia["backup"]["last_backup"]["ok"].get<bool>()) << ia.dump();
+  EXPECT_EQ(ia["backup"]["lease"]["holder"], "node-a");
+
+  // B, with empty state, learns of the volume: Create restores it in the
+  // background, but Mount fails while A holds the lease, naming A and expiry.
+  ASSERT_EQ(cb_.call("Create", {{"Name", "db"}}).status, 200);
+  auto m = cb_.call("Mount", {{"Name", "db"}, {"ID", "ctr-b"}});
+  EXPECT_NE(m.status, 200);
+  const std::string err = m.json().value("Err", "");
+  EXPECT_NE(err.find("node-a"), std::string::npos) << err;
+  EXPECT_NE(err.find("expires"), std::string::npos) << err;
+
+  // A keeps writing, then its container stops: final backup, lease released.
+  std::string big2 = big;
+  for (size_t i = 3u << 20; i < (3u << 20) + 4096; ++i) big2[i] = 'x';
+  write_file(mpa + "/big", big2);
+  write_file(mpa + "/sub/late", "written just before the unmount\n");
+  ASSERT_EQ(ca_.call("Unmount", {{"Name", "db"}, {"ID", "ctr-a"}}).status, 200);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json j = inspect(a_, "db");
+        return j.is_object() && j["backup"]["lease"].is_null() && j["backup"]["last_backup"].is_object() &&
+               j["backup"]["last_backup"]["reason"] == "final";
+      },
+      60s))
+      << inspect(a_, "db").dump() << read_file(a_.log_path());
+  EXPECT_TRUE(inspect(a_, "db")["backup"]["last_backup"]["ok"].get<bool>());
+
+  // Now B mounts: its copy (restored from the first backup) is brought up to
+  // date fetching only what changed.
+  const std::string mpb = mountpoint(cb_, "db", "ctr-b");
+  ASSERT_FALSE(mpb.empty()) << read_file(b_.log_path());
+  EXPECT_EQ(read_file(mpb + "/big"), big2);
+  EXPECT_EQ(read_file(mpb + "/sub/small"), "hello from node-a\n");
+  EXPECT_EQ(read_file(mpb + "/sub/late"), "written just before the unmount\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((mpb + "/sub").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  json ib = inspect(b_, "db");
+  const json& lr = ib["backup"]["last_restore"];
+  ASSERT_TRUE(lr.is_object()) << ib.dump();
+  EXPECT_GT(lr["blobs_reused"].get<uint64_t>(), 0u) << ib.dump();
+  EXPECT_GE(lr["bytes_reused"].get<uint64_t>(), 4u << 20) << ib.dump();
+  EXPECT_EQ(ib["backup"]["lease"]["holder"], "node-b");
+  EXPECT_EQ(ib["backup"]["lease"]["generation"], 2);
+
+  // And A cannot mount it back while B has it.
+  auto back = ca_.call("Mount", {{"Name", "db"}, {"ID", "ctr-a2"}});
+  EXPECT_NE(back.status, 200);
+  EXPECT_NE(back.json().value("Err", "").find("node-b"), std::string::npos) << back.body;
+}
+
+TEST_F(MigrationTest, NewHostRestoresOnFirstMountWithoutCreate) {
+  ASSERT_EQ(ca_.call("Create", {{"Name", "web"}}).status, 200);
+  const std::string mpa = mountpoint(ca_, "web", "c1");
+  write_file(mpa + "/index.html", pattern(100000, 5));
+  ASSERT_EQ(ca_.call("Unmount", {{"Name", "web"}, {"ID", "c1"}}).status, 200);
+  ASSERT_TRUE(wait_until([&] { return inspect(a_, "web")["backup"]["lease"].is_null(); }, 60s));
+  // B has never heard of "web": Mount alone creates and restores it.
+  const std::string mpb = mountpoint(cb_, "web", "c2");
+  ASSERT_FALSE(mpb.empty()) << read_file(b_.log_path());
+  EXPECT_EQ(read_file(mpb + "/index.html"), pattern(100000, 5));
+  auto g = cb_.call("Get", {{"Name", "web"}});
+  EXPECT_EQ(g.status, 200) << g.body;
+}
+
+TEST_F(MigrationTest, ForcedTakeoverFencesTheOldHolder) {
+  ASSERT_EQ(ca_.call("Create", {{"Name", "pg"}}).status, 200);
+  const std::string mpa = mountpoint(ca_, "pg", "old");
+  write_file(mpa + "/data", pattern(200000, 9));
+  std::string out;
+  ASSERT_EQ(a_.stowctl("backup create pg", &out), 0) << out;
+
+  // A is "unreachable" as far as B knows; B forces the issue at Create.
+  auto cr = cb_.call("Create", {{"Name", "pg"}, {"Opts", {{"takeover", "force"}}}});
+  ASSERT_EQ(cr.status, 200) << cr.body;
+  const std::string mpb = mountpoint(cb_, "pg", "new");
+  ASSERT_FALSE(mpb.empty()) << read_file(b_.log_path());
+  EXPECT_EQ(read_file(mpb + "/data"), pattern(200000, 9));
+
+  // A notices at its next renewal, says so, and refuses to back up.
+  ASSERT_TRUE(wait_until([&] { return inspect(a_, "pg")["backup"]["fenced"].is_object(); }, 30s))
+      << inspect(a_, "pg").dump();
+  const std::string why = inspect(a_, "pg")["backup"]["fenced"]["reason"];
+  EXPECT_NE(why.find("node-b"), std::string::npos) << why;
+  EXPECT_NE(a_.stowctl("backup create pg", &out), 0);
+  EXPECT_NE(out.find("fenced"), std::string::npos) << out;
+  ASSERT_EQ(a_.stowctl("volume inspect pg", &out), 0);
+  EXPECT_NE(out.find("FENCED"), std::string::npos) << out;
+  // B backs up as the new holder.
+  ASSERT_EQ(b_.stowctl("backup create pg", &out), 0) << out;
+
+  // The CLI takes it back to A the same way.
+  ASSERT_EQ(a_.stowctl("volume takeover pg", &out), 0) << out;
+  EXPECT_NE(out.find("generation 3"), std::string::npos) << out;
+  ASSERT_TRUE(wait_until([&] { return inspect(b_, "pg")["backup"]["fenced"].is_object(); }, 30s));
+  EXPECT_TRUE(inspect(a_, "pg")["backup"]["fenced"].is_null());
+}
+
+}  // namespace
+}  // namespace stowage::test
