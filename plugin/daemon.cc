@@ -15,10 +15,12 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "admin_api.h"
+#include "daemon_metrics.h"
 #include "dir_backend.h"
 #include "docker_api.h"
 #include "fs_util.h"
 #include "http_server.h"
+#include "ops_api.h"
 #include "volume_manager.h"
 
 namespace stowage {
@@ -82,6 +84,9 @@ void notify_systemd_ready(Logger& log) {
 
 Status run_daemon(const DaemonOptions& opts) {
   Logger log(opts.log_format, opts.log_level);
+  for (const std::string* secret : {&opts.s3.secret_key, &opts.s3.session_token, &opts.s3.access_key}) {
+    log.add_redaction(*secret);
+  }
   ::umask(077);  // sockets and state files are private; volume roots get explicit modes
   if (opts.state_root.empty() || opts.state_root[0] != '/') {
     return Status::invalid_argument("--state-root must be an absolute path, got '" + opts.state_root + "'");
@@ -102,9 +107,14 @@ Status run_daemon(const DaemonOptions& opts) {
   vopts.quiescer = &quiescer;
   STOWAGE_ASSIGN_OR_RETURN(auto volumes, VolumeManager::open(vopts, backend, log));
 
+  MetricsRegistry registry;
+  DaemonMetrics metrics(registry, kStowageVersion);
+  metrics.collect_volumes(*volumes);
+
   boost::asio::io_context ioc;
-  DockerVolumeApi docker_api(*volumes, log);
+  DockerVolumeApi docker_api(*volumes, log, &metrics);
   AdminApi admin_api(*volumes, log, kStowageVersion);
+  OpsApi ops_api(*volumes, metrics, opts, log);
 
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.plugin_socket)));
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.admin_socket)));
@@ -116,7 +126,11 @@ Status run_daemon(const DaemonOptions& opts) {
   STOWAGE_ASSIGN_OR_RETURN(
       auto admin_server,
       HttpServer::listen(
-          ioc, admin_opts, [&](const HttpRequest& r) { return admin_api.handle(r); },
+          ioc, admin_opts,
+          [&](const HttpRequest& r) {
+            if (auto reply = ops_api.handle_admin(r)) return *reply;
+            return admin_api.handle(r);
+          },
           [](int status, std::string_view msg) { return AdminApi::error(status, "BadRequest", msg); }, log));
 
   HttpServer::Options plugin_opts;
@@ -127,17 +141,33 @@ Status run_daemon(const DaemonOptions& opts) {
       auto plugin_server,
       HttpServer::listen(ioc, plugin_opts, [&](const HttpRequest& r) { return docker_api.handle(r); },
                          DockerVolumeApi::error, log));
+  std::unique_ptr<HttpServer> metrics_server;
+  if (!opts.metrics_listen.empty()) {
+    HttpServer::Options mopts;
+    mopts.name = "metrics";
+    mopts.body_limit = 4096;
+    mopts.idle_timeout = std::chrono::seconds(30);
+    mopts.max_connections = 64;
+    STOWAGE_ASSIGN_OR_RETURN(
+        metrics_server,
+        HttpServer::listen_tcp(
+            ioc, mopts, opts.metrics_listen, [&](const HttpRequest& r) { return ops_api.handle_metrics_listener(r); },
+            [](int status, std::string_view msg) { return AdminApi::error(status, "BadRequest", msg); }, log));
+  }
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     log.info("shutting down", {{"signal", std::to_string(sig)}});
     plugin_server->stop();
     admin_server->stop();
+    if (metrics_server) metrics_server->stop();
     ioc.stop();
   });
 
   log.info("stowaged ready", {{"version", kStowageVersion}, {"state_root", opts.state_root},
-                              {"plugin_socket", opts.plugin_socket}, {"admin_socket", opts.admin_socket}});
+                              {"plugin_socket", opts.plugin_socket}, {"admin_socket", opts.admin_socket},
+                              {"config_file", opts.config_file}, {"repository", opts.repository_url},
+                              {"host_id", opts.host_id}, {"metrics_listen", opts.metrics_listen}});
   notify_systemd_ready(log);
 
   unsigned n = std::max(1u, opts.threads);

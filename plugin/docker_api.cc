@@ -162,9 +162,13 @@ HttpResponse DockerVolumeApi::handle(const HttpRequest& req) {
     out = reply(*result);
   } else {
     st = result.status();
-    out = error(req.method != "POST" ? 405 : http_status(st), st.message());
+    std::string msg = st.message();
+    if (!req.request_id.empty()) msg += " [request " + req.request_id + "]";
+    out = error(req.method != "POST" ? 405 : http_status(st), msg);
   }
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+  auto took = std::chrono::steady_clock::now() - started;
+  if (metrics_) metrics_->docker_call(endpoint, outcome_label(st), took);
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
   LogLevel level = st.is_ok() ? LogLevel::kDebug : LogLevel::kWarn;
   if (st.is_ok() && endpoint != "/VolumeDriver.Get" && endpoint != "/VolumeDriver.List" &&
       endpoint != "/VolumeDriver.Path" && endpoint != "/VolumeDriver.Capabilities") {

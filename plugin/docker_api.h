@@ -5,6 +5,7 @@
 #pragma once
 
 #include "backup_agent.h"
+#include "daemon_metrics.h"
 #include "http_server.h"
 #include "logger.h"
 #include "volume_manager.h"
@@ -13,8 +14,12 @@ namespace stowage {
 
 class DockerVolumeApi {
  public:
-  DockerVolumeApi(VolumeManager& volumes, Logger& log) : volumes_(volumes), log_(log) {}
+  // `metrics`, when given, counts every call by endpoint and outcome.
+  DockerVolumeApi(VolumeManager& volumes, Logger& log, DaemonMetrics* metrics = nullptr)
+      : volumes_(volumes), log_(log), metrics_(metrics) {}
 
+  // A failure's Err ends with " [request <id>]" so that what Docker shows the
+  // user points at the daemon's log lines for the call.
   HttpResponse handle(const HttpRequest& req);
 
   // With a repository: Create/Mount/Unmount/Remove also go through the
@@ -27,6 +32,7 @@ class DockerVolumeApi {
  private:
   VolumeManager& volumes_;
   Logger& log_;
+  DaemonMetrics* metrics_;
   BackupAgent* agent_ = nullptr;
 };
 

@@ -4,8 +4,12 @@
 #include <unistd.h>
 
 #include <optional>
+#include <random>
 
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/basic_socket_acceptor.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -16,7 +20,9 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using local = asio::local::stream_protocol;
-using Stream = beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy>;
+// Unix and TCP sockets behind one type, so one Session serves both.
+using generic = asio::generic::stream_protocol;
+using Stream = beast::basic_stream<generic, asio::any_io_executor, beast::unlimited_rate_policy>;
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(asio::io_context& ioc, Options o, HttpHandler h, HttpErrorFormatter f, Logger& l)
@@ -25,8 +31,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   void accept();
 
   asio::io_context& ioc;
-  local::acceptor acceptor;
+  asio::basic_socket_acceptor<generic> acceptor;
   Options opts;
+  std::string id_prefix;  // "<name>-<random>-": request IDs unique across restarts
   HttpHandler handler;
   HttpErrorFormatter on_error;
   Logger& log;
@@ -39,7 +46,7 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(local::socket socket, std::shared_ptr<HttpServer::Impl> server)
+  Session(generic::socket socket, std::shared_ptr<HttpServer::Impl> server)
       : stream_(std::move(socket)), server_(std::move(server)) {}
   ~Session() { server_->connections--; }
 
@@ -75,14 +82,16 @@ class Session : public std::enable_shared_from_this<Session> {
     in.method = std::string(req.method_string());
     in.target = std::string(req.target());
     in.body = std::move(req.body());
-    in.request_id = server_->opts.name + "-" + std::to_string(server_->next_request++);
+    in.request_id = server_->id_prefix + std::to_string(server_->next_request++);
     HttpResponse out;
     try {
+      LogScope scope("req", in.request_id);
       out = server_->handler(in);
     } catch (const std::exception& e) {
       server_->log.error("handler threw", {{"req", in.request_id}, {"error", e.what()}});
       out = server_->on_error(500, std::string("internal error: ") + e.what());
     }
+    out.request_id = in.request_id;
     write(std::move(out), req.keep_alive(), req.version());
   }
 
@@ -96,6 +105,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(out.status), version);
     res->set(http::field::server, "stowaged");
     res->set(http::field::content_type, out.content_type);
+    if (!out.request_id.empty()) res->set("X-Request-Id", out.request_id);
     res->keep_alive(keep_alive);
     res->body() = std::move(out.body);
     res->prepare_payload();
@@ -108,7 +118,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close() {
     beast::error_code ec;
-    stream_.socket().shutdown(local::socket::shutdown_both, ec);
+    stream_.socket().shutdown(generic::socket::shutdown_both, ec);
     stream_.socket().close(ec);
   }
 
@@ -121,7 +131,7 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 void HttpServer::Impl::accept() {
-  acceptor.async_accept(asio::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, local::socket s) {
+  acceptor.async_accept(asio::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, generic::socket s) {
     if (self->stopped) return;
     if (ec) {
       self->log.warn("accept failed", {{"server", self->opts.name}, {"error", ec.message()}});
@@ -142,6 +152,40 @@ void HttpServer::Impl::accept() {
   });
 }
 
+namespace {
+
+std::string random_id_part() {
+  std::random_device rd;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%06x", rd() & 0xffffff);
+  return buf;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HttpServer>> HttpServer::start(asio::io_context& ioc, Options options, HttpHandler handler,
+                                                      HttpErrorFormatter on_error, Logger& log,
+                                                      const generic::endpoint& endpoint, std::string_view where) {
+  auto impl = std::make_shared<Impl>(ioc, std::move(options), std::move(handler), std::move(on_error), log);
+  impl->id_prefix = impl->opts.name + "-" + random_id_part() + "-";
+  beast::error_code ec;
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec && endpoint.protocol().family() != AF_UNIX) {
+    impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (ec) return Status::io_error("bind " + std::string(where) + ": " + ec.message());
+  if (endpoint.protocol().family() == AF_UNIX && ::chmod(impl->opts.socket_path.c_str(), impl->opts.socket_mode) != 0) {
+    return errno_status(errno, "chmod " + impl->opts.socket_path);
+  }
+  impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::io_error("listen " + std::string(where) + ": " + ec.message());
+  impl->accept();
+  std::string_view key = endpoint.protocol().family() == AF_UNIX ? "socket" : "address";
+  log.info("listening", {{"server", impl->opts.name}, {key, std::string(where)}});
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
 Result<std::unique_ptr<HttpServer>> HttpServer::listen(asio::io_context& ioc, Options options, HttpHandler handler,
                                                        HttpErrorFormatter on_error, Logger& log) {
   const std::string path = options.socket_path;
@@ -156,17 +200,27 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(asio::io_context& ioc, Op
     // The daemon lock is held, so no live daemon of ours owns this socket.
     if (::unlink(path.c_str()) != 0) return errno_status(errno, "remove stale socket " + path);
   }
-  auto impl = std::make_shared<Impl>(ioc, std::move(options), std::move(handler), std::move(on_error), log);
+  return start(ioc, std::move(options), std::move(handler), std::move(on_error), log,
+               generic::endpoint(local::endpoint(path)), path);
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::listen_tcp(asio::io_context& ioc, Options options,
+                                                           const std::string& address, HttpHandler handler,
+                                                           HttpErrorFormatter on_error, Logger& log) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) return Status::invalid_argument("listen address '" + address + "' is not HOST:PORT");
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
   beast::error_code ec;
-  impl->acceptor.open(local(), ec);
-  if (!ec) impl->acceptor.bind(local::endpoint(path), ec);
-  if (ec) return Status::io_error("bind " + path + ": " + ec.message());
-  if (::chmod(path.c_str(), impl->opts.socket_mode) != 0) return errno_status(errno, "chmod " + path);
-  impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status::io_error("listen " + path + ": " + ec.message());
-  impl->accept();
-  log.info("listening", {{"server", impl->opts.name}, {"socket", path}});
-  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+  auto ip = asio::ip::make_address(host, ec);
+  if (ec) return Status::invalid_argument("listen address '" + address + "': '" + host + "' is not an IP address");
+  char* end = nullptr;
+  unsigned long port = std::strtoul(address.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || port > 65535) return Status::invalid_argument("listen address '" + address + "': bad port");
+  options.socket_path.clear();
+  return start(ioc, std::move(options), std::move(handler), std::move(on_error), log,
+               generic::endpoint(asio::ip::tcp::endpoint(ip, static_cast<unsigned short>(port))), address);
 }
 
 HttpServer::~HttpServer() { stop(); }
@@ -177,7 +231,17 @@ void HttpServer::stop() {
     beast::error_code ec;
     impl->acceptor.close(ec);
   });
-  ::unlink(impl_->opts.socket_path.c_str());
+  if (!impl_->opts.socket_path.empty()) ::unlink(impl_->opts.socket_path.c_str());
+}
+
+uint16_t HttpServer::local_port() const {
+  beast::error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  if (ec || ep.protocol().family() == AF_UNIX) return 0;
+  const auto* sa = reinterpret_cast<const sockaddr*>(ep.data());
+  if (sa->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
+  if (sa->sa_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+  return 0;
 }
 
 }  // namespace stowage

@@ -1,5 +1,6 @@
 // A small HTTP/1.1 server on a unix socket (Boost.Beast), used for both the
-// Docker plugin socket and the admin socket. Requests are read with a body
+// Docker plugin socket and the admin socket, or on a TCP address (the
+// optional loopback metrics endpoint). Requests are read with a body
 // limit and an idle timeout, passed to one handler, and answered; keep-alive is
 // honoured. Handlers run on the server's I/O threads and may block briefly
 // (fsync); run the io_context on several threads.
@@ -11,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "logger.h"
@@ -22,13 +24,16 @@ struct HttpRequest {
   std::string method;  // "POST", "GET", ...
   std::string target;  // "/VolumeDriver.Create", "/v1/volumes?x=y"
   std::string body;
-  std::string request_id;  // unique per request, for logs
+  // Unique per request, also across daemon restarts ("docker-3fa91c-17");
+  // every line logged while the handler runs carries it as req=… (LogScope).
+  std::string request_id;
 };
 
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::string request_id;  // set by the server; sent as X-Request-Id
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
@@ -54,7 +59,16 @@ class HttpServer {
   [[nodiscard]] static Result<std::unique_ptr<HttpServer>> listen(boost::asio::io_context& ioc, Options options,
                                                                  HttpHandler handler, HttpErrorFormatter on_error,
                                                                  Logger& log);
+  // The same on a TCP address "IP:PORT" ("[::1]:9723", "localhost:9723"; port
+  // 0 picks a free one, see local_port()). The caller decides which addresses
+  // are acceptable (config.h refuses non-loopback by default).
+  [[nodiscard]] static Result<std::unique_ptr<HttpServer>> listen_tcp(boost::asio::io_context& ioc, Options options,
+                                                                     const std::string& address, HttpHandler handler,
+                                                                     HttpErrorFormatter on_error, Logger& log);
   ~HttpServer();
+
+  // The bound TCP port (0 for unix sockets).
+  uint16_t local_port() const;
 
   // Stops accepting and removes the socket file. In-flight requests finish.
   void stop();
@@ -63,6 +77,10 @@ class HttpServer {
 
  private:
   explicit HttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  static Result<std::unique_ptr<HttpServer>> start(boost::asio::io_context& ioc, Options options, HttpHandler handler,
+                                                   HttpErrorFormatter on_error, Logger& log,
+                                                   const boost::asio::generic::stream_protocol::endpoint& endpoint,
+                                                   std::string_view where);
   std::shared_ptr<Impl> impl_;
 };
 

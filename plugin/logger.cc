@@ -64,7 +64,26 @@ void append_logfmt_value(std::string& out, std::string_view v) {
   out += '"';
 }
 
+thread_local std::vector<std::pair<std::string, std::string>> t_scope;
+
+bool given(std::initializer_list<Logger::Field> fields, std::string_view key) {
+  for (const auto& f : fields) {
+    if (f.first == key) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+LogScope::LogScope(std::string_view key, std::string value) {
+  t_scope.emplace_back(std::string(key), std::move(value));
+}
+
+LogScope::~LogScope() { t_scope.pop_back(); }
+
+void Logger::add_redaction(std::string secret) {
+  if (!secret.empty()) redactions_.push_back(std::move(secret));
+}
 
 Logger::Logger(LogFormat format, LogLevel min_level, Sink sink)
     : format_(format), min_level_(min_level), sink_(std::move(sink)) {
@@ -85,6 +104,9 @@ void Logger::log(LogLevel level, std::string_view msg, std::initializer_list<Fie
     j["level"] = level_name(level);
     j["msg"] = msg;
     for (const auto& [k, v] : fields) j[std::string(k)] = v;
+    for (const auto& [k, v] : t_scope) {
+      if (!given(fields, k)) j[k] = v;
+    }
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
     line = "ts=" + timestamp() + " level=" + std::string(level_name(level)) + " msg=";
@@ -94,6 +116,19 @@ void Logger::log(LogLevel level, std::string_view msg, std::initializer_list<Fie
       line += k;
       line += '=';
       append_logfmt_value(line, v);
+    }
+    for (const auto& [k, v] : t_scope) {
+      if (given(fields, k)) continue;
+      line += ' ';
+      line += k;
+      line += '=';
+      append_logfmt_value(line, v);
+    }
+  }
+  constexpr std::string_view kRedacted = "<redacted>";
+  for (const auto& secret : redactions_) {
+    for (size_t at = line.find(secret); at != std::string::npos; at = line.find(secret, at + kRedacted.size())) {
+      line.replace(at, secret.size(), kRedacted);
     }
   }
   line += '\n';

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace stowage {
 
@@ -31,11 +32,31 @@ class Logger {
   void warn(std::string_view msg, std::initializer_list<Field> f = {}) { log(LogLevel::kWarn, msg, f); }
   void error(std::string_view msg, std::initializer_list<Field> f = {}) { log(LogLevel::kError, msg, f); }
 
+  // Replaces every occurrence of `secret` in later lines with "<redacted>": a
+  // second line of defence for credentials that reach a message by accident
+  // (an error echoing a request). Empty strings are ignored.
+  void add_redaction(std::string secret);
+
  private:
+  std::vector<std::string> redactions_;  // fixed before the daemon's threads start
   LogFormat format_;
   LogLevel min_level_;
   Sink sink_;
   std::mutex mu_;  // one line at a time
+};
+
+// Adds `key=value` to every line the current thread logs while the scope
+// lives, after the caller's own fields (unless the caller gave `key` itself):
+// this is how a Docker call's request ID reaches every line about that call,
+// down to the volume manager, without passing it through every signature.
+// Scopes nest; handlers run synchronously on one thread, so a thread-local
+// context follows the request.
+class LogScope {
+ public:
+  LogScope(std::string_view key, std::string value);
+  ~LogScope();
+  LogScope(const LogScope&) = delete;
+  LogScope& operator=(const LogScope&) = delete;
 };
 
 }  // namespace stowage

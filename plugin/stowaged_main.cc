@@ -1,49 +1,81 @@
-// stowaged: the Stowage daemon. See `stowaged --help` and docs/OPERATIONS.md.
+// stowaged: the Stowage daemon. See `stowaged --help`, docs/CONFIG.md and
+// docs/OPERATIONS.md.
 #include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
 
 #include <CLI/CLI.hpp>
 
+#include "config.h"
 #include "daemon.h"
 
 int main(int argc, char** argv) {
-  stowage::DaemonOptions opts;
   CLI::App app{
       "stowaged — Docker volume plugin daemon for persistent, snapshot-able, backed-up volumes.\n"
       "Serves Docker's VolumeDriver protocol on the plugin socket and stowctl's admin API on the\n"
       "admin socket. Volumes live under the state root and survive restarts of stowaged, dockerd\n"
-      "and the host.",
+      "and the host.\n\n"
+      "Settings come from the config file (JSON, default /etc/stowage/stowage.json; every key in\n"
+      "docs/CONFIG.md), overridden by environment variables, overridden by these flags. S3\n"
+      "credentials are read only from the config file or AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY\n"
+      "and AWS_SESSION_TOKEN (or the shared AWS credentials file), never from flags.",
       "stowaged"};
   app.set_version_flag("--version", stowage::kStowageVersion);
-  app.add_option("--state-root", opts.state_root, "Directory holding volumes and their records")
-      ->envname("STOWAGE_STATE_ROOT")
-      ->capture_default_str();
-  app.add_option("--plugin-socket", opts.plugin_socket, "Unix socket Docker connects to")
-      ->envname("STOWAGE_PLUGIN_SOCKET")
-      ->capture_default_str();
-  app.add_option("--admin-socket", opts.admin_socket, "Unix socket for stowctl (mode 0600)")
-      ->envname("STOWAGE_ADMIN_SOCKET")
-      ->capture_default_str();
-  app.add_option("--docker-socket", opts.docker_socket, "Docker API socket, used to pause containers (quiesce=pause)")
-      ->envname("STOWAGE_DOCKER_SOCKET")
-      ->capture_default_str();
-  app.add_option("--threads", opts.threads, "I/O threads")->check(CLI::Range(1u, 256u))->capture_default_str();
-  std::string log_format = "logfmt", log_level = "info";
-  app.add_option("--log-format", log_format, "logfmt or json")
-      ->check(CLI::IsMember({"logfmt", "json"}))
-      ->envname("STOWAGE_LOG_FORMAT")
-      ->capture_default_str();
-  app.add_option("--log-level", log_level, "debug, info, warn or error")
-      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
-      ->envname("STOWAGE_LOG_LEVEL")
-      ->capture_default_str();
+  std::string config_path = stowage::kDefaultConfigPath;
+  auto* config_opt = app.add_option("--config", config_path,
+                                    "Config file (JSON); a missing default file is fine, a missing given one is an "
+                                    "error [$STOWAGE_CONFIG]")
+                         ->capture_default_str();
+  bool check_only = false;
+  app.add_flag("--check-config", check_only,
+               "Validate the configuration, print the effective settings (secrets redacted) and exit: 0 valid, "
+               "1 invalid");
+
+  const stowage::DaemonOptions defaults;
+  const std::map<std::string, std::string> shown_defaults = {
+      {"state_root", defaults.state_root},       {"plugin_socket", defaults.plugin_socket},
+      {"admin_socket", defaults.admin_socket},   {"docker_socket", defaults.docker_socket},
+      {"threads", std::to_string(defaults.threads)}, {"log.format", "logfmt"},
+      {"log.level", "info"},                      {"lease.ttl_seconds", std::to_string(defaults.lease_ttl.count())},
+      {"lease.renew_seconds", std::to_string(defaults.lease_renew.count())}, {"host_id", "the hostname"}};
+  std::map<std::string, std::string> flag_values;
+  std::map<std::string, CLI::Option*> flag_opts;
+  for (const auto& k : stowage::config_keys()) {
+    if (k.flag.empty()) continue;  // secrets: config file or environment only
+    std::string key(k.key);
+    std::string desc = std::string(k.help) + " [" + key + ", $" + std::string(k.env) + "]";
+    if (auto it = shown_defaults.find(key); it != shown_defaults.end()) desc += " (default: " + it->second + ")";
+    flag_opts[key] = app.add_option(std::string(k.flag), flag_values[key], desc);
+  }
   CLI11_PARSE(app, argc, argv);
 
-  opts.log_format = log_format == "json" ? stowage::LogFormat::kJson : stowage::LogFormat::kLogfmt;
-  opts.log_level = log_level == "debug"  ? stowage::LogLevel::kDebug
-                   : log_level == "warn" ? stowage::LogLevel::kWarn
-                   : log_level == "error" ? stowage::LogLevel::kError
-                                          : stowage::LogLevel::kInfo;
-  stowage::Status st = stowage::run_daemon(opts);
+  stowage::ConfigInput in;
+  in.env = stowage::process_env();
+  if (config_opt->count() > 0) {
+    in.path = config_path;
+    in.path_explicit = true;
+  } else if (const char* p = std::getenv("STOWAGE_CONFIG"); p && *p) {
+    in.path = p;
+    in.path_explicit = true;
+  }
+  for (const auto& [key, opt] : flag_opts) {
+    if (opt->count() > 0) in.flags[key] = flag_values[key];
+  }
+  in.hostname = stowage::system_hostname();
+
+  auto opts = stowage::load_config(in);
+  if (!opts.is_ok()) {
+    std::fprintf(stderr, "stowaged: configuration error: %s\n", opts.status().message().c_str());
+    return 1;
+  }
+  if (check_only) {
+    std::cout << stowage::effective_config_json(*opts) << "\n";
+    std::fprintf(stderr, "stowaged: configuration is valid%s\n",
+                 opts->config_file.empty() ? " (no config file read)" : (" (read " + opts->config_file + ")").c_str());
+    return 0;
+  }
+  stowage::Status st = stowage::run_daemon(*opts);
   if (!st.is_ok()) {
     std::fprintf(stderr, "stowaged: %s\n", st.message().c_str());
     return 1;

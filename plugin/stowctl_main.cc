@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "stowage/backup_cli.h"
 #include "stowage/volume.h"
+#include "stowctl_status.h"
 
 namespace {
 
@@ -165,6 +166,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bool as_json = false;
 
+  auto* status = app.add_subcommand(
+      "status", "Daemon health, repository reachability and per-volume mounts, last backup and lease (exit 0 ok, "
+                "1 daemon unreachable, 3 repository unreachable)");
+  status->add_flag("--json", as_json, "Print JSON for scripts");
+
   auto* volume = app.add_subcommand("volume", "Inspect and manage volumes");
   volume->require_subcommand(1);
   auto* ls = volume->add_subcommand("ls", "List volumes with their mounts and space used");
@@ -224,6 +230,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (status->parsed()) return stowage::run_status_command(socket, as_json);
   if (ls->parsed()) {
     auto j = call(socket, "GET", "/v1/volumes");
     if (!j) return 1;

@@ -66,12 +66,6 @@ class RetryingStoreImpl final : public RetryingStore {
   }
 
  private:
-  static const Status& status_of(const Status& s) { return s; }
-  template <typename T>
-  static const Status& status_of(const Result<T>& r) {
-    return r.status();
-  }
-
   template <typename Fn>
   auto run(Fn fn) -> decltype(fn()) {
     {
@@ -106,6 +100,7 @@ class RetryingStoreImpl final : public RetryingStore {
         ++stats_.retries;
       }
       last_cost = cost;
+      if (policy_.on_retry) policy_.on_retry();
       auto delay = retry_backoff(policy_, attempt, env_->uniform01());
       env_->sleep_for(delay);
       std::lock_guard lock(mu_);

@@ -111,6 +111,14 @@ class [[nodiscard]] Result {
   std::variant<T, Status> v_;
 };
 
+// The status of a Status or of a Result<T>, for code generic over both (store
+// decorators that wrap every call the same way).
+inline const Status& status_of(const Status& s) { return s; }
+template <typename T>
+const Status& status_of(const Result<T>& r) {
+  return r.status();
+}
+
 // Maps an errno value to a Status. The one place errno is interpreted.
 inline Status errno_status(int err, std::string_view context) {
   std::string m(context);

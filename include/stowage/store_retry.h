@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "stowage/object_store.h"
@@ -22,6 +23,8 @@ struct RetryPolicy {
   int retry_cost = 5;           // taken per retry of a transient error
   int timeout_retry_cost = 10;  // taken per retry of kDeadlineExceeded
   int success_refund = 1;       // added by a call that succeeds first time
+  // Called before each retry's backoff (metrics); must be thread-safe and quick.
+  std::function<void()> on_retry;
 };
 
 // Time and randomness for the decorator, injected so tests run without real

@@ -45,9 +45,15 @@ done
 
 files=$(dpkg-deb -c "$deb" | awk '{print $NF}')
 for f in sbin/stowaged sbin/stowctl lib/systemd/system/stowaged.service share/doc/stowage/README.md \
-  share/doc/stowage/OPERATIONS.md share/doc/stowage/PLUGIN.md share/doc/stowage/examples/postgres/compose.yaml; do
+  share/doc/stowage/OPERATIONS.md share/doc/stowage/PLUGIN.md share/doc/stowage/CONFIG.md \
+  share/doc/stowage/stowage.json.example share/doc/stowage/examples/postgres/compose.yaml; do
   expect_contains "$files" ".$prefix/$f" "file list"
 done
+# The example config beside the real one: /etc/stowage for a /usr package (GNUInstallDirs), a conffile.
+if [[ $prefix == /usr ]]; then etc=/etc; else etc=$prefix/etc; fi
+expect_contains "$files" ".$etc/stowage/stowage.json.example" "file list"
+[[ -f $tmp/control/conffiles ]] || fail "no conffiles in the control archive"
+expect_contains "$(cat "$tmp/control/conffiles" 2>/dev/null)" "$etc/stowage/stowage.json.example" "conffiles"
 
 dpkg-deb -x "$deb" "$tmp/root"
 root=$tmp/root$prefix
@@ -56,11 +62,15 @@ expect_contains "$ver_out" "$version" "stowaged --version"
 help=$("$root/sbin/stowaged" --help)
 for flag in --state-root --plugin-socket --admin-socket --docker-socket --threads --log-format --log-level \
   --version --help STOWAGE_STATE_ROOT STOWAGE_PLUGIN_SOCKET STOWAGE_ADMIN_SOCKET STOWAGE_DOCKER_SOCKET \
-  STOWAGE_LOG_FORMAT STOWAGE_LOG_LEVEL; do
+  STOWAGE_LOG_FORMAT STOWAGE_LOG_LEVEL --config --check-config --metrics-listen --repository --host-id \
+  STOWAGE_REPOSITORY docs/CONFIG.md; do
   expect_contains "$help" "$flag" "stowaged --help"
 done
+# The packaged example passes the packaged binary's own check.
+"$root/sbin/stowaged" --check-config --config "$tmp/root$etc/stowage/stowage.json.example" >/dev/null 2>&1 ||
+  fail "stowaged --check-config rejects the packaged example"
 help=$("$root/sbin/stowctl" --help)
-for word in --admin-socket STOWAGE_ADMIN_SOCKET --version volume snapshot repo backup restore forget prune check; do
+for word in --admin-socket STOWAGE_ADMIN_SOCKET --version status volume snapshot repo backup restore forget prune check; do
   expect_contains "$help" "$word" "stowctl --help"
 done
 help=$("$root/sbin/stowctl" volume --help)
