@@ -200,6 +200,16 @@ Status BackupAgent::hold_lease(Vol& v, bool force) {
   return Status::ok();
 }
 
+Result<bool> BackupAgent::hold_for_operation(Vol& v, const std::string& ctx) {
+  std::lock_guard ll(v.lease_mu);
+  {
+    std::lock_guard lk(v.mu);
+    if (v.lease) return false;
+  }
+  STOWAGE_RETURN_IF_ERROR(hold_lease(v, false).with_context(ctx));
+  return true;
+}
+
 Status BackupAgent::release_lease(Vol& v) {
   std::optional<Lease> held;
   {
@@ -563,19 +573,7 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
     }
     if (v->restore_pending) return Status::failed_precondition(ctx + ": it has not been restored from the repository yet");
   }
-  bool temporary = false;
-  {
-    std::lock_guard ll(v->lease_mu);
-    bool held = false;
-    {
-      std::lock_guard lk(v->mu);
-      held = v->lease.has_value();
-    }
-    if (!held) {
-      STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false).with_context(ctx));
-      temporary = true;
-    }
-  }
+  STOWAGE_ASSIGN_OR_RETURN(const bool temporary, hold_for_operation(*v, ctx));
   auto release_temporary = [&] {
     if (!temporary || !volumes_.get(name, false).is_ok() || !volumes_.get(name, false)->record.mount_ids.empty()) return;
     std::lock_guard ll(v->lease_mu);
@@ -680,16 +678,7 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
   auto v = vol(name);
   bool temporary = false;
   if (enabled(name)) {
-    std::lock_guard ll(v->lease_mu);
-    bool held = false;
-    {
-      std::lock_guard lk(v->mu);
-      held = v->lease.has_value();
-    }
-    if (!held) {
-      STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false).with_context(ctx));
-      temporary = true;
-    }
+    STOWAGE_ASSIGN_OR_RETURN(temporary, hold_for_operation(*v, ctx));
   }
   Status st;
   {

@@ -112,6 +112,9 @@ class BackupAgent {
   // Takes the lease if this host does not hold it. Under v.lease_mu.
   Status hold_lease(Vol& v, bool force);
   Status release_lease(Vol& v);
+  // For a backup or restore of a volume this host may not hold: takes the
+  // lease unless held; true when it was taken for this operation only.
+  Result<bool> hold_for_operation(Vol& v, const std::string& ctx);
   void fence(Vol& v, const Status& why);
   // Starts (or retargets) the restore job of a volume.
   void start_restore(const std::shared_ptr<Vol>& v, const Hash256& id);

@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <thread>
+
 #include "backup/backup_env.h"
 #include "backup/test_data.h"
 #include "backup/tree_fixture.h"
+#include "stowage/lease.h"
 #include "stowage/store_s3.h"
 #include "stowage/upkeep.h"
 #include "support/radosgw.h"
@@ -53,6 +57,61 @@ TEST(BackupRadosgw, RoundTripIncrementalAndReadDataCheck) {
   EXPECT_TRUE(check->ok()) << ::testing::PrintToString(check->errors);
   EXPECT_EQ(check->snapshots, 2u);
   EXPECT_EQ(check->blobs_read, check->blobs);
+}
+
+// Leases are single-part PUTs with If-None-Match: *, which radosgw honours:
+// of contenders racing for one generation exactly one wins, with and without
+// force, each contender through its own S3 client.
+TEST(BackupRadosgw, LeaseContendersCannotBothWin) {
+  ASSERT_TRUE(g_rgw->ok()) << g_rgw->error();
+  ASSERT_EQ(g_rgw->rgw().create_bucket("stowage-lease-test"), "");
+  constexpr int kHosts = 6;
+  std::vector<std::unique_ptr<ObjectStore>> stores;
+  std::vector<std::unique_ptr<LeaseClient>> clients;
+  for (int i = 0; i < kHosts; ++i) {
+    S3Config c;
+    c.endpoint = g_rgw->rgw().endpoint();
+    c.region = g_rgw->rgw().region();
+    c.bucket = "stowage-lease-test";
+    c.prefix = "repo/";
+    c.access_key = g_rgw->rgw().user().access_key;
+    c.secret_key = g_rgw->rgw().user().secret_key;
+    auto store = open_s3_store(c);
+    ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+    stores.push_back(std::move(store).value());
+    LeaseConfig lc;
+    lc.host = "node-" + std::to_string(i);
+    clients.push_back(std::make_unique<LeaseClient>(*stores.back(), lc));
+  }
+  for (int round = 0; round < 5; ++round) {
+    const std::string volume = "race" + std::to_string(round);
+    for (bool force : {false, true}) {
+      std::atomic<int> wins{0};
+      std::vector<Lease> won(kHosts);
+      std::vector<std::thread> ts;
+      for (int i = 0; i < kHosts; ++i) {
+        ts.emplace_back([&, i] {
+          auto l = clients[i]->acquire(volume, force);
+          if (l.is_ok()) {
+            ++wins;
+            won[i] = *l;
+          } else {
+            EXPECT_EQ(l.status().code(), Code::kFailedPrecondition) << l.status().to_string();
+          }
+        });
+      }
+      for (auto& t : ts) t.join();
+      EXPECT_EQ(wins.load(), 1) << volume << " force=" << force;
+      // The one winner is the current lease and can renew; nobody else can.
+      auto cur = clients[0]->current(volume);
+      ASSERT_TRUE(cur.is_ok()) << cur.status().to_string();
+      for (int i = 0; i < kHosts; ++i) {
+        if (won[i].generation == 0) continue;
+        EXPECT_EQ(won[i], *cur);
+        EXPECT_TRUE(clients[i]->renew(won[i]).is_ok());
+      }
+    }
+  }
 }
 
 }  // namespace
