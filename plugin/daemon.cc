@@ -15,12 +15,14 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "admin_api.h"
+#include "backup_agent.h"
 #include "daemon_metrics.h"
 #include "dir_backend.h"
 #include "docker_api.h"
 #include "fs_util.h"
 #include "http_server.h"
 #include "ops_api.h"
+#include "repository_store.h"
 #include "volume_manager.h"
 
 namespace stowage {
@@ -111,10 +113,30 @@ Status run_daemon(const DaemonOptions& opts) {
   DaemonMetrics metrics(registry, kStowageVersion);
   metrics.collect_volumes(*volumes);
 
+  // With a repository: leases, restore on a new host, final backups (docs/MIGRATION.md).
+  std::unique_ptr<BackupAgent> agent;
+  VolumeStatusHooks status_hooks;
+  if (!opts.repository_url.empty()) {
+    STOWAGE_ASSIGN_OR_RETURN(auto store, open_repository_store(opts, &metrics));
+    BackupAgent::Options aopts;
+    aopts.store = std::move(store);
+    aopts.state_dir = opts.state_root + "/agent";
+    aopts.lease.host = opts.host_id;
+    aopts.lease.daemon_id = vopts.boot_id + "/" + std::to_string(::getpid());
+    aopts.lease.pid = ::getpid();
+    aopts.lease.ttl_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.lease_ttl).count();
+    aopts.renew_interval_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.lease_renew).count();
+    STOWAGE_ASSIGN_OR_RETURN(agent, BackupAgent::open(std::move(aopts), *volumes, log));
+    status_hooks.lease = [a = agent.get()](const std::string& v) { return a->lease_json(v); };
+    status_hooks.last_backup = [a = agent.get()](const std::string& v) { return a->last_backup_json(v); };
+  }
+
   boost::asio::io_context ioc;
   DockerVolumeApi docker_api(*volumes, log, &metrics);
+  docker_api.set_agent(agent.get());
   AdminApi admin_api(*volumes, log, kStowageVersion);
-  OpsApi ops_api(*volumes, metrics, opts, log);
+  admin_api.set_agent(agent.get());
+  OpsApi ops_api(*volumes, metrics, opts, log, status_hooks);
 
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.plugin_socket)));
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.admin_socket)));

@@ -70,7 +70,6 @@ void print_snapshots(const std::string& volume, const json& snaps, bool header) 
   }
 }
 
-void print_volume(const json& v) {
 // `backup create NAME` and `restore SNAP --to NAME` where NAME is no path
 // here (no '/', nothing by that name in the current directory) and a valid
 // volume name: done by the daemon on the volume. nullopt for anything else.
@@ -134,6 +133,7 @@ void print_backup_status(const json& b) {
   }
 }
 
+void print_volume(const json& v) {
   std::printf("Name:        %s\n", v.value("name", "").c_str());
   std::printf("Kind:        %s\n", v.value("kind", "").c_str());
   std::printf("Mountpoint:  %s\n", v.value("mountpoint", "").c_str());
@@ -151,8 +151,8 @@ void print_backup_status(const json& b) {
                 sn.value("created", "").c_str());
   }
   if (v.contains("problem")) std::printf("Problem:     %s\n", v["problem"].get<std::string>().c_str());
-}
   if (v.contains("backup")) print_backup_status(v["backup"]);
+}
 
 }  // namespace
 
@@ -183,17 +183,17 @@ int main(int argc, char** argv) {
       "release", "Forget every mount ID holding a volume (for IDs of containers deleted while stowaged was down)");
   release->add_option("name", name, "Volume name")->required();
   release->add_flag("--json", as_json, "Print JSON for scripts");
+  auto* takeover = volume->add_subcommand(
+      "takeover", "Take a volume's lease from the host holding it (that host is fenced: it stops backing the "
+                  "volume up); a volume unknown here is created and restored from the repository");
+  takeover->add_option("name", name, "Volume name")->required();
+  takeover->add_flag("--json", as_json, "Print JSON for scripts");
 
   auto* snapshot = app.add_subcommand("snapshot", "Point-in-time copies of volumes");
   snapshot->require_subcommand(1);
   std::string snap_name;
   bool force = false;
   auto* snap_create = snapshot->add_subcommand("create", "Snapshot a volume (name defaults to a UTC timestamp)");
-  auto* takeover = volume->add_subcommand(
-      "takeover", "Take a volume's lease from the host holding it (that host is fenced: it stops backing the "
-                  "volume up); a volume unknown here is created and restored from the repository");
-  takeover->add_option("name", name, "Volume name")->required();
-  takeover->add_flag("--json", as_json, "Print JSON for scripts");
   snap_create->add_option("volume", name, "Volume name")->required();
   snap_create->add_option("name", snap_name, "Snapshot name");
   snap_create->add_flag("--json", as_json, "Print JSON for scripts");
@@ -213,13 +213,13 @@ int main(int argc, char** argv) {
   stowage::BackupCliState backup_cli;
   stowage::add_backup_commands(app, backup_cli);
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = run_volume_backup_command(backup_cli, socket)) return *rc;
   if (auto rc = stowage::run_backup_command(backup_cli)) return *rc;
 
   if (!snap_name.empty()) {
     if (stowage::Status st = stowage::validate_volume_name(snap_name); !st.is_ok()) {
       std::cerr << "stowctl: snapshot " << st.message().substr(7) << "\n";
       return 2;
-  if (auto rc = run_volume_backup_command(backup_cli, socket)) return *rc;
     }
   }
 
@@ -298,13 +298,6 @@ int main(int argc, char** argv) {
     std::printf("rolled %s back to snapshot %s\n", name.c_str(), snap_name.c_str());
     return 0;
   }
-  if (release->parsed()) {
-    auto j = call(socket, "POST", "/v1/volumes/" + name + "/release");
-    if (!j) return 1;
-    if (as_json) {
-      std::cout << j->dump(2) << "\n";
-    } else {
-      std::printf("released %zu mount ID(s) of %s\n", (*j)["released"].size(), name.c_str());
   if (takeover->parsed()) {
     auto j = call(socket, "POST", "/v1/volumes/" + name + "/takeover");
     if (!j) return 1;
@@ -316,6 +309,13 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (release->parsed()) {
+    auto j = call(socket, "POST", "/v1/volumes/" + name + "/release");
+    if (!j) return 1;
+    if (as_json) {
+      std::cout << j->dump(2) << "\n";
+    } else {
+      std::printf("released %zu mount ID(s) of %s\n", (*j)["released"].size(), name.c_str());
     }
     return 0;
   }
