@@ -66,7 +66,11 @@ Host::Host(HostOptions opts) : opts_(std::move(opts)) {
   fs::create_directories(opts_.dir + "/stowage");
   engine_ = std::make_unique<DockerEngine>(opts_.dir + "/docker");
   daemon_ = std::make_unique<Daemon>(opts_.dir + "/stowage", plugin_socket());
-  daemon_->set_env(opts_.stowaged_env);
+  // Only this host's settings: a config file of its own, never /etc/stowage/stowage.json.
+  write_file(opts_.dir + "/stowage.json", "{}\n");
+  std::map<std::string, std::string> env = opts_.stowaged_env;
+  env.emplace("STOWAGE_CONFIG", opts_.dir + "/stowage.json");
+  daemon_->set_env(env);
 }
 
 Host::~Host() { teardown(); }
@@ -150,6 +154,7 @@ std::vector<pid_t> Host::processes() const {
       }
     }
   }
+  in.erase(ns_pid());
   out.assign(in.begin(), in.end());
   return out;
 }
@@ -172,14 +177,13 @@ void Host::crash() {
   // Everything else of the host: containerd, shims, containers.
   for (int round = 0; round < 50; ++round) {
     std::vector<pid_t> left = processes();
-    left.erase(std::remove(left.begin(), left.end(), ns_pid()), left.end());
     if (left.empty()) break;
     for (pid_t p : left) ::kill(p, SIGKILL);
     for (pid_t p : left) before.push_back(p);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   for (pid_t p : before) {
-    if (p != ns_pid()) ::waitpid(p, nullptr, WNOHANG);
+    ::waitpid(p, nullptr, WNOHANG);
   }
   reap_orphans();
 }
@@ -199,7 +203,6 @@ void Host::teardown() {
     bool empty = wait_until(
         [&] {
           std::vector<pid_t> left = processes();
-          left.erase(std::remove(left.begin(), left.end(), ns_pid()), left.end());
           for (pid_t p : left) {
             ::kill(p, SIGKILL);
             seen.push_back(p);

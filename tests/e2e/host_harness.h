@@ -85,9 +85,9 @@ class Host {
   pid_t ns_pid() const;
   const std::string& mount_ns() const { return ns_id_; }
 
-  // Pids of live (non-zombie) processes whose mount namespace is this host's
-  // or one created below it by this host's containers (found through the
-  // parent chain: a process whose ancestor is in this namespace).
+  // Pids of live (non-zombie) processes of this host other than the
+  // namespace holder: those whose mount namespace is this host's, and their
+  // descendants (containers, in namespaces of their own).
   std::vector<pid_t> processes() const;
 
  private:

@@ -282,6 +282,22 @@ class TwoHostRepoE2E : public TwoHostE2E {
     return pg;
   }
 
+  // Waits (bounded) until `h` reports the final backup of `volume` done and
+  // its lease released, as after the last Unmount; fails the test if not.
+  bool wait_final_backup(Host& h, const std::string& volume) {
+    json st;
+    bool released = wait_until(
+        [&] {
+          st = agent_status(h, volume);
+          return st.is_object() && st["lease"].is_null() && st["last_backup"].is_object() &&
+                 string_at(st["last_backup"], "reason") == "final" && st["last_backup"].value("ok", false);
+        },
+        std::chrono::seconds(120));
+    EXPECT_TRUE(released) << "host " << h.name() << " did not finish the final backup of " << volume
+                          << " and release its lease: " << st.dump() << logs();
+    return released;
+  }
+
   // Both stowaged logs, for failure messages.
   std::string logs() {
     std::string s;
@@ -294,6 +310,26 @@ class TwoHostRepoE2E : public TwoHostE2E {
   Host* a_ = nullptr;  // both up, with the PostgreSQL image, after SetUp
   Host* b_ = nullptr;
 };
+
+TEST_F(TwoHostRepoE2E, VolumeOnlyInTheRepositoryComesUpOnBWithItsDataOwnerAndMode) {
+  Host& a = *a_;
+  Host& b = *b_;
+  ASSERT_TRUE(a.engine().import_busybox(kBusybox));
+  ASSERT_TRUE(b.engine().import_busybox(kBusybox));
+  run(a, "volume create --driver stowage -o uid=1000 -o gid=1001 -o mode=0750 carried");
+  run(a, std::string("run --rm -v carried:/data ") + kBusybox +
+             " sh -c 'mkdir /data/sub && echo from-a > /data/sub/f && chown 1002:1003 /data/sub/f'");
+  ASSERT_TRUE(wait_final_backup(a, "carried"));
+  EXPECT_EQ(run(b, "volume ls -q --filter driver=stowage"), "");
+
+  // B names the volume without options (docker run with the stowage driver):
+  // it comes from the repository as A left it, the volume's root included.
+  EXPECT_EQ(run(b, std::string("run --rm --volume-driver stowage -v carried:/data ") + kBusybox +
+                       " sh -c 'stat -c \"%u:%g %a\" /data /data/sub/f; cat /data/sub/f'"),
+            "1000:1001 750\n1002:1003 644\nfrom-a")
+      << logs();
+  EXPECT_EQ(run(b, "volume ls -q --filter driver=stowage"), "carried");
+}
 
 TEST_F(TwoHostRepoE2E, PlannedMoveStartsPostgresOnBWithEveryCommittedTransaction) {
   Host& a = *a_;
@@ -311,19 +347,12 @@ TEST_F(TwoHostRepoE2E, PlannedMoveStartsPostgresOnBWithEveryCommittedTransaction
   // The planned stop: PostgreSQL shuts down (checkpoint), the container goes,
   // and A's last Unmount starts the final backup and the lease release.
   ASSERT_EQ(pa->stop_and_remove(), 0);
-  json done;
-  bool released = wait_until(
-      [&] {
-        done = agent_status(a, "pgmove");
-        return done.is_object() && done["lease"].is_null() && done["last_backup"].is_object() &&
-               string_at(done["last_backup"], "reason") == "final" && done["last_backup"].value("ok", false);
-      },
-      std::chrono::seconds(120));
-  ASSERT_TRUE(released) << "A did not finish its final backup and release the lease: " << done.dump() << logs();
+  ASSERT_TRUE(wait_final_backup(a, "pgmove"));
 
-  // The same volume name on B: Create restores it from the repository, the
-  // first Mount takes the lease and waits for the restore.
-  run(b, "volume create --driver stowage pgmove");
+  // The same volume on B, created as on A (as the same compose file would):
+  // Create restores it from the repository, the first Mount takes the lease
+  // and waits for the restore.
+  run(b, "volume create --driver stowage " + pg_volume_opts() + " pgmove");
   PostgresContainer pb(b.engine(), kPostgres, "pg-on-b", "pgmove");
   ASSERT_EQ(pb.start(), "") << logs();
   EXPECT_EQ(pg_state(pb), on_a) << "RPO 0: B must have exactly what A committed";
@@ -377,7 +406,7 @@ TEST_F(TwoHostRepoE2E, CrashedHostIsRefusedUntilForcedThenBRunsItsLastBackup) {
   // a volume it knows (so its options could not reach stowaged): drop B's
   // never-mounted record first.
   run(b, "volume rm pgcrash");
-  run(b, "volume create --driver stowage -o takeover=force pgcrash");
+  run(b, "volume create --driver stowage " + pg_volume_opts() + " -o takeover=force pgcrash");
   PostgresContainer pb(b.engine(), kPostgres, "pg-on-b", "pgcrash");
   ASSERT_EQ(pb.start(), "") << logs();
   // Exactly A's last completed backup; PostgreSQL recovered from the paused image.
