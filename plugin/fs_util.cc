@@ -75,14 +75,6 @@ Status write_file_atomic(const std::string& path, std::string_view data, unsigne
   return fsync_dir(dir);
 }
 
-Status write_new_file(const std::string& path, std::string_view data, unsigned mode) {
-  Fd f{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)};
-  if (f.fd < 0) return errno_status(errno, "create " + path);
-  STOWAGE_RETURN_IF_ERROR(write_all(f.fd, data, path));
-  if (::fsync(f.fd) != 0) return errno_status(errno, "fsync " + path);
-  return Status::ok();
-}
-
 Status rename_durable(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0) return errno_status(errno, "rename " + from + " to " + to);
   std::string a = parent_dir(from), b = parent_dir(to);

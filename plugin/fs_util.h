@@ -16,11 +16,6 @@ namespace stowage {
 // (".<name>.tmp-*") may remain and is safe to delete.
 [[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0600);
 
-// Creates `path` (which must not exist) holding `data` and fsyncs the file,
-// but not its directory: for files a later rename publishes and a later
-// journal commit makes durable.
-[[nodiscard]] Status write_new_file(const std::string& path, std::string_view data, unsigned mode = 0600);
-
 // fsyncs a directory so that entries created, renamed or removed in it persist.
 [[nodiscard]] Status fsync_dir(const std::string& dir);
 

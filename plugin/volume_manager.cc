@@ -197,6 +197,7 @@ Status VolumeManager::load() {
   }
   ::closedir(d);
 
+  std::vector<std::string> unrecorded;  // directories without volume.json
   for (const auto& n : names) {
     std::string dir = vols + "/" + n;
     if (n.starts_with(kStagingPrefix)) {
@@ -217,7 +218,13 @@ Status VolumeManager::load() {
     e->record.name = n;
     auto data = read_small_file(dir + "/volume.json");
     Result<VolumeRecord> rec = data.is_ok() ? volume_record_from_json(*data) : Result<VolumeRecord>(data.status());
-    if (!rec.is_ok()) {
+    if (!data.is_ok() && data.status().code() == Code::kNotFound) {
+      // Either created since the last checkpoint (the journal has its record)
+      // or a Create that crashed before its commit; decided after replay.
+      e->state = Entry::State::kBroken;
+      e->problem = "volume.json is missing";
+      unrecorded.push_back(n);
+    } else if (!rec.is_ok()) {
       // Keep the volume visible so Docker does not forget it; refuse to mount it.
       e->state = Entry::State::kBroken;
       e->problem = rec.status().message();
@@ -229,15 +236,6 @@ Status VolumeManager::load() {
     } else {
       e->state = Entry::State::kReady;
       e->record = std::move(rec).value();
-      if (opts_.snapshots) STOWAGE_RETURN_IF_ERROR(opts_.snapshots->recover(dir));
-      // Leftover temp files of an interrupted record update.
-      if (DIR* vd = ::opendir(dir.c_str())) {
-        while (dirent* de = ::readdir(vd)) {
-          std::string_view f = de->d_name;
-          if (f.starts_with(".volume.json.tmp-")) ::unlinkat(::dirfd(vd), de->d_name, 0);
-        }
-        ::closedir(vd);
-      }
     }
     entries_[n] = std::move(e);
   }
@@ -253,8 +251,25 @@ Status VolumeManager::load() {
     next_gen = g.number + 1;
   }
 
+  for (const auto& n : unrecorded) {
+    auto it = entries_.find(n);
+    if (it == entries_.end() || it->second->state == Entry::State::kReady) continue;  // the journal had it
+    STOWAGE_ASSIGN_OR_RETURN(bool discarded, discard_unacknowledged(n));
+    if (discarded) entries_.erase(it);
+  }
+
   for (auto& [name, e] : entries_) {
     if (e->state != Entry::State::kReady) continue;
+    std::string dir = volume_dir(name);
+    if (opts_.snapshots) STOWAGE_RETURN_IF_ERROR(opts_.snapshots->recover(dir));
+    // Leftover temp files of an interrupted record update.
+    if (DIR* vd = ::opendir(dir.c_str())) {
+      while (dirent* de = ::readdir(vd)) {
+        std::string_view f = de->d_name;
+        if (f.starts_with(".volume.json.tmp-")) ::unlinkat(::dirfd(vd), de->d_name, 0);
+      }
+      ::closedir(vd);
+    }
     if (!e->record.mount_ids.empty() && !opts_.boot_id.empty() && e->record.boot_id != opts_.boot_id) {
       log_.info("host rebooted since these mounts: releasing them",
                 {{"volume", name}, {"mount_ids", std::to_string(e->record.mount_ids.size())}});
@@ -270,6 +285,35 @@ Status VolumeManager::load() {
   log_.info("volumes loaded", {{"count", std::to_string(entries_.size())}, {"root", opts_.state_root},
                                {"journal_records", std::to_string(replayed)}});
   return Status::ok();
+}
+
+Result<bool> VolumeManager::discard_unacknowledged(const std::string& name) {
+  // Docker never saw this volume, so nothing can have been stored in it
+  // through Stowage. Data put there by other means is kept: the directory
+  // then stays, refused for mounts, for an operator to look at.
+  std::string dir = volume_dir(name);
+  std::string data = backend_.data_path(dir);
+  bool empty = true;
+  if (DIR* d = ::opendir(data.c_str())) {
+    while (dirent* de = ::readdir(d)) {
+      std::string_view f = de->d_name;
+      if (f != "." && f != "..") {
+        empty = false;
+        break;
+      }
+    }
+    ::closedir(d);
+  }
+  if (!empty) {
+    log_.error("directory without a volume record holds data; leaving it alone", {{"dir", dir}});
+    entries_.find(name)->second->problem = "volume.json is missing and " + data + " is not empty";
+    return false;
+  }
+  log_.info("discarding interrupted create", {{"dir", dir}});
+  std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
+  STOWAGE_RETURN_IF_ERROR(rename_durable(dir, trash));
+  STOWAGE_RETURN_IF_ERROR(remove_tree(trash));
+  return true;
 }
 
 std::shared_ptr<VolumeManager::Entry> VolumeManager::find(const std::string& name) {
@@ -359,12 +403,12 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   if (!opts.from_volume.empty() && opts.from_volume == name) {
     return fail(Status::invalid_argument("a volume cannot be created from a snapshot of itself"));
   }
-  // The directories need no flush of their own: the journal commit below is
-  // the commit point, and replay recreates them if they did not reach the disk.
-  // volume.json is flushed so that a crash before the commit cannot leave a
-  // published volume with an empty record.
+  // Nothing here is flushed: the journal commit below is the commit point and
+  // holds the whole record. Replay recreates directories that did not reach
+  // the disk, and the next checkpoint writes volume.json. A directory without
+  // volume.json and without a journal record is therefore a Create that was
+  // never acknowledged; load() discards it.
   Status st = opts.from_volume.empty() ? backend_.provision(staging, opts) : clone_into(staging, opts);
-  if (st.is_ok()) st = write_new_file(staging + "/volume.json", volume_record_to_json(rec), 0600);
   if (st.is_ok() && ::rename(staging.c_str(), volume_dir(name).c_str()) != 0) {
     st = errno == ENOTEMPTY || errno == EEXIST
              ? Status::already_exists("directory " + volume_dir(name) + " exists but is not a loaded volume")

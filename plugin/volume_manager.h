@@ -125,6 +125,10 @@ class VolumeManager {
   VolumeManager(Options options, VolumeBackend& backend, Logger& log);
   Status load();
   Status replay(const std::vector<std::string>& payloads);
+  // load(): a volume directory with neither volume.json nor a journal record
+  // is a Create that crashed before its commit. Removes it if its data
+  // directory is empty (true); otherwise leaves it, marked broken (false).
+  Result<bool> discard_unacknowledged(const std::string& name);
   std::string volume_dir(const std::string& name) const;
   // Journals a volume's new record / its deletion; OK means durable.
   Status log_put(const VolumeRecord& rec);

@@ -3,7 +3,9 @@
 // Starts stowaged in a scratch directory, then for 1, 50 and 200 concurrent
 // clients runs Create → Mount → Unmount → Remove cycles over the plugin socket
 // (each client its own connection and volume, as Docker does per container)
-// and prints p50/p99/max per call, throughput, and the daemon's RSS when idle.
+// and prints p50/p99/max per call, throughput, the daemon's CPU time per call
+// (user + system, which includes the kernel's work for fsync), and its RSS
+// when idle.
 //
 // Two load shapes:
 //  - paced: each client waits `think` ms between calls, like dockerd starting
@@ -19,7 +21,10 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
+
+#include <unistd.h>
 
 #include "daemon_harness.h"
 
@@ -32,6 +37,19 @@ long rss_kib(pid_t pid) {
   std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
   auto pos = status.find("VmRSS:");
   return pos == std::string::npos ? -1 : std::stol(status.substr(pos + 6));
+}
+
+// User + system CPU time the process has used, in microseconds.
+double cpu_us(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+  std::istringstream in(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 1; i <= 13 && in >> field; ++i) {
+    if (i >= 12) ticks += std::stod(field);
+  }
+  return ticks * 1e6 / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 double pct(std::vector<double>& v, double p) {
@@ -82,6 +100,7 @@ int main(int argc, char** argv) {
            {"paced", 1}, {"paced", 50}, {"paced", 200}, {"saturated", 1}, {"saturated", 50}, {"saturated", 200}}) {
     int think = mode == "paced" ? think_ms : 0;
     auto started = Clock::now();
+    double cpu_before = cpu_us(daemon.pid());
     std::map<std::string, std::vector<double>> lat;
     std::mutex mu;
     int errors = 0;
@@ -111,6 +130,7 @@ int main(int argc, char** argv) {
     }
     for (auto& t : threads) t.join();
     double secs = std::chrono::duration<double>(Clock::now() - started).count();
+    double daemon_cpu = cpu_us(daemon.pid()) - cpu_before;
     std::vector<double> all;
     for (auto& [call, v] : lat) {
       all.insert(all.end(), v.begin(), v.end());
@@ -120,8 +140,9 @@ int main(int argc, char** argv) {
     }
     size_t n = all.size();
     double p50 = pct(all, 0.50), p99 = pct(all, 0.99);
-    std::printf("%-10s %-8d %-8s %10.2f %10.2f %10s %8zu  errors=%d  %.0f calls/s%s\n", mode.c_str(), clients, "all",
-                p50, p99, "", n, errors, static_cast<double>(n) / secs,
+    std::printf("%-10s %-8d %-8s %10.2f %10.2f %10s %8zu  errors=%d  %.0f calls/s  daemon CPU %.0f us/call%s\n",
+                mode.c_str(), clients, "all", p50, p99, "", n, errors, static_cast<double>(n) / secs,
+                n ? daemon_cpu / static_cast<double>(n) : 0.0,
                 mode == "paced" && clients == 200 ? verdict(n, errors, p99) : "");
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));

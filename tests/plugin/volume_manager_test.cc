@@ -157,6 +157,45 @@ TEST_F(VolumeManagerTest, InterruptedCreateAndRemoveAreResolvedAtOpen) {
   EXPECT_EQ(m->list(false)[0].record.name, "keep");
 }
 
+TEST_F(VolumeManagerTest, AcknowledgedCreateNeedsOnlyItsJournalRecord) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("v", {{"mode", "0700"}}).is_ok());
+  }
+  // Create writes no volume.json (the journal is the commit point); a crash
+  // before the next checkpoint leaves the directory without one.
+  ASSERT_FALSE(fs::exists(vol_dir("v") + "/volume.json"));
+  auto m = open();
+  auto v = m->get("v", false);
+  ASSERT_TRUE(v.is_ok()) << v.status().message();
+  EXPECT_EQ(v->problem, "");
+  EXPECT_EQ(v->record.options.mode, 0700u);
+  EXPECT_TRUE(fs::exists(vol_dir("v") + "/volume.json"));  // checkpointed at open
+}
+
+TEST_F(VolumeManagerTest, CreateThatCrashedBeforeItsCommitIsDiscarded) {
+  // Renamed into place, then the crash came before the journal commit: Docker
+  // never heard of this volume.
+  fs::create_directories(vol_dir("ghost") + "/_data");
+  auto m = open();
+  EXPECT_EQ(m->get("ghost", false).status().code(), Code::kNotFound);
+  EXPECT_TRUE(m->list(false).empty());
+  EXPECT_FALSE(fs::exists(vol_dir("ghost")));
+  EXPECT_TRUE(m->create("ghost", {}).is_ok());  // the name is free again
+}
+
+TEST_F(VolumeManagerTest, DirectoryWithoutRecordButWithDataIsKeptAndRefused) {
+  // Not something Stowage leaves behind; someone put data there. Keep it.
+  fs::create_directories(vol_dir("found") + "/_data");
+  test::write_file(vol_dir("found") + "/_data/precious", "data");
+  auto m = open();
+  auto v = m->get("found", false);
+  ASSERT_TRUE(v.is_ok());
+  EXPECT_NE(v->problem.find("volume.json is missing"), std::string::npos) << v->problem;
+  EXPECT_EQ(m->mount("found", "c").status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(test::read_file(vol_dir("found") + "/_data/precious"), "data");
+}
+
 TEST_F(VolumeManagerTest, UnreadableRecordStaysVisibleButCannotMount) {
   {
     auto m = open();
