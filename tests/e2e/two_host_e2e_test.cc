@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -215,7 +216,8 @@ TEST_F(TwoHostE2E, PostgresOnStowageVolumeRunsPgbenchAndKeepsDataAcrossContainer
 // --- Two hosts sharing a repository -----------------------------------------
 
 // Lease settings short enough for a test (the crash test does not wait for
-// expiry: it forces the takeover).
+// expiry: it forces the takeover), long enough that a loaded machine never
+// makes a live holder miss its renewals.
 constexpr int kLeaseTtlSeconds = 20;
 constexpr int kLeaseRenewSeconds = 5;
 
@@ -253,8 +255,13 @@ class TwoHostRepoE2E : public TwoHostE2E {
     b_ = &repo_host("b");
     ASSERT_TRUE(a_->start());
     ASSERT_TRUE(b_->start());
-    ASSERT_TRUE(import_postgres_image(a_->engine(), kPostgres));
-    ASSERT_TRUE(import_postgres_image(b_->engine(), kPostgres));
+    if (postgres_) {
+      ASSERT_TRUE(import_postgres_image(a_->engine(), kPostgres));
+      ASSERT_TRUE(import_postgres_image(b_->engine(), kPostgres));
+    } else {
+      ASSERT_TRUE(a_->engine().import_busybox(kBusybox));
+      ASSERT_TRUE(b_->engine().import_busybox(kBusybox));
+    }
   }
 
   // A host whose stowaged uses the shared repository (docs/CONFIG.md).
@@ -262,8 +269,8 @@ class TwoHostRepoE2E : public TwoHostE2E {
     const Radosgw& rgw = rgw_env->rgw();
     return add_host(name,
                     {"--repository", "s3://" + bucket_ + "/stowage", "--s3-endpoint", rgw.endpoint(), "--s3-region",
-                     rgw.region(), "--host-id", host_id(name), "--lease-ttl-seconds", std::to_string(kLeaseTtlSeconds),
-                     "--lease-renew-seconds", std::to_string(kLeaseRenewSeconds)},
+                     rgw.region(), "--host-id", host_id(name), "--lease-ttl-seconds", std::to_string(lease_ttl_s_),
+                     "--lease-renew-seconds", std::to_string(lease_renew_s_)},
                     {{"AWS_ACCESS_KEY_ID", rgw.user().access_key}, {"AWS_SECRET_ACCESS_KEY", rgw.user().secret_key}});
   }
 
@@ -307,15 +314,26 @@ class TwoHostRepoE2E : public TwoHostE2E {
 
   std::string bucket_;
   static inline int buckets_ = 0;
-  Host* a_ = nullptr;  // both up, with the PostgreSQL image, after SetUp
+  Host* a_ = nullptr;  // both up after SetUp, with the PostgreSQL image (or busybox)
   Host* b_ = nullptr;
+  // Set by subclasses' constructors.
+  int lease_ttl_s_ = kLeaseTtlSeconds, lease_renew_s_ = kLeaseRenewSeconds;
+  bool postgres_ = true;
 };
 
-TEST_F(TwoHostRepoE2E, VolumeOnlyInTheRepositoryComesUpOnBWithItsDataOwnerAndMode) {
+// Busybox only, and a short lease: for what needs no database.
+class TwoHostBusyboxE2E : public TwoHostRepoE2E {
+ protected:
+  TwoHostBusyboxE2E() {
+    postgres_ = false;
+    lease_ttl_s_ = 6;
+    lease_renew_s_ = 2;
+  }
+};
+
+TEST_F(TwoHostBusyboxE2E, VolumeOnlyInTheRepositoryComesUpOnBWithItsDataOwnerAndMode) {
   Host& a = *a_;
   Host& b = *b_;
-  ASSERT_TRUE(a.engine().import_busybox(kBusybox));
-  ASSERT_TRUE(b.engine().import_busybox(kBusybox));
   run(a, "volume create --driver stowage -o uid=1000 -o gid=1001 -o mode=0750 carried");
   run(a, std::string("run --rm -v carried:/data ") + kBusybox +
              " sh -c 'mkdir /data/sub && echo from-a > /data/sub/f && chown 1002:1003 /data/sub/f'");
@@ -329,6 +347,35 @@ TEST_F(TwoHostRepoE2E, VolumeOnlyInTheRepositoryComesUpOnBWithItsDataOwnerAndMod
             "1000:1001 750\n1002:1003 644\nfrom-a")
       << logs();
   EXPECT_EQ(run(b, "volume ls -q --filter driver=stowage"), "carried");
+}
+
+TEST_F(TwoHostBusyboxE2E, CrashedHolderKeepsBOutUntilItsLeaseExpires) {
+  Host& a = *a_;
+  Host& b = *b_;
+  run(a, "volume create --driver stowage expiring");
+  run(a, std::string("run -d --name holder -v expiring:/data ") + kBusybox +
+             " sh -c 'echo v1 > /data/f; sync; sleep 600'");
+  ASSERT_TRUE(wait_until([&] { return read_file(a.stowaged().state_root() + "/volumes/expiring/_data/f") == "v1\n"; },
+                         std::chrono::seconds(30)));
+  std::string out;
+  ASSERT_EQ(a.stowctl("backup create expiring", &out), 0) << out << logs();
+  a.crash();
+
+  // B's first look: the lease is A's and B has not yet seen it go silent.
+  const std::string cat = std::string(" --volume-driver stowage -v expiring:/data ") + kBusybox + " cat /data/f";
+  EXPECT_NE(b.docker("run --rm" + cat, &out), 0) << out;
+  EXPECT_NE(out.find("in use on host '" + host_id("a") + "'"), std::string::npos) << out << logs();
+  // Once A's lease has gone unrenewed for its ttl, B takes it without force.
+  bool taken = wait_until(
+      [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        return b.docker("run --rm" + cat, &out) == 0;
+      },
+      std::chrono::seconds(120));
+  ASSERT_TRUE(taken) << out << logs();
+  EXPECT_EQ(trim(out), "v1");
+  json st = agent_status(b, "expiring");
+  EXPECT_TRUE(st.is_object() && st["lease"].is_object()) << st.dump();
 }
 
 TEST_F(TwoHostRepoE2E, PlannedMoveStartsPostgresOnBWithEveryCommittedTransaction) {
@@ -376,13 +423,9 @@ TEST_F(TwoHostRepoE2E, CrashedHostIsRefusedUntilForcedThenBRunsItsLastBackup) {
   ASSERT_NE(pa, nullptr);
   PgState at_backup = pg_state(*pa);
   EXPECT_EQ(at_backup.history_rows, "60");
-  // The backup a schedule would make, now (admin API).
+  // The backup a schedule would make, now.
   std::string out;
-  ASSERT_EQ(run_shell("curl -sS --fail-with-body -X POST --unix-socket " + a.stowaged().admin_socket() +
-                          " http://stowaged/v1/volumes/pgcrash/backup",
-                      &out),
-            0)
-      << out << logs();
+  ASSERT_EQ(a.stowctl("backup create pgcrash", &out), 0) << out << logs();
   json st = agent_status(a, "pgcrash");
   ASSERT_TRUE(st.is_object() && st["last_backup"].is_object() && st["last_backup"].value("ok", false))
       << st.dump() << logs();
