@@ -116,18 +116,38 @@ BackupAgent::~BackupAgent() {
   }
   stop_cv_.notify_all();
   if (renewer_.joinable()) renewer_.join();
-  std::vector<std::thread> jobs;
+  std::vector<Job> jobs;
   {
     std::lock_guard lk(mu_);
     jobs.swap(jobs_);
   }
-  for (auto& t : jobs) t.join();
+  for (auto& j : jobs) j.thread.join();
 }
 
 void BackupAgent::spawn(std::function<void()> fn) {
-  std::lock_guard lk(mu_);
-  if (stop_) return;
-  jobs_.emplace_back(std::move(fn));
+  std::vector<std::thread> finished;
+  {
+    std::lock_guard lk(mu_);
+    if (stop_) return;
+    // Join the jobs that are done, so a long-running daemon does not keep a
+    // stack per past Unmount.
+    for (size_t i = 0; i < jobs_.size();) {
+      if (jobs_[i].done->load()) {
+        finished.push_back(std::move(jobs_[i].thread));
+        jobs_[i] = std::move(jobs_.back());
+        jobs_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    jobs_.push_back({std::thread([fn = std::move(fn), done] {
+                       fn();
+                       *done = true;
+                     }),
+                     done});
+  }
+  for (auto& t : finished) t.join();
 }
 
 std::shared_ptr<BackupAgent::Vol> BackupAgent::vol(const std::string& name) {

@@ -12,7 +12,9 @@
 // Volumes created with -o backup=off are left alone entirely.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -131,7 +133,11 @@ class BackupAgent {
 
   std::mutex mu_;  // vols_, jobs_, stop_
   std::map<std::string, std::shared_ptr<Vol>> vols_;
-  std::vector<std::thread> jobs_;
+  struct Job {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Job> jobs_;  // background restores and final backups
   bool stop_ = false;
   std::condition_variable stop_cv_;
   std::thread renewer_;

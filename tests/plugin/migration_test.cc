@@ -168,5 +168,34 @@ TEST_F(MigrationTest, ForcedTakeoverFencesTheOldHolder) {
   EXPECT_TRUE(inspect(a_, "pg")["backup"]["fenced"].is_null());
 }
 
+TEST_F(MigrationTest, CrashedHolderTakesItsLeaseBackAndFinishesTheMove) {
+  ASSERT_EQ(ca_.call("Create", {{"Name", "cache"}}).status, 200);
+  const std::string mpa = mountpoint(ca_, "cache", "c1");
+  write_file(mpa + "/f", pattern(300000, 3));
+  a_.kill9();
+  ASSERT_TRUE(a_.start());
+  // The restarted daemon holds the lease of its still-mounted volume again
+  // (same host id), so B is still kept out.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json j = inspect(a_, "cache");
+        return j.is_object() && j["backup"]["lease"].is_object();
+      },
+      30s))
+      << inspect(a_, "cache").dump();
+  EXPECT_GE(inspect(a_, "cache")["backup"]["lease"]["generation"].get<int>(), 2);
+  ASSERT_EQ(cb_.call("Create", {{"Name", "cache"}}).status, 200);
+  auto m = cb_.call("Mount", {{"Name", "cache"}, {"ID", "c2"}});
+  EXPECT_NE(m.status, 200) << m.body;
+  EXPECT_NE(m.json().value("Err", "").find("node-a"), std::string::npos) << m.body;
+  // Docker's Unmount still arrives after the restart: final backup, release, move.
+  ASSERT_EQ(ca_.call("Unmount", {{"Name", "cache"}, {"ID", "c1"}}).status, 200);
+  ASSERT_TRUE(wait_until([&] { return inspect(a_, "cache")["backup"]["lease"].is_null(); }, 60s))
+      << inspect(a_, "cache").dump();
+  const std::string mpb = mountpoint(cb_, "cache", "c2");
+  ASSERT_FALSE(mpb.empty());
+  EXPECT_EQ(read_file(mpb + "/f"), pattern(300000, 3));
+}
+
 }  // namespace
 }  // namespace stowage::test
