@@ -27,17 +27,23 @@ std::string duration(int64_t s) {
   return buf;
 }
 
-// A hook's value in one table cell: "-" for null, the string itself, or the
-// object's most telling field.
-std::string cell(const json& v) {
+// The last backup in one table cell: its time, marked when it failed.
+std::string backup_cell(const json& v) {
   if (v.is_null()) return "-";
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_object()) {
-    for (const char* k : {"time", "finished", "holder", "host", "id"}) {
-      if (v.contains(k) && v[k].is_string()) return v[k].get<std::string>();
-    }
-  }
-  return v.dump();
+  if (!v.is_object()) return v.dump();
+  std::string out = v.value("time", "?");
+  if (!v.value("ok", true)) out += " (failed)";
+  return out;
+}
+
+// The lease in one table cell: holder, state and generation.
+std::string lease_cell(const json& v) {
+  if (v.is_null()) return "-";
+  if (!v.is_object()) return v.dump();
+  std::string out = v.value("holder", "?");
+  out += " (" + v.value("state", "?");
+  if (v.contains("generation") && v["generation"].is_number()) out += ", gen " + v["generation"].dump();
+  return out + ")";
 }
 
 }  // namespace
@@ -71,12 +77,12 @@ std::string format_status(const json& s) {
   }
   const json& vols = s["volumes"];
   if (!vols.empty()) {
-    std::snprintf(line, sizeof line, "\n%-32s %-6s %-24s %s\n", "VOLUME", "MOUNTS", "LAST BACKUP", "LEASE");
+    std::snprintf(line, sizeof line, "\n%-32s %-6s %-42s %s\n", "VOLUME", "MOUNTS", "LAST BACKUP", "LEASE");
     out += line;
     for (const auto& v : vols) {
-      std::snprintf(line, sizeof line, "%-32s %-6llu %-24s %s\n", v.value("name", "?").c_str(),
-                    static_cast<unsigned long long>(v.value("mounts", uint64_t{0})), cell(v["last_backup"]).c_str(),
-                    cell(v["lease"]).c_str());
+      std::snprintf(line, sizeof line, "%-32s %-6llu %-42s %s\n", v.value("name", "?").c_str(),
+                    static_cast<unsigned long long>(v.value("mounts", uint64_t{0})),
+                    backup_cell(v["last_backup"]).c_str(), lease_cell(v["lease"]).c_str());
       out += line;
     }
   }

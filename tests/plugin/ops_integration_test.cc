@@ -307,6 +307,9 @@ TEST_F(OpsDaemonTest, StatusReportsDaemonVolumesAndRepository) {
     EXPECT_TRUE(v.contains("last_backup") && v.contains("lease")) << v.dump();
   }
   EXPECT_TRUE(j["volumes"][0]["lease"].is_null()) << "an unmounted volume holds no lease: " << out;
+  // The backup agent's hooks fill the mounted volume's lease (docs/MIGRATION.md).
+  ASSERT_TRUE(j["volumes"][1]["lease"].is_object()) << out;
+  EXPECT_EQ(j["volumes"][1]["lease"]["holder"], "it-host") << out;
 
   EXPECT_EQ(daemon_.stowctl("status", &out), 0) << out;
   EXPECT_NE(out.find("Daemon:      stowaged 0.1.0, up "), std::string::npos) << out;
@@ -314,6 +317,7 @@ TEST_F(OpsDaemonTest, StatusReportsDaemonVolumesAndRepository) {
   EXPECT_NE(out.find("Volumes:     2 (1 mounted, 2 mount IDs)"), std::string::npos) << out;
   EXPECT_NE(out.find("Repository:  " + repo + "  reachable"), std::string::npos) << out;
   EXPECT_TRUE(std::regex_search(out, std::regex(R"(\na +0 +- +-\n)"))) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex(R"(\nb +2 +\S+ +it-host \(\w+, gen \d+\)\n)"))) << out;
 
   // A repository that stops answering: its config object gone.
   auto metric = [&](const std::string& series) {
