@@ -85,21 +85,22 @@ Result<std::unique_ptr<BackupAgent>> BackupAgent::open(Options opts, VolumeManag
   STOWAGE_RETURN_IF_ERROR(make_dirs(opts.state_dir));
   const std::string where = opts.store->describe();
   auto has_config = opts.store->head("config");
-  Result<std::unique_ptr<Repository>> repo = Status::internal("unset");
   if (!has_config.is_ok() && has_config.status().code() == Code::kNotFound) {
-    // An empty store: the daemon-wide repository is made on first use.
+    // An empty store: the daemon-wide repository is made on first use. Two
+    // daemons doing this at once: the create-only put lets one config win and
+    // both open it.
     RepositoryConfig config;
     config.id = sha256(random_token() + std::to_string(mono_ns()));
     timespec ts{};
     ::clock_gettime(CLOCK_REALTIME, &ts);
     config.created_ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-    repo = Repository::init(std::move(opts.store), config);
-    if (repo.is_ok()) log.info("repository created", {{"repository", where}, {"id", config.id.hex()}});
+    Status put = opts.store->put("config", serialize_config(config), {.create_only = true});
+    if (put.is_ok()) log.info("repository created", {{"repository", where}, {"id", config.id.hex()}});
+    if (!put.is_ok() && put.code() != Code::kAlreadyExists) return put.with_context("create repository " + where);
   } else if (!has_config.is_ok()) {
     return has_config.status().with_context("open repository " + where);
-  } else {
-    repo = Repository::open(std::move(opts.store));
   }
+  auto repo = Repository::open(std::move(opts.store));
   if (!repo.is_ok()) return repo.status().with_context("open repository " + where);
   std::unique_ptr<BackupAgent> a(new BackupAgent(std::move(opts), volumes, log, std::move(repo).value()));
   a->recover_at_start();

@@ -1,15 +1,17 @@
 // Volumes follow their container (docs/MIGRATION.md): two real stowaged
-// daemons, each with its own state root and sockets, sharing one file://
-// repository. Leases, restore on a new host, stale-copy restore, final backup
+// daemons, each with its own state root and sockets, sharing one repository
+// (file://, and s3:// on a real radosgw started by the test). Leases, restore on a new host, stale-copy restore, final backup
 // on the last Unmount, forced takeover and fencing.
 #include <sys/stat.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 
 #include <gtest/gtest.h>
 
 #include "daemon_harness.h"
+#include "support/radosgw.h"
 
 namespace stowage::test {
 namespace {
@@ -29,13 +31,30 @@ std::string pattern(size_t n, unsigned seed) {
   return s;
 }
 
-class MigrationTest : public ::testing::Test {
+RadosgwEnvironment* g_rgw = nullptr;  // owned by gtest
+
+enum class Repo { kFile, kS3 };
+
+class MigrationTest : public ::testing::TestWithParam<Repo> {
  protected:
   std::vector<std::string> args(const std::string& host) {
-    return {"--repository", "file://" + dir_.path() + "/repo", "--host-id", host, "--lease-ttl-seconds", "4",
-            "--lease-renew-seconds", "1"};
+    return {"--repository", url_, "--host-id", host, "--lease-ttl-seconds", "4", "--lease-renew-seconds", "1"};
   }
   void SetUp() override {
+    url_ = "file://" + dir_.path() + "/repo";
+    if (GetParam() == Repo::kS3) {
+      ASSERT_TRUE(g_rgw->ok()) << g_rgw->error();
+      static int bucket = 0;
+      const std::string name = "migration-" + std::to_string(++bucket);
+      ASSERT_EQ(g_rgw->rgw().create_bucket(name), "");
+      url_ = "s3://" + name + "/repo";
+      const std::map<std::string, std::string> env = {{"STOWAGE_S3_ENDPOINT", g_rgw->rgw().endpoint()},
+                                                      {"AWS_REGION", g_rgw->rgw().region()},
+                                                      {"AWS_ACCESS_KEY_ID", g_rgw->rgw().user().access_key},
+                                                      {"AWS_SECRET_ACCESS_KEY", g_rgw->rgw().user().secret_key}};
+      a_.set_env(env);
+      b_.set_env(env);
+    }
     ASSERT_TRUE(a_.start(args("node-a")));
     ASSERT_TRUE(b_.start(args("node-b")));
   }
@@ -51,11 +70,12 @@ class MigrationTest : public ::testing::Test {
   }
 
   TempDir dir_{"stowage-migration"};
+  std::string url_;
   Daemon a_{dir_.path() + "/a"}, b_{dir_.path() + "/b"};
   PluginClient ca_{a_.plugin_socket()}, cb_{b_.plugin_socket()};
 };
 
-TEST_F(MigrationTest, VolumeMovesToAnotherHostWithItsExactBytes) {
+TEST_P(MigrationTest, VolumeMovesToAnotherHostWithItsExactBytes) {
   ASSERT_EQ(ca_.call("Create", {{"Name", "db"}}).status, 200);
   const std::string mpa = mountpoint(ca_, "db", "ctr-a");
   ASSERT_FALSE(mpa.empty());
@@ -121,7 +141,7 @@ TEST_F(MigrationTest, VolumeMovesToAnotherHostWithItsExactBytes) {
   EXPECT_NE(back.json().value("Err", "").find("node-b"), std::string::npos) << back.body;
 }
 
-TEST_F(MigrationTest, NewHostRestoresOnFirstMountWithoutCreate) {
+TEST_P(MigrationTest, NewHostRestoresOnFirstMountWithoutCreate) {
   ASSERT_EQ(ca_.call("Create", {{"Name", "web"}}).status, 200);
   const std::string mpa = mountpoint(ca_, "web", "c1");
   write_file(mpa + "/index.html", pattern(100000, 5));
@@ -135,7 +155,7 @@ TEST_F(MigrationTest, NewHostRestoresOnFirstMountWithoutCreate) {
   EXPECT_EQ(g.status, 200) << g.body;
 }
 
-TEST_F(MigrationTest, ForcedTakeoverFencesTheOldHolder) {
+TEST_P(MigrationTest, ForcedTakeoverFencesTheOldHolder) {
   ASSERT_EQ(ca_.call("Create", {{"Name", "pg"}}).status, 200);
   const std::string mpa = mountpoint(ca_, "pg", "old");
   write_file(mpa + "/data", pattern(200000, 9));
@@ -168,7 +188,7 @@ TEST_F(MigrationTest, ForcedTakeoverFencesTheOldHolder) {
   EXPECT_TRUE(inspect(a_, "pg")["backup"]["fenced"].is_null());
 }
 
-TEST_F(MigrationTest, CrashedHolderTakesItsLeaseBackAndFinishesTheMove) {
+TEST_P(MigrationTest, CrashedHolderTakesItsLeaseBackAndFinishesTheMove) {
   ASSERT_EQ(ca_.call("Create", {{"Name", "cache"}}).status, 200);
   const std::string mpa = mountpoint(ca_, "cache", "c1");
   write_file(mpa + "/f", pattern(300000, 3));
@@ -197,5 +217,17 @@ TEST_F(MigrationTest, CrashedHolderTakesItsLeaseBackAndFinishesTheMove) {
   EXPECT_EQ(read_file(mpb + "/f"), pattern(300000, 3));
 }
 
+INSTANTIATE_TEST_SUITE_P(Repositories, MigrationTest, ::testing::Values(Repo::kFile, Repo::kS3),
+                         [](const ::testing::TestParamInfo<Repo>& i) {
+                           return i.param == Repo::kFile ? std::string("File") : std::string("Radosgw");
+                         });
+
 }  // namespace
 }  // namespace stowage::test
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  stowage::test::g_rgw = new stowage::test::RadosgwEnvironment();
+  ::testing::AddGlobalTestEnvironment(stowage::test::g_rgw);
+  return RUN_ALL_TESTS();
+}
