@@ -179,12 +179,16 @@ T& Family<T>::with(const LabelValues& values) {
 template <typename T>
 void Family<T>::remove(const LabelValues& values) {
   std::lock_guard lock(mu_);
-  series_.erase(values);
+  auto it = series_.find(values);
+  if (it == series_.end()) return;
+  removed_.push_back(std::move(it->second));
+  series_.erase(it);
 }
 
 template <typename T>
 void Family<T>::clear() {
   std::lock_guard lock(mu_);
+  for (auto& [values, series] : series_) removed_.push_back(std::move(series));
   series_.clear();
 }
 

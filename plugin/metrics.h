@@ -66,8 +66,9 @@ class Histogram {
 };
 
 // The series of one metric. with() creates a series on first use; the
-// reference stays valid until remove()/the registry dies, so hot paths can
-// keep it.
+// reference stays valid for the family's lifetime, even across remove() (a
+// removed series is only hidden from the output), so hot paths can keep it
+// and a recorder racing a remove() never touches freed memory.
 template <typename T>
 class Family {
  public:
@@ -76,9 +77,10 @@ class Family {
 
   // std::invalid_argument if values.size() differs from the label names.
   T& with(const LabelValues& values = {});
-  // Drops one series (e.g. the gauge of a removed volume). Missing is OK.
+  // Hides one series from the output (e.g. the gauge of a removed volume); a
+  // later with() of the same values starts a fresh one. Missing is OK.
   void remove(const LabelValues& values);
-  // Drops every series.
+  // Hides every series.
   void clear();
 
   const std::string& name() const { return name_; }
@@ -95,6 +97,7 @@ class Family {
   std::vector<double> bounds_;
   mutable std::mutex mu_;
   std::map<LabelValues, std::unique_ptr<T>> series_;
+  std::vector<std::unique_ptr<T>> removed_;  // kept alive for holders of references
 };
 
 class MetricsRegistry {

@@ -205,13 +205,18 @@ TEST(Metrics, CollectorsRunAtEveryRenderAndSeriesCanBeRemoved) {
   r.add_collector([&] { g.with().set(++n); });
   per.with({"a"}).set(1);
   per.with({"b"}).set(2);
+  Gauge& held = per.with({"a"});
   per.remove({"a"});
+  held.set(99);  // a recorder that kept the reference: harmless, hidden
   Parsed p1 = parse(r.render());
   Parsed p2 = parse(r.render());
   EXPECT_EQ(p1.samples["test_volumes"], 1);
   EXPECT_EQ(p2.samples["test_volumes"], 2);
   EXPECT_FALSE(p2.samples.contains("test_last{volume=\"a\"}"));
   EXPECT_EQ(p2.samples["test_last{volume=\"b\"}"], 2);
+  EXPECT_EQ(per.with({"a"}).value(), 0) << "a removed series starts afresh";
+  per.clear();
+  EXPECT_FALSE(parse(r.render()).samples.contains("test_last{volume=\"b\"}"));
 }
 
 TEST(Metrics, RegistrationMistakesThrow) {
