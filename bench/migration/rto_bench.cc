@@ -10,7 +10,7 @@
 //
 // Usage (root): rto_bench [--gtest_filter=...]
 //   RTO_SCALE      pgbench scale (default 130, ≈ 2 GB)
-//   RTO_TXNS       transactions per client for the stale-copy round (default 20000, 4 clients)
+//   RTO_TXNS       transactions per client for the stale-copy round (default 5000, 4 clients)
 // Build it in a Release tree for meaningful numbers.
 #include <chrono>
 #include <cstdio>
@@ -52,11 +52,14 @@ struct Recovery {
   double total() const { return create_s + run_to_ready_s; }
 };
 
-// Create (restore may happen here) and docker run until pg_isready answers.
+constexpr const char* kVolumeOpts = "-o uid=999 -o gid=999 -o mode=0700";
+
+// Create (the restore starts here) and docker run (its Mount waits for the
+// restore) until pg_isready answers.
 Recovery recover_on(Host& h, const std::string& volume, const std::string& container) {
   Recovery r;
   auto t0 = std::chrono::steady_clock::now();
-  docker_ok(h, "volume create --driver stowage " + volume);
+  docker_ok(h, std::string("volume create --driver stowage ") + kVolumeOpts + " " + volume);
   r.create_s = since(t0);
   auto t1 = std::chrono::steady_clock::now();
   PostgresContainer pg(h.engine(), kPostgres, container, volume);
@@ -76,7 +79,7 @@ std::string du(const std::string& path) {
 TEST(RtoBench, PostgresVolumeOnEmptyAndStaleHost) {
   ASSERT_TRUE(rgw_env->ok()) << rgw_env->error();
   const int scale = env_int("RTO_SCALE", 130);
-  const int txns = env_int("RTO_TXNS", 20000);
+  const int txns = env_int("RTO_TXNS", 5000);
   ASSERT_EQ(rgw_env->rgw().create_bucket("rto-bench"), "");
   const Radosgw& rgw = rgw_env->rgw();
   std::map<std::string, std::string> env = {{"AWS_ACCESS_KEY_ID", rgw.user().access_key},
@@ -88,7 +91,7 @@ TEST(RtoBench, PostgresVolumeOnEmptyAndStaleHost) {
     HostOptions o;
     o.name = name;
     o.dir = dir.path() + "/" + name;
-    o.stowaged_args = {"--repository", "s3://rto-bench/stowage", "--host-id", "rto-" + name, "--log-level", "info"};
+    o.stowaged_args = {"--repository", "s3://rto-bench/stowage", "--host-id", "rto-" + name};
     o.stowaged_env = env;
     return std::make_unique<Host>(o);
   };
@@ -98,11 +101,10 @@ TEST(RtoBench, PostgresVolumeOnEmptyAndStaleHost) {
   ASSERT_TRUE(b->start());
   ASSERT_TRUE(import_postgres_image(a->engine(), kPostgres));
   ASSERT_TRUE(import_postgres_image(b->engine(), kPostgres));
-  const std::string opts = "-o uid=999 -o gid=999 -o mode=0700";
 
   // The dataset on A; its stop makes the final backup.
   auto t0 = std::chrono::steady_clock::now();
-  docker_ok(*a, "volume create --driver stowage " + opts + " db");
+  docker_ok(*a, std::string("volume create --driver stowage ") + kVolumeOpts + " db");
   {
     PostgresContainer pg(a->engine(), kPostgres, "db-a1", "db");
     ASSERT_EQ(pg.start(), "");
@@ -113,6 +115,7 @@ TEST(RtoBench, PostgresVolumeOnEmptyAndStaleHost) {
                 du(a->stowaged().state_root() + "/volumes/db/_data").c_str());
     auto ts = std::chrono::steady_clock::now();
     pg.stop_and_remove();
+    ASSERT_TRUE(a->wait_final_backup("db", std::chrono::minutes(30)));
     std::printf("A: stop + final backup %.1f s\n", since(ts));
   }
 
@@ -123,19 +126,23 @@ TEST(RtoBench, PostgresVolumeOnEmptyAndStaleHost) {
   {
     PostgresContainer pg(b->engine(), kPostgres, "db-b1", "db");
     pg.stop_and_remove();
+    ASSERT_TRUE(b->wait_final_backup("db", std::chrono::minutes(30)));
   }
 
   // 2. A runs it again (its copy is current), writes more, stops; B's copy is
   // now stale by that much.
   {
     PostgresContainer pg(a->engine(), kPostgres, "db-a2", "db");
+    auto t1 = std::chrono::steady_clock::now();
     ASSERT_EQ(pg.start(), "");
+    std::printf("A again (its copy stale by B's session): %.1f s until accepting connections\n", since(t1));
     std::string out;
     auto tb = std::chrono::steady_clock::now();
     ASSERT_EQ(pg.pgbench("-n -c 4 -j 2 -t " + std::to_string(txns), &out), 0) << out;
     std::printf("A: pgbench -c 4 -t %d in %.1f s\n", txns, since(tb));
     auto ts = std::chrono::steady_clock::now();
     pg.stop_and_remove();
+    ASSERT_TRUE(a->wait_final_backup("db", std::chrono::minutes(30)));
     std::printf("A: stop + final backup %.1f s\n", since(ts));
   }
   Recovery stale{};

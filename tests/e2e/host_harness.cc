@@ -227,6 +227,28 @@ void Host::teardown() {
 
 int Host::docker(const std::string& args, std::string* out) { return engine_->docker(args, out); }
 
+nlohmann::json Host::backup_status(const std::string& volume) {
+  std::string out;
+  if (stowctl("volume inspect " + volume + " --json", &out) != 0) return nullptr;
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  if (!j.is_object() || !j.contains("backup") || !j["backup"].is_object()) return nullptr;
+  return j["backup"];
+}
+
+bool Host::wait_final_backup(const std::string& volume, std::chrono::seconds timeout, nlohmann::json* last) {
+  nlohmann::json st;
+  bool done = wait_until(
+      [&] {
+        st = backup_status(volume);
+        if (!st.is_object() || !st.contains("lease") || !st["lease"].is_null()) return false;
+        const nlohmann::json& b = st.contains("last_backup") ? st["last_backup"] : nlohmann::json();
+        return b.is_object() && b.value("ok", false) && b.contains("reason") && b["reason"] == "final";
+      },
+      timeout);
+  if (last) *last = st;
+  return done;
+}
+
 int Host::stowctl(const std::string& args, std::string* out) {
   std::string o;
   int rc = daemon_->stowctl(args, &o);

@@ -18,10 +18,13 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "daemon_harness.h"
 #include "docker_harness.h"
@@ -73,6 +76,15 @@ class Host {
   int docker(const std::string& args, std::string* out = nullptr);
   // stowctl against this host's stowaged admin socket.
   int stowctl(const std::string& args, std::string* out = nullptr);
+
+  // This host's backup agent state of `volume`: the "backup" object of
+  // `stowctl volume inspect NAME --json` (lease, last_backup, synced_snapshot,
+  // restore, fenced; docs/MIGRATION.md), or null when there is none.
+  nlohmann::json backup_status(const std::string& volume);
+  // Waits (bounded) until the final backup that follows the last Unmount of
+  // `volume` is done and its lease released, as a planned move needs before
+  // another host mounts it. The last status seen goes to *last.
+  bool wait_final_backup(const std::string& volume, std::chrono::seconds timeout, nlohmann::json* last = nullptr);
 
   const std::string& name() const { return opts_.name; }
   const std::string& dir() const { return opts_.dir; }

@@ -223,20 +223,6 @@ constexpr int kLeaseRenewSeconds = 5;
 
 std::string host_id(const std::string& name) { return "twohost-" + name; }
 
-// The backup agent's part of `stowctl volume inspect NAME --json` (the object
-// with "lease" and "last_backup", docs/MIGRATION.md), or null.
-json agent_status(Host& h, const std::string& volume) {
-  std::string out;
-  if (h.stowctl("volume inspect " + volume + " --json", &out) != 0) return nullptr;
-  json j = json::parse(out, nullptr, false);
-  if (j.is_discarded()) return nullptr;
-  if (j.contains("last_backup") && j.contains("lease")) return j;
-  for (auto& [key, value] : j.items()) {
-    if (value.is_object() && value.contains("last_backup") && value.contains("lease")) return value;
-  }
-  return nullptr;
-}
-
 // j[key] when it is a string, else "" (absent, null, or not an object).
 std::string string_at(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
@@ -289,20 +275,14 @@ class TwoHostRepoE2E : public TwoHostE2E {
     return pg;
   }
 
-  // Waits (bounded) until `h` reports the final backup of `volume` done and
-  // its lease released, as after the last Unmount; fails the test if not.
+  // Waits until `h` has made the final backup of `volume` and released its
+  // lease; fails the test if that does not happen.
   bool wait_final_backup(Host& h, const std::string& volume) {
     json st;
-    bool released = wait_until(
-        [&] {
-          st = agent_status(h, volume);
-          return st.is_object() && st["lease"].is_null() && st["last_backup"].is_object() &&
-                 string_at(st["last_backup"], "reason") == "final" && st["last_backup"].value("ok", false);
-        },
-        std::chrono::seconds(120));
-    EXPECT_TRUE(released) << "host " << h.name() << " did not finish the final backup of " << volume
-                          << " and release its lease: " << st.dump() << logs();
-    return released;
+    bool done = h.wait_final_backup(volume, std::chrono::seconds(120), &st);
+    EXPECT_TRUE(done) << "host " << h.name() << " did not finish the final backup of " << volume
+                      << " and release its lease: " << st.dump() << logs();
+    return done;
   }
 
   // Both stowaged logs, for failure messages.
@@ -374,7 +354,7 @@ TEST_F(TwoHostBusyboxE2E, CrashedHolderKeepsBOutUntilItsLeaseExpires) {
       std::chrono::seconds(120));
   ASSERT_TRUE(taken) << out << logs();
   EXPECT_EQ(trim(out), "v1");
-  json st = agent_status(b, "expiring");
+  json st = b.backup_status("expiring");
   EXPECT_TRUE(st.is_object() && st["lease"].is_object()) << st.dump();
 }
 
@@ -414,6 +394,41 @@ TEST_F(TwoHostRepoE2E, PlannedMoveStartsPostgresOnBWithEveryCommittedTransaction
   ASSERT_EQ(pb.stop_and_remove(), 0);
 }
 
+// A → B → A → B: the last move lands on a host with a stale copy of the
+// volume (its own data from the first visit); it must catch up with exactly
+// what A committed since, not keep what it had.
+TEST_F(TwoHostRepoE2E, MoveBackToAHostWithAStaleCopyBringsEveryCommittedTransaction) {
+  Host& a = *a_;
+  Host& b = *b_;
+  auto pa = postgres_with_pgbench(a, "pgstale", "", "pg-on-a", 10);
+  ASSERT_NE(pa, nullptr);
+  ASSERT_EQ(pa->stop_and_remove(), 0);
+  ASSERT_TRUE(wait_final_backup(a, "pgstale"));
+
+  run(b, "volume create --driver stowage " + pg_volume_opts() + " pgstale");
+  PostgresContainer pb(b.engine(), kPostgres, "pg-on-b", "pgstale");
+  ASSERT_EQ(pb.start(), "") << logs();
+  EXPECT_EQ(pb.query("SELECT count(*) FROM pgbench_history"), "20");
+  ASSERT_EQ(pb.stop_and_remove(), 0);
+  ASSERT_TRUE(wait_final_backup(b, "pgstale"));
+
+  // Back on A (its copy is older than B's final backup), more work, stop.
+  PostgresContainer pa2(a.engine(), kPostgres, "pg-on-a-2", "pgstale");
+  ASSERT_EQ(pa2.start(), "") << logs();
+  EXPECT_EQ(pa2.query("SELECT count(*) FROM pgbench_history"), "20");
+  run_pgbench(pa2, "-n -c 2 -t 25");
+  PgState on_a = pg_state(pa2);
+  EXPECT_EQ(on_a.history_rows, "70");
+  ASSERT_EQ(pa2.stop_and_remove(), 0);
+  ASSERT_TRUE(wait_final_backup(a, "pgstale"));
+
+  // B still has its copy from the first visit: it must not be what it serves.
+  PostgresContainer pb2(b.engine(), kPostgres, "pg-on-b-2", "pgstale");
+  ASSERT_EQ(pb2.start(), "") << logs();
+  EXPECT_EQ(pg_state(pb2), on_a) << "B served its stale copy instead of A's last state" << logs();
+  ASSERT_EQ(pb2.stop_and_remove(), 0);
+}
+
 TEST_F(TwoHostRepoE2E, CrashedHostIsRefusedUntilForcedThenBRunsItsLastBackup) {
   Host& a = *a_;
   Host& b = *b_;
@@ -426,7 +441,7 @@ TEST_F(TwoHostRepoE2E, CrashedHostIsRefusedUntilForcedThenBRunsItsLastBackup) {
   // The backup a schedule would make, now.
   std::string out;
   ASSERT_EQ(a.stowctl("backup create pgcrash", &out), 0) << out << logs();
-  json st = agent_status(a, "pgcrash");
+  json st = a.backup_status("pgcrash");
   ASSERT_TRUE(st.is_object() && st["last_backup"].is_object() && st["last_backup"].value("ok", false))
       << st.dump() << logs();
   const std::string last_backup = string_at(st["last_backup"], "snapshot");
@@ -455,7 +470,7 @@ TEST_F(TwoHostRepoE2E, CrashedHostIsRefusedUntilForcedThenBRunsItsLastBackup) {
   // Exactly A's last completed backup; PostgreSQL recovered from the paused image.
   EXPECT_EQ(pg_state(pb), at_backup);
   EXPECT_EQ(pb.logs().find("initialised"), std::string::npos) << "B ran initdb: the volume came up empty";
-  st = agent_status(b, "pgcrash");
+  st = b.backup_status("pgcrash");
   // B's data is that snapshot (ids may be shown shortened).
   const std::string synced = string_at(st, "synced_snapshot");
   EXPECT_TRUE(!synced.empty() && !last_backup.empty() &&
