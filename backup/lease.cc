@@ -137,6 +137,15 @@ Result<Lease> LeaseClient::acquire(std::string_view volume, bool force) {
     // kAlreadyExists for our own object, and a lost write must not count.
     auto back = read_generation(volume, next);
     if (back.is_ok() && back->nonce == mine.nonce) {
+      // A generation cleaned away by a later forced takeover can be created
+      // again by a slow contender: it only counts if nothing newer exists.
+      auto now = current(volume);
+      if (now.is_ok() && now->generation > next) {
+        (void)store_.remove(key);
+        return Status::failed_precondition("volume '" + std::string(volume) + "' was taken at the same moment by host '" +
+                                           now->holder.host + "' (lease generation " +
+                                           std::to_string(now->generation) + ")");
+      }
       clean_older(volume, next);
       return mine;
     }
@@ -149,6 +158,14 @@ Result<Lease> LeaseClient::acquire(std::string_view volume, bool force) {
       continue;  // judge the winner's lease like any other
     }
     if (back.status().code() == Code::kNotFound) {
+      // Gone already: a forced takeover of a later generation cleans older
+      // ones, so ours may have been won and taken over before we read it back.
+      auto now = current(volume);
+      if (now.is_ok() && now->generation > next) {
+        return Status::failed_precondition("volume '" + std::string(volume) + "' was taken at the same moment by host '" +
+                                           now->holder.host + "' (lease generation " +
+                                           std::to_string(now->generation) + ")");
+      }
       return Status::unavailable("lease of volume '" + std::string(volume) + "': the write of " + key +
                                  " was acknowledged but is not there");
     }
