@@ -68,6 +68,12 @@ HttpResponse AdminApi::handle(const HttpRequest& req) {
     return error(http_status(st), code_name(st.code()), st.message());
   };
   const std::string kVolumes = "/v1/volumes";
+  if (path == "/v1/schedules" && req.method == "GET") {
+    if (!scheduler_) return fail(Status::unimplemented("backup schedules are not available in this daemon"));
+    HttpResponse r;
+    r.body = schedules_to_json(scheduler_->list());
+    return r;
+  }
   if (path == "/v1/health" && req.method == "GET") {
     return ok(json{{"status", "ok"}, {"version", version_}, {"volumes", volumes_.list(false).size()},
                    {"state_root", volumes_.state_root()}});

@@ -8,6 +8,7 @@
 #include "backup_agent.h"
 #include "http_server.h"
 #include "logger.h"
+#include "scheduler.h"
 #include "volume_manager.h"
 
 namespace stowage {
@@ -22,6 +23,8 @@ class AdminApi {
   // With a repository: the backup, restore and takeover endpoints and the
   // "backup" object of a volume. Null: those endpoints answer 501.
   void set_agent(BackupAgent* agent) { agent_ = agent; }
+  // GET /v1/schedules (stowctl schedule ls); null: it answers 501.
+  void set_scheduler(Scheduler* scheduler) { scheduler_ = scheduler; }
   static HttpResponse error(int status, std::string_view code, std::string_view message);
 
   // The JSON form of a volume, shared with stowctl's --json output.
@@ -32,6 +35,7 @@ class AdminApi {
   Logger& log_;
   std::string version_;
   BackupAgent* agent_ = nullptr;
+  Scheduler* scheduler_ = nullptr;
 };
 
 }  // namespace stowage

@@ -60,6 +60,8 @@ const std::vector<Spec>& specs() {
        "A volume lease not renewed for this long has expired (2..86400)", Kind::kCount, 2, 86400},
       {"lease.renew_seconds", "STOWAGE_LEASE_RENEW_SECONDS", "--lease-renew-seconds",
        "How often a held lease is renewed; less than lease.ttl_seconds", Kind::kCount, 1, 86400},
+      {"backup.max_concurrent", "STOWAGE_BACKUP_MAX_CONCURRENT", "--backup-max-concurrent",
+       "Scheduled backups running at once, daemon-wide (1..64)", Kind::kCount, 1, 64},
   };
   return kSpecs;
 }
@@ -413,6 +415,10 @@ Result<DaemonOptions> load_config(const ConfigInput& in) {
        "), or the lease expires between renewals");
   }
 
+  if (auto it = vals.find("backup.max_concurrent"); it != vals.end()) {
+    opts.backup_max_concurrent = static_cast<unsigned>(it->second.number);
+  }
+
   text("repository.url", opts.repository_url);
   if (opts.repository_url.starts_with("s3://")) {
     // s3_config_from_env() knows the AWS conventions (shared files, profiles,
@@ -470,7 +476,8 @@ std::string effective_config_json(const DaemonOptions& o) {
             {"metrics", {{"listen", o.metrics_listen}, {"allow_non_loopback", o.metrics_allow_non_loopback}}},
             {"repository", std::move(repo)},
             {"host_id", o.host_id},
-            {"lease", {{"ttl_seconds", o.lease_ttl.count()}, {"renew_seconds", o.lease_renew.count()}}}};
+            {"lease", {{"ttl_seconds", o.lease_ttl.count()}, {"renew_seconds", o.lease_renew.count()}}},
+            {"backup", {{"max_concurrent", o.backup_max_concurrent}}}};
   return j.dump(2, ' ', false, json::error_handler_t::replace);
 }
 

@@ -23,6 +23,7 @@
 #include "http_server.h"
 #include "ops_api.h"
 #include "repository_store.h"
+#include "scheduled_backups.h"
 #include "volume_manager.h"
 
 namespace stowage {
@@ -107,6 +108,9 @@ Status run_daemon(const DaemonOptions& opts) {
   vopts.boot_id = read_boot_id();
   vopts.snapshots = &snapshots;
   vopts.quiescer = &quiescer;
+  vopts.check_create = [configured = !opts.repository_url.empty()](const VolumeOptions& o) {
+    return check_backup_repository(o, configured);
+  };
   STOWAGE_ASSIGN_OR_RETURN(auto volumes, VolumeManager::open(vopts, backend, log));
 
   MetricsRegistry registry;
@@ -131,11 +135,22 @@ Status run_daemon(const DaemonOptions& opts) {
     status_hooks.last_backup = [a = agent.get()](const std::string& v) { return a->last_backup_json(v); };
   }
 
+  // Scheduled backups of volumes created with backup= (and keep=), docs/BACKUP.md.
+  std::unique_ptr<Repository> forget_repo;
+  if (agent) {
+    STOWAGE_ASSIGN_OR_RETURN(auto forget_store, open_repository_store(opts, &metrics));
+    STOWAGE_ASSIGN_OR_RETURN(forget_repo, Repository::open(std::move(forget_store)));
+  }
+  STOWAGE_ASSIGN_OR_RETURN(
+      auto scheduler, open_scheduled_backups({opts.state_root, opts.backup_max_concurrent, agent.get(), forget_repo.get()},
+                                             *volumes, log));
+
   boost::asio::io_context ioc;
   DockerVolumeApi docker_api(*volumes, log, &metrics);
   docker_api.set_agent(agent.get());
   AdminApi admin_api(*volumes, log, kStowageVersion);
   admin_api.set_agent(agent.get());
+  admin_api.set_scheduler(scheduler.get());
   OpsApi ops_api(*volumes, metrics, opts, log, status_hooks);
 
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.plugin_socket)));
@@ -190,6 +205,7 @@ Status run_daemon(const DaemonOptions& opts) {
                               {"plugin_socket", opts.plugin_socket}, {"admin_socket", opts.admin_socket},
                               {"config_file", opts.config_file}, {"repository", opts.repository_url},
                               {"host_id", opts.host_id}, {"metrics_listen", opts.metrics_listen}});
+  scheduler->start();
   notify_systemd_ready(log);
 
   unsigned n = std::max(1u, opts.threads);
@@ -197,6 +213,7 @@ Status run_daemon(const DaemonOptions& opts) {
   for (unsigned i = 1; i < n; ++i) pool.emplace_back([&] { ioc.run(); });
   ioc.run();
   for (auto& t : pool) t.join();
+  scheduler->stop();  // waits for running backups, before the agent goes
   ::close(lock_fd);
   log.info("stopped");
   return Status::ok();

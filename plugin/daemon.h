@@ -31,6 +31,7 @@ struct DaemonOptions {
   std::string host_id;         // this host's name in leases; defaults to the hostname
   std::chrono::seconds lease_ttl{60};    // a lease not renewed for this long has expired
   std::chrono::seconds lease_renew{20};  // how often a held lease is renewed (< lease_ttl)
+  unsigned backup_max_concurrent = 1;    // scheduled backups at once, daemon-wide (plugin/scheduler.h)
 };
 
 inline constexpr const char* kStowageVersion = "0.1.0";

@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "stowage/backup_cli.h"
 #include "stowage/volume.h"
+#include "schedule_cli.h"
 #include "stowctl_status.h"
 
 namespace {
@@ -212,7 +213,10 @@ int main(int argc, char** argv) {
 
   stowage::BackupCliState backup_cli;
   stowage::add_backup_commands(app, backup_cli);
+  stowage::ScheduleCliState schedule_cli;
+  stowage::add_schedule_commands(app, schedule_cli);
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = stowage::run_schedule_command(schedule_cli, socket)) return *rc;
   if (auto rc = run_volume_backup_command(backup_cli, socket)) return *rc;
   if (auto rc = stowage::run_backup_command(backup_cli)) return *rc;
 

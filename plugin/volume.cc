@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "schedule.h"
+
 namespace stowage {
 
 Status validate_volume_name(std::string_view name) {
@@ -44,6 +46,11 @@ const std::vector<OptionDoc> kOptionDocs = {
     {"quiesce", "none or pause: pause the containers using the volume while it is snapshotted (default none)"},
     {"takeover", "force: take the volume's lease at Create even while another host holds it (that host is fenced; "
                  "docs/MIGRATION.md)"},
+    {"backup", "backup schedule (UTC): @hourly, @daily, @weekly, @monthly, @yearly, a cron expression like "
+               "\"*/15 * * * *\", every:DURATION (e.g. every:10m, at least 1m) or off (no backups at all); "
+               "needs the daemon's repository (docs/BACKUP.md)"},
+    {"keep", "backups to keep after each scheduled one, e.g. last:24,daily:7,weekly:4 (rules last, hourly, daily, "
+             "weekly, monthly, yearly); needs backup="},
 };
 
 std::string valid_keys() {
@@ -112,10 +119,26 @@ Result<VolumeOptions> parse_volume_options(const std::map<std::string, std::stri
       }
     } else if (key == "takeover") {
       if (value != "force") return Status::invalid_argument("option 'takeover': '" + value + "' is not: force");
+    } else if (key == "backup") {
+      auto schedule = parse_schedule(value);
+      if (!schedule.is_ok()) return Status::invalid_argument("option 'backup': " + schedule.status().message());
+      out.backup = schedule->text;
+      out.raw[key] = out.backup;
+      continue;
+    } else if (key == "keep") {
+      auto keep = parse_keep_policy(value);
+      if (!keep.is_ok()) return Status::invalid_argument("option 'keep': " + keep.status().message());
+      out.keep = format_keep_policy(*keep);
+      out.raw[key] = out.keep;
+      continue;
     } else {
       return Status::invalid_argument("unknown option '" + key + "'; valid options are: " + valid_keys());
     }
     out.raw[key] = value;
+  }
+  if (!out.keep.empty() && (out.backup.empty() || out.backup == "off")) {
+    return Status::invalid_argument("option 'keep' applies to scheduled backups; add a schedule with -o backup=… "
+                                    "(e.g. backup=@daily)");
   }
   return out;
 }

@@ -391,6 +391,9 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
     e->state = Entry::State::kRemoved;
     return st.with_context("create volume '" + name + "'");
   };
+  if (opts_.check_create) {
+    if (Status st = opts_.check_create(opts); !st.is_ok()) return fail(st);
+  }
 
   std::string staging = opts_.state_root + "/volumes/" + std::string(kStagingPrefix) + name + "-" + unique_suffix();
   if (::mkdir(staging.c_str(), 0700) != 0) return fail(errno_status(errno, "mkdir " + staging));

@@ -62,6 +62,9 @@ class VolumeManager {
     uint64_t checkpoint_bytes = 1 << 20;  // journal size that triggers a checkpoint
     const SnapshotStore* snapshots = nullptr;  // snapshots unavailable when null
     Quiescer* quiescer = nullptr;              // quiesce=pause unavailable when null
+    // Daemon-level checks of a new volume's options (backup= needs a
+    // repository); volumes already created or loaded are not checked again.
+    std::function<Status(const VolumeOptions&)> check_create;
   };
 
   // Loads every volume under options.state_root/volumes, finishing or discarding

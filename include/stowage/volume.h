@@ -35,6 +35,9 @@ struct VolumeOptions {
   std::string from_volume, from_snapshot;
   // "quiesce=pause": containers using the volume are paused during a snapshot.
   Quiesce quiesce = Quiesce::kNone;
+  // "backup=SCHEDULE" and "keep=POLICY" (plugin/schedule.h), in canonical
+  // form; empty when not given. backup "off" means no backups at all.
+  std::string backup, keep;
 
   // The options as Docker passed them (normalised), for Get/inspect.
   std::map<std::string, std::string> raw;
