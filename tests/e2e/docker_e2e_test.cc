@@ -222,13 +222,6 @@ TEST(DockerE2E, SnapshotRunningVolumeRollbackAndClone) {
 }  // namespace stowage::test
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  std::string why = stowage::test::isolate_plugin_dir();
-  if (!why.empty()) {
-    std::fprintf(stderr, "cannot run end-to-end tests: %s\n", why.c_str());
-    return 1;  // a failure, never a silent skip
-  }
   stowage::test::env = new stowage::test::Env;
-  ::testing::AddGlobalTestEnvironment(stowage::test::env);
-  return RUN_ALL_TESTS();
+  return stowage::test::run_e2e_tests(argc, argv, stowage::test::env);
 }
