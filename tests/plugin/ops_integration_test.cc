@@ -347,6 +347,52 @@ TEST_F(OpsDaemonTest, StatusReportsDaemonVolumesAndRepository) {
 
 // Credentials given by config file and by environment reach the store (the
 // status probe talks to radosgw with them) and appear nowhere else.
+// Backup schedules set through Docker's Create options, read back through
+// the real stowctl; refused without a repository, and kept across a restart.
+TEST_F(OpsDaemonTest, ScheduleLsShowsVolumesCreatedWithBackupOptions) {
+  ASSERT_TRUE(daemon_.start({"--host-id", "it-host"}));
+  std::string err = call("Create", {{"Name", "early"}, {"Opts", {{"backup", "@hourly"}}}})["Err"];
+  EXPECT_NE(err.find("repository"), std::string::npos) << err;
+
+  const std::string repo = "file://" + (dir_ / "repo");
+  ASSERT_EQ(daemon_.stop(), 0);
+  ASSERT_TRUE(daemon_.start({"--repository", repo, "--host-id", "it-host"}));
+  EXPECT_EQ(call("Create", {{"Name", "db"}, {"Opts", {{"backup", "every:10m"}, {"keep", "last:3,daily:7"}}}})["Err"], "");
+  EXPECT_EQ(call("Create", {{"Name", "plain"}})["Err"], "");
+  err = call("Create", {{"Name", "bad"}, {"Opts", {{"backup", "*/61 * * * *"}}}})["Err"];
+  EXPECT_NE(err.find("minute"), std::string::npos) << err;
+  err = call("Create", {{"Name", "bad2"}, {"Opts", {{"keep", "last:3"}}}})["Err"];
+  EXPECT_NE(err.find("backup="), std::string::npos) << err;
+
+  auto schedules = [&] {
+    std::string out;
+    EXPECT_EQ(daemon_.stowctl("schedule ls --json", &out), 0) << out;
+    json j = json::parse(out, nullptr, false);  // the array of schedules
+    EXPECT_TRUE(j.is_array()) << out;
+    return j.is_array() ? j : json::array();
+  };
+  json rows = schedules();
+  ASSERT_EQ(rows.size(), 1u) << rows.dump();
+  EXPECT_EQ(rows[0]["volume"], "db");
+  EXPECT_NE(rows[0]["schedule"].get<std::string>().find("10m"), std::string::npos) << rows.dump();
+  EXPECT_NE(rows[0]["keep"].get<std::string>().find("last:3"), std::string::npos) << rows.dump();
+  EXPECT_TRUE(rows[0]["next_run"].is_string()) << rows.dump();
+  EXPECT_TRUE(rows[0]["last_result"].is_null()) << rows.dump();
+  const std::string next = rows[0]["next_run"];
+
+  std::string human;
+  ASSERT_EQ(daemon_.stowctl("schedule ls", &human), 0) << human;
+  EXPECT_NE(human.find("db"), std::string::npos) << human;
+  EXPECT_EQ(human.find("plain"), std::string::npos) << human;
+
+  // The planned slot survives a crash of the daemon.
+  daemon_.kill9();
+  ASSERT_TRUE(daemon_.start());
+  rows = schedules();
+  ASSERT_EQ(rows.size(), 1u) << rows.dump();
+  EXPECT_EQ(rows[0]["next_run"], next) << rows.dump();
+}
+
 TEST(OpsSecrets, CredentialsNeverLeak) {
   ASSERT_TRUE(g_rgw->ok()) << g_rgw->error();
   Radosgw& rgw = g_rgw->rgw();
