@@ -16,14 +16,26 @@ using copy_internal::UniqueFd;
 
 constexpr size_t kAlign = 4096;
 
-Result<UniqueFd> open_for_reading(const std::string& path) {
+Result<UniqueFd> open_for_reading(const std::string& path, struct stat* st_out = nullptr) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return errno_status(errno, "read '" + path + "'");
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return errno_status(errno, "stat '" + path + "'");
+  if (st_out) *st_out = st;
   if (S_ISDIR(st.st_mode)) return Status::invalid_argument("read '" + path + "': is a directory");
   // Doubles the kernel's readahead window: our queue plus its own.
   (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  return fd;
+}
+
+// A second descriptor of the same file with O_DIRECT, or an invalid one when
+// the file system refuses it or `path` no longer names the file `st` describes.
+UniqueFd open_direct(const std::string& path, const struct stat& st) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+  struct stat again;
+  if (!fd.valid() || ::fstat(fd.get(), &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+    return UniqueFd();
+  }
   return fd;
 }
 
@@ -62,15 +74,20 @@ class PreadReader final : public FileReader {
 // order, and a slot is refilled with chunk c + depth right after delivery.
 class UringReader final : public FileReader {
  public:
-  UringReader(std::unique_ptr<uring::Ring> ring, size_t chunk, unsigned depth)
-      : ring_(std::move(ring)), chunk_(chunk), depth_(depth) {}
+  UringReader(std::unique_ptr<uring::Ring> ring, size_t chunk, unsigned depth, uint64_t direct_min)
+      : ring_(std::move(ring)), chunk_(chunk), depth_(depth), direct_min_(direct_min) {}
 
   Result<uint64_t> read_file(const std::string& path, const ChunkCallback& on_chunk) override {
-    STOWAGE_ASSIGN_OR_RETURN(UniqueFd fd, open_for_reading(path));
+    struct stat st;
+    STOWAGE_ASSIGN_OR_RETURN(UniqueFd fd, open_for_reading(path, &st));
+    UniqueFd dfd;
+    if (direct_min_ > 0 && static_cast<uint64_t>(st.st_size) >= direct_min_) dfd = open_direct(path, st);
     struct Slot {
       uint64_t chunk = 0;
       size_t filled = 0;
-      bool busy = false;  // a read is in flight
+      bool busy = false;    // a read is in flight
+      bool direct = false;  // ... through dfd
+      uint64_t direct_bytes = 0;
     };
     std::vector<Slot> slots(depth_);
     unsigned in_flight = 0;
@@ -78,7 +95,10 @@ class UringReader final : public FileReader {
     auto issue = [&](unsigned k) {
       Slot& s = slots[k];
       io_uring_sqe* sqe = ring_->sqe();
-      ring_->prep_read(sqe, fd.get(), k, s.filled, static_cast<unsigned>(chunk_ - s.filled),
+      // Buffers and chunk_ are 4 KiB aligned: only the rest of a short read
+      // can be unaligned (the end of the file); it goes through the page cache.
+      s.direct = dfd.valid() && s.filled % kAlign == 0;
+      ring_->prep_read(sqe, s.direct ? dfd.get() : fd.get(), k, s.filled, static_cast<unsigned>(chunk_ - s.filled),
                        s.chunk * chunk_ + s.filled);
       io_uring_sqe_set_data64(sqe, k);
       s.busy = true;
@@ -97,10 +117,16 @@ class UringReader final : public FileReader {
       in_flight--;
       Slot& s = slots[c->user_data];
       s.busy = false;
-      if (c->res < 0) {
+      if (c->res == -EINVAL && s.direct && error.is_ok() && !done) {
+        // The file system took O_DIRECT at open but refuses the read (e.g. a
+        // larger logical block size): read this file buffered from here on.
+        dfd.reset();
+        issue(static_cast<unsigned>(c->user_data));
+      } else if (c->res < 0) {
         if (error.is_ok()) error = errno_status(-c->res, "read '" + path + "'");
       } else if (c->res > 0) {  // 0 is EOF: the slot stays short and ends the file
         s.filled += static_cast<size_t>(c->res);
+        if (s.direct) s.direct_bytes += static_cast<uint64_t>(c->res);
         // Short: EOF or an interrupted read; the next read tells which.
         if (s.filled < chunk_ && error.is_ok() && !done) issue(static_cast<unsigned>(c->user_data));
       }
@@ -115,6 +141,7 @@ class UringReader final : public FileReader {
             break;
           }
           delivered += head.filled;
+          direct_bytes_ += head.direct_bytes;
         }
         if (head.filled < chunk_) {
           done = true;  // end of file
@@ -133,11 +160,14 @@ class UringReader final : public FileReader {
     return delivered;
   }
   bool uses_io_uring() const override { return true; }
+  uint64_t direct_bytes() const override { return direct_bytes_; }
 
  private:
   std::unique_ptr<uring::Ring> ring_;
   size_t chunk_;
   unsigned depth_;
+  uint64_t direct_min_;
+  uint64_t direct_bytes_ = 0;
 };
 
 }  // namespace
@@ -154,7 +184,8 @@ Result<std::unique_ptr<FileReader>> FileReader::create(FileReaderOptions opts) {
   if (u.usable) {
     auto ring = uring::Ring::create(opts.queue_depth * 2, opts.queue_depth, chunk);
     if (ring.is_ok()) {
-      return std::unique_ptr<FileReader>(new UringReader(std::move(ring).value(), chunk, opts.queue_depth));
+      return std::unique_ptr<FileReader>(new UringReader(std::move(ring).value(), chunk, opts.queue_depth,
+                                                               opts.direct_min_size));
     }
     opts.log("level=warn msg=\"io_uring ring setup failed, using portable I/O\" component=file_reader err=\"" +
              ring.status().message() + "\"");

@@ -21,6 +21,15 @@ struct FileReaderOptions {
   IoUringProbe io_uring_probe = {};  // empty = probe_io_uring(); see io_uring_probe.h
   LogSink log = {};             // empty = stderr_log_sink()
   bool force_portable = false;  // use pread even when io_uring works
+  // Files of at least this many bytes are read with O_DIRECT where the file
+  // system allows it (0 = never): the device writes straight into the reader's
+  // buffers, so the kernel's copy out of the page cache — about a quarter of a
+  // cold backup's CPU — is skipped, and a backup does not evict the page cache.
+  // io_uring only. Any refusal (open or a read failing with EINVAL) falls back
+  // to buffered reads of the same file; the unaligned tail after a short read
+  // is read buffered. Dirty cached pages are written back by the kernel before
+  // a direct read, so the bytes are the same as a buffered read's.
+  uint64_t direct_min_size = 0;
 };
 
 // Called once per chunk, in file order. `data` is valid only during the call;
@@ -46,6 +55,9 @@ class FileReader {
 
   // True when reads go through io_uring.
   virtual bool uses_io_uring() const = 0;
+
+  // Bytes delivered so far that were read with O_DIRECT (see direct_min_size).
+  virtual uint64_t direct_bytes() const { return 0; }
 };
 
 }  // namespace stowage
