@@ -35,7 +35,7 @@ std::string journal_path(const std::string& dir, uint64_t number) {
   return dir + "/" + name;
 }
 
-Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::string& dir) {
+Result<std::vector<StateJournal::Generation>> StateJournal::list(const std::string& dir) {
   std::vector<Generation> gens;
   DIR* d = ::opendir(dir.c_str());
   if (!d) {
@@ -53,6 +53,11 @@ Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::
   }
   ::closedir(d);
   std::sort(gens.begin(), gens.end(), [](const Generation& a, const Generation& b) { return a.number < b.number; });
+  return gens;
+}
+
+Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::string& dir) {
+  STOWAGE_ASSIGN_OR_RETURN(std::vector<Generation> gens, list(dir));
   for (auto& g : gens) {
     STOWAGE_ASSIGN_OR_RETURN(std::string data, read_small_file(g.path, 1ull << 32));
     size_t pos = 0;
@@ -67,16 +72,38 @@ Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::
       g.payloads.emplace_back(payload);
       pos += kHeader + n;
     }
-    g.torn_tail = pos < data.size();
+    // Zeros after the last frame are preallocated space, not a torn frame.
+    g.torn_tail = data.find_first_not_of('\0', pos) != std::string::npos;
   }
   return gens;
 }
 
-Result<std::unique_ptr<StateJournal>> StateJournal::create(const std::string& dir, uint64_t number) {
+namespace {
+
+// Writes `bytes` zeros at the start of `fd` and flushes them with the file's size.
+Status fill_with_zeros(int fd, uint64_t bytes, const std::string& path) {
+  static const std::string kZeros(64 << 10, '\0');
+  uint64_t off = 0;
+  while (off < bytes) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kZeros.size(), bytes - off));
+    ssize_t w = ::pwrite(fd, kZeros.data(), n, static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno_status(errno, "preallocate journal " + path);
+    off += static_cast<uint64_t>(w);
+  }
+  if (::fdatasync(fd) != 0) return errno_status(errno, "flush preallocated journal " + path);
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<StateJournal>> StateJournal::create(const std::string& dir, uint64_t number,
+                                                           uint64_t preallocate_bytes) {
   std::string path = journal_path(dir, number);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return errno_status(errno, "create journal " + path);
-  Status st = fsync_dir(dir);
+  Status st = preallocate_bytes > 0 ? fill_with_zeros(fd, preallocate_bytes, path) : Status::ok();
+  if (st.is_ok()) st = fsync_dir(dir);
   if (!st.is_ok()) {
     ::close(fd);
     ::unlink(path.c_str());
@@ -97,18 +124,19 @@ Status StateJournal::commit(std::string_view payload) {
   std::string f = frame(payload);
   std::unique_lock lock(mu_);
   if (!failed_.is_ok()) return failed_;
-  // Appends happen under the lock so frames never interleave.
+  // Appends happen under the lock so frames never interleave; each one is
+  // written right after the previous frame (over preallocated zeros, if any).
   std::string_view rest = f;
   while (!rest.empty()) {
-    ssize_t n = ::write(fd_, rest.data(), rest.size());
+    ssize_t n = ::pwrite(fd_, rest.data(), rest.size(), static_cast<off_t>(bytes_));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       failed_ = errno_status(errno, "append to journal " + path_);
       return failed_;
     }
     rest.remove_prefix(static_cast<size_t>(n));
+    bytes_ += static_cast<uint64_t>(n);
   }
-  bytes_ += f.size();
   uint64_t mine = ++appended_;
   while (durable_ < mine) {
     if (!failed_.is_ok()) return failed_;

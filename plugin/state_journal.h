@@ -12,6 +12,14 @@
 // A crash can leave a torn last frame; reading stops at the first frame that
 // does not check out. No frame after it was acknowledged: acknowledging a frame
 // flushes every frame before it.
+//
+// Preallocation: create() can fill a new generation with zeros and flush it
+// first. Frames are then written over the zeros, so the file's size does not
+// change and a commit's fdatasync flushes only the frame's data block, not the
+// inode (and, on a journalling filesystem, no metadata transaction). Past the
+// preallocated size, frames extend the file as before. A zero length field can
+// never start a frame (its checksum would be that of an empty payload), so
+// reading stops at the zero tail; a tail of zeros is not reported as torn.
 #pragma once
 
 #include <condition_variable>
@@ -37,9 +45,15 @@ class StateJournal {
   // Every generation in `dir`, oldest first. A missing directory is empty.
   [[nodiscard]] static Result<std::vector<Generation>> read_all(const std::string& dir);
 
+  // Like read_all() without reading the files: only `number` and `path` are set.
+  [[nodiscard]] static Result<std::vector<Generation>> list(const std::string& dir);
+
   // Creates generation `number` in `dir` (which must exist) and makes its
-  // directory entry durable. kAlreadyExists if that generation exists.
-  [[nodiscard]] static Result<std::unique_ptr<StateJournal>> create(const std::string& dir, uint64_t number);
+  // directory entry durable. kAlreadyExists if that generation exists. With
+  // `preallocate_bytes` > 0 the file is first filled with that many zero bytes
+  // and flushed (see above).
+  [[nodiscard]] static Result<std::unique_ptr<StateJournal>> create(const std::string& dir, uint64_t number,
+                                                                    uint64_t preallocate_bytes = 0);
 
   ~StateJournal();
 
@@ -50,6 +64,7 @@ class StateJournal {
 
   uint64_t number() const { return number_; }
   const std::string& path() const { return path_; }
+  // Bytes of frames committed (not the preallocated size).
   uint64_t bytes() const;
 
  private:

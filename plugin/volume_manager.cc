@@ -85,7 +85,7 @@ Status VolumeManager::log_commit(const std::string& name, std::string payload) {
   if (size > opts_.checkpoint_bytes) {
     std::lock_guard lock(loop_mu_);
     loop_wanted_ = true;
-    loop_cv_.notify_one();
+    loop_cv_.notify_all();
   }
   return Status::ok();
 }
@@ -98,28 +98,56 @@ Status VolumeManager::log_put(const VolumeRecord& rec) {
 
 Status VolumeManager::log_delete(const std::string& name) { return log_commit(name, std::string("D").append(name)); }
 
+uint64_t VolumeManager::journal_preallocate() const {
+  return opts_.checkpoint_bytes + opts_.checkpoint_bytes / 4;
+}
+
 void VolumeManager::checkpoint_loop() {
   std::unique_lock lock(loop_mu_);
   while (true) {
-    loop_cv_.wait(lock, [&] { return loop_stop_ || loop_wanted_; });
+    loop_cv_.wait(lock, [&] { return loop_stop_ || loop_wanted_ || !trash_.empty(); });
     if (loop_stop_) return;
-    loop_wanted_ = false;
+    if (loop_wanted_) {
+      loop_wanted_ = false;
+      lock.unlock();
+      if (Status st = checkpoint(); !st.is_ok()) log_.error("checkpoint failed", {{"error", st.message()}});
+      lock.lock();
+      continue;
+    }
+    std::string trash = trash_.front();
     lock.unlock();
-    if (Status st = checkpoint(); !st.is_ok()) log_.error("checkpoint failed", {{"error", st.message()}});
+    if (Status st = remove_tree(trash); !st.is_ok()) {
+      log_.warn("removed volume's data not fully deleted; will retry at next start",
+                {{"dir", trash}, {"error", st.message()}});
+    }
     lock.lock();
+    trash_.pop_front();
+    loop_cv_.notify_all();  // finish_removals() waits for an empty queue
   }
+}
+
+void VolumeManager::finish_removals() {
+  std::unique_lock lock(loop_mu_);
+  loop_cv_.wait(lock, [&] { return loop_stop_ || trash_.empty(); });
 }
 
 Status VolumeManager::checkpoint() {
   std::lock_guard cl(checkpoint_mu_);
   std::set<std::string> names;
   uint64_t current = 0;
+  // The next generation is made (and preallocated) before commits are held
+  // up: only checkpoints replace journal_, and they run one at a time.
+  std::unique_ptr<StateJournal> next;
+  {
+    std::shared_lock jl(journal_mu_);
+    if (journal_->bytes() > 0) {
+      STOWAGE_ASSIGN_OR_RETURN(next,
+                               StateJournal::create(journal_dir_, journal_->number() + 1, journal_preallocate()));
+    }
+  }
   {
     std::unique_lock jl(journal_mu_);
-    if (journal_->bytes() > 0) {
-      STOWAGE_ASSIGN_OR_RETURN(auto next, StateJournal::create(journal_dir_, journal_->number() + 1));
-      journal_ = std::move(next);
-    }
+    if (next) journal_ = std::move(next);
     current = journal_->number();
     std::lock_guard dl(dirty_mu_);
     names.swap(dirty_);
@@ -134,7 +162,7 @@ Status VolumeManager::checkpoint() {
   }
   // Creates and Removes renamed entries in volumes/ without a flush of their own.
   STOWAGE_RETURN_IF_ERROR(fsync_dir(opts_.state_root + "/volumes"));
-  STOWAGE_ASSIGN_OR_RETURN(auto gens, StateJournal::read_all(journal_dir_));
+  STOWAGE_ASSIGN_OR_RETURN(auto gens, StateJournal::list(journal_dir_));
   for (const auto& g : gens) {
     if (g.number < current && ::unlink(g.path.c_str()) != 0 && errno != ENOENT) {
       return errno_status(errno, "remove old journal " + g.path);
@@ -279,7 +307,7 @@ Status VolumeManager::load() {
     }
   }
 
-  STOWAGE_ASSIGN_OR_RETURN(journal_, StateJournal::create(journal_dir_, next_gen));
+  STOWAGE_ASSIGN_OR_RETURN(journal_, StateJournal::create(journal_dir_, next_gen, journal_preallocate()));
   // Fold what was replayed into volume.json files now, so the journal starts empty.
   STOWAGE_RETURN_IF_ERROR(checkpoint());
   log_.info("volumes loaded", {{"count", std::to_string(entries_.size())}, {"root", opts_.state_root},
@@ -472,10 +500,13 @@ Status VolumeManager::remove(const std::string& name) {
     auto it = entries_.find(name);
     if (it != entries_.end() && it->second == e) entries_.erase(it);
   }
-  if (Status st = remove_tree(trash); !st.is_ok()) {
-    log_.warn("removed volume's data not fully deleted; will retry at next start",
-              {{"volume", name}, {"error", st.message()}});
+  // The data is deleted by the background thread, after the answer: a big
+  // volume's files take long to delete, and the call is already durable.
+  {
+    std::lock_guard lock(loop_mu_);
+    trash_.push_back(std::move(trash));
   }
+  loop_cv_.notify_all();
   log_.info("volume removed", {{"volume", name}});
   return Status::ok();
 }

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -78,8 +79,15 @@ class VolumeManager {
   [[nodiscard]] Result<VolumeInfo> create(const std::string& name, const std::map<std::string, std::string>& opts);
 
   // Removes the volume and its data. kFailedPrecondition while any mount ID
-  // holds it; kNotFound if absent.
+  // holds it; kNotFound if absent. Once it returns OK the volume is gone for
+  // good (its name is free, a crash cannot bring it back); its directory, by
+  // then renamed to .trash-*, is deleted afterwards by a background thread
+  // (or, if the daemon stops first, at the next open()).
   [[nodiscard]] Status remove(const std::string& name);
+
+  // Waits until the data of every volume removed so far is deleted (tests,
+  // shutdown). Returns early if the manager is being destroyed.
+  void finish_removals();
 
   // Adds `mount_id` to the volume's mount set (idempotent) and returns the
   // mountpoint.
@@ -144,6 +152,10 @@ class VolumeManager {
   // Fills a staging volume's data from options.from_volume@from_snapshot.
   Status clone_into(const std::string& staging, const VolumeOptions& opts);
   VolumeInfo info_locked(Entry& e, bool with_usage);
+  // Bytes of zeros a new journal generation starts with: a little more than
+  // the size that triggers a checkpoint, so commits rarely change its size.
+  uint64_t journal_preallocate() const;
+  // The background thread: checkpoints when asked, deletes removed volumes' data.
   void checkpoint_loop();
 
   Options opts_;
@@ -165,6 +177,7 @@ class VolumeManager {
   std::condition_variable loop_cv_;
   bool loop_stop_ = false;
   bool loop_wanted_ = false;
+  std::deque<std::string> trash_;  // .trash-* directories to delete, oldest first
   std::thread loop_;
 };
 

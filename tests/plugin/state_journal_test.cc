@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -11,6 +13,8 @@
 
 namespace stowage {
 namespace {
+
+namespace fs = std::filesystem;
 
 TEST(StateJournal, CommitsAreReadBackInOrder) {
   test::TempDir dir("stowage-journal");
@@ -112,6 +116,110 @@ TEST(StateJournal, ConcurrentCommitsAllLandExactlyOnce) {
     int t = std::stoi(rec.substr(0, rec.find(':')));
     EXPECT_EQ(std::stoi(rec.substr(rec.find(':') + 1)), next[t]++);
   }
+}
+
+TEST(StateJournal, PreallocatedGenerationKeepsItsSizeAndItsZeroTailIsNotTorn) {
+  test::TempDir dir("stowage-journal");
+  std::string path;
+  {
+    auto j = StateJournal::create(dir.path(), 1, 64 << 10);
+    ASSERT_TRUE(j.is_ok()) << j.status().message();
+    path = (*j)->path();
+    EXPECT_EQ(fs::file_size(path), 64u << 10);
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE((*j)->commit("record-" + std::to_string(i)).is_ok());
+    // Frames went over the zeros: the size did not change.
+    EXPECT_EQ(fs::file_size(path), 64u << 10);
+    EXPECT_LT((*j)->bytes(), 64u << 10);
+  }
+  auto gens = StateJournal::read_all(dir.path());
+  ASSERT_TRUE(gens.is_ok());
+  ASSERT_EQ(gens->size(), 1u);
+  ASSERT_EQ((*gens)[0].payloads.size(), 50u);
+  EXPECT_EQ((*gens)[0].payloads[49], "record-49");
+  EXPECT_FALSE((*gens)[0].torn_tail);
+  // An empty preallocated generation reads as empty, not torn.
+  ASSERT_TRUE(StateJournal::create(dir.path(), 2, 4096).is_ok());
+  gens = StateJournal::read_all(dir.path());
+  ASSERT_EQ(gens->size(), 2u);
+  EXPECT_TRUE((*gens)[1].payloads.empty());
+  EXPECT_FALSE((*gens)[1].torn_tail);
+}
+
+TEST(StateJournal, FramesPastThePreallocatedSizeExtendTheFile) {
+  test::TempDir dir("stowage-journal");
+  std::string path;
+  {
+    auto j = StateJournal::create(dir.path(), 1, 100);
+    ASSERT_TRUE(j.is_ok());
+    path = (*j)->path();
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE((*j)->commit(std::string(30, static_cast<char>('a' + i))).is_ok());
+    EXPECT_EQ(fs::file_size(path), (*j)->bytes());
+    EXPECT_EQ((*j)->bytes(), 20u * (12 + 30));
+  }
+  auto gens = StateJournal::read_all(dir.path());
+  ASSERT_EQ((*gens)[0].payloads.size(), 20u);
+  EXPECT_EQ((*gens)[0].payloads[19], std::string(30, 't'));
+  EXPECT_FALSE((*gens)[0].torn_tail);
+}
+
+TEST(StateJournal, TornFrameOverPreallocatedZerosStopsReading) {
+  // A crash while a frame was being written over the zeros: any prefix of it
+  // may have reached the disk, followed by the rest of the zeros.
+  test::TempDir dir("stowage-journal");
+  std::string path;
+  uint64_t end = 0;
+  {
+    auto j = StateJournal::create(dir.path(), 1, 4096);
+    ASSERT_TRUE(j.is_ok());
+    path = (*j)->path();
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE((*j)->commit("ok" + std::to_string(i)).is_ok());
+    end = (*j)->bytes();
+  }
+  std::string intact = test::read_file(path);
+  ASSERT_EQ(intact.size(), 4096u);
+  {
+    auto j = StateJournal::create(dir.path(), 2);
+    ASSERT_TRUE((*j)->commit("fourth-record").is_ok());
+  }
+  std::string fourth = test::read_file(journal_path(dir.path(), 2));
+  ASSERT_EQ(::unlink(journal_path(dir.path(), 2).c_str()), 0);
+  for (size_t cut = 1; cut < fourth.size(); ++cut) {
+    std::string torn = intact;
+    torn.replace(end, cut, fourth.substr(0, cut));
+    test::write_file(path, torn);
+    auto gens = StateJournal::read_all(dir.path());
+    ASSERT_TRUE(gens.is_ok());
+    ASSERT_EQ(gens->size(), 1u);
+    ASSERT_EQ((*gens)[0].payloads.size(), 3u) << cut;
+    EXPECT_EQ((*gens)[0].payloads[2], "ok2");
+    EXPECT_TRUE((*gens)[0].torn_tail) << cut;
+  }
+  // The whole frame there: it counts, and the zeros after it are not torn.
+  std::string whole = intact;
+  whole.replace(end, fourth.size(), fourth);
+  test::write_file(path, whole);
+  auto gens = StateJournal::read_all(dir.path());
+  ASSERT_EQ((*gens)[0].payloads.size(), 4u);
+  EXPECT_EQ((*gens)[0].payloads[3], "fourth-record");
+  EXPECT_FALSE((*gens)[0].torn_tail);
+}
+
+TEST(StateJournal, ListNamesGenerationsWithoutReadingThem) {
+  test::TempDir dir("stowage-journal");
+  for (uint64_t n : {5, 2}) {
+    auto j = StateJournal::create(dir.path(), n);
+    ASSERT_TRUE(j.is_ok());
+    ASSERT_TRUE((*j)->commit("x").is_ok());
+  }
+  test::write_file(dir / "notes.txt", "x");
+  auto gens = StateJournal::list(dir.path());
+  ASSERT_TRUE(gens.is_ok());
+  ASSERT_EQ(gens->size(), 2u);
+  EXPECT_EQ((*gens)[0].number, 2u);
+  EXPECT_EQ((*gens)[0].path, journal_path(dir.path(), 2));
+  EXPECT_TRUE((*gens)[0].payloads.empty());
+  EXPECT_EQ((*gens)[1].number, 5u);
+  EXPECT_TRUE(StateJournal::list(dir / "missing")->empty());
 }
 
 }  // namespace

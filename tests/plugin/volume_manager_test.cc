@@ -304,6 +304,87 @@ TEST_F(VolumeManagerTest, ReplayFinishesAcknowledgedRemoveWhoseRenameWasLost) {
   EXPECT_FALSE(fs::exists(vol_dir("gone")));
 }
 
+// Names in volumes/ that start with `prefix`.
+std::vector<std::string> entries_with_prefix(const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (auto& e : fs::directory_iterator(dir)) {
+    std::string n = e.path().filename().string();
+    if (n.starts_with(prefix)) out.push_back(n);
+  }
+  return out;
+}
+
+TEST_F(VolumeManagerTest, RemovedVolumesDataIsDeletedAfterTheAnswer) {
+  auto m = open();
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  fs::create_directories(vol_dir("v") + "/_data/deep/er");
+  test::write_file(vol_dir("v") + "/_data/deep/er/file", std::string(100000, 'x'));
+  ASSERT_TRUE(m->remove("v").is_ok());
+  // Gone by name at once: the name is free and a crash cannot bring it back.
+  EXPECT_FALSE(fs::exists(vol_dir("v")));
+  EXPECT_EQ(m->get("v", false).status().code(), Code::kNotFound);
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  EXPECT_TRUE(fs::is_empty(vol_dir("v") + "/_data"));
+  // The background thread deletes the old data.
+  m->finish_removals();
+  EXPECT_TRUE(entries_with_prefix(dir_.path() + "/volumes", ".trash-").empty());
+  EXPECT_TRUE(m->get("v", false).is_ok());
+}
+
+TEST_F(VolumeManagerTest, RemovedDataNotYetDeletedAtStopIsDeletedAtNextOpen) {
+  {
+    auto m = open();
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(m->create("v" + std::to_string(i), {}).is_ok());
+    for (int i = 0; i < 20; ++i) {
+      test::write_file(vol_dir("v" + std::to_string(i)) + "/_data/f", "data");
+      ASSERT_TRUE(m->remove("v" + std::to_string(i)).is_ok());
+    }
+    // Destroyed without finish_removals(): some .trash-* may be left, as after a crash.
+  }
+  auto m = open();
+  EXPECT_TRUE(entries_with_prefix(dir_.path() + "/volumes", ".trash-").empty());
+  EXPECT_TRUE(m->list(false).empty());
+}
+
+TEST_F(VolumeManagerTest, PreallocatedJournalWithTornTailReplaysAcknowledgedChanges) {
+  std::string journal;
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("v", {}).is_ok());
+    ASSERT_TRUE(m->mount("v", "c1").is_ok());
+    ASSERT_TRUE(m->create("w", {}).is_ok());
+    ASSERT_TRUE(m->remove("w").is_ok());
+    auto gens = StateJournal::list(dir_.path() + "/journal");
+    ASSERT_TRUE(gens.is_ok());
+    ASSERT_EQ(gens->size(), 1u);
+    journal = (*gens)[0].path;
+  }
+  // The generation was zero-filled up front (a little over the 1 MiB that
+  // triggers a checkpoint); the records sit at its start.
+  EXPECT_EQ(fs::file_size(journal), (1u << 20) + (1u << 18));
+  auto gens = StateJournal::read_all(dir_.path() + "/journal");
+  ASSERT_EQ((*gens)[0].payloads.size(), 4u);
+  EXPECT_FALSE((*gens)[0].torn_tail);
+  // A crash in the middle of the next frame: half of its bytes over the zeros.
+  uint64_t end = 0;
+  for (const auto& p : (*gens)[0].payloads) end += 12 + p.size();
+  std::string data = test::read_file(journal);
+  std::string half = std::string("\x40\x00\x00\x00", 4) + "garbage-of-a-torn-frame";
+  data.replace(end, half.size(), half);
+  test::write_file(journal, data);
+  auto m = open();
+  auto v = m->get("v", false);
+  ASSERT_TRUE(v.is_ok()) << v.status().message();
+  EXPECT_EQ(v->record.mount_ids, (std::set<std::string>{"c1"}));
+  EXPECT_EQ(m->get("w", false).status().code(), Code::kNotFound);
+  EXPECT_FALSE(fs::exists(vol_dir("w")));
+  // Still a working journal afterwards.
+  ASSERT_TRUE(m->unmount("v", "c1").is_ok());
+  m.reset();
+  m = open();
+  EXPECT_TRUE(m->get("v", false)->record.mount_ids.empty());
+}
+
 TEST_F(VolumeManagerTest, JournalTriggersCheckpointBySize) {
   VolumeManager::Options o;
   o.state_root = dir_.path();
