@@ -66,6 +66,7 @@ class Chunker {
   uint64_t mask_s_ = 0;  // before avg_size: more one-bits, harder to cut
   uint64_t mask_l_ = 0;  // after avg_size: fewer one-bits, easier to cut
   std::array<uint64_t, 256> gear_{};
+  std::array<uint64_t, 256> gear2_{};  // gear_[b] << 1: two bytes per step in cut()
 };
 
 // Chunks a byte stream read through `read` with a buffer of 2·max_size bytes.

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <numeric>
+#include <random>
 #include <set>
 #include <string>
 
@@ -95,6 +97,91 @@ TEST(Chunker, GoldenBoundaries) {
   EXPECT_EQ(lengths.size(), 15u);
   std::vector<size_t> first(lengths.begin(), lengths.begin() + std::min<size_t>(8, lengths.size()));
   EXPECT_EQ(first, (std::vector<size_t>{4179, 4247, 5689, 4778, 5645, 1528, 4279, 5180}));
+}
+
+// The straightforward byte-at-a-time reading of FORMAT.md §3.1, kept here as
+// the reference the optimised Chunker::cut (two bytes per step) must match.
+size_t reference_cut(const ChunkerParams& p, std::string_view data) {
+  const size_t n = data.size();
+  if (n <= p.min_size) return n;
+  const auto gear = make_gear_table(p.gear_seed);
+  const auto bits = static_cast<uint32_t>(std::countr_zero(p.avg_size));
+  const uint64_t mask_s = ~uint64_t{0} << (64 - (bits + p.normalization));
+  const uint64_t mask_l = ~uint64_t{0} << (64 - (bits - p.normalization));
+  const size_t limit = std::min<size_t>(n, p.max_size);
+  const size_t normal = std::min<size_t>(p.avg_size, limit);
+  uint64_t fp = 0;
+  for (size_t i = p.min_size; i < limit; ++i) {
+    fp = (fp << 1) + gear[static_cast<uint8_t>(data[i])];
+    if ((fp & (i < normal ? mask_s : mask_l)) == 0) return i + 1;
+  }
+  return limit;
+}
+
+std::vector<size_t> reference_split(const ChunkerParams& p, std::string_view data) {
+  std::vector<size_t> out;
+  while (!data.empty()) {
+    out.push_back(reference_cut(p, data));
+    data.remove_prefix(out.back());
+  }
+  return out;
+}
+
+// Bytes from a small alphabet cut at every kind of position (early, late,
+// forced at max_size) far more often than uniform noise does.
+std::string low_entropy_bytes(size_t n, uint64_t seed, unsigned symbols) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>('a' + rng() % symbols);
+  return s;
+}
+
+TEST(ChunkerGolden, SameBoundariesAsByteWiseReferenceOnRandomData) {
+  std::vector<ChunkerParams> params;
+  for (uint32_t avg : {256u, 1024u, 4096u, 65536u}) {
+    for (uint32_t norm = 1; norm <= 4; ++norm) {
+      if (std::countr_zero(avg) <= static_cast<int>(norm)) continue;
+      ChunkerParams p = ChunkerParams::with_average(avg);
+      p.normalization = norm;
+      params.push_back(p);
+      p.min_size = avg / 4 + 1;  // odd: the two-byte steps start on the other parity
+      params.push_back(p);
+      p.min_size = 64;
+      p.max_size = avg + 1;  // the second scan is one byte long
+      params.push_back(p);
+    }
+  }
+  ChunkerParams seeded = ChunkerParams::with_average(4096);
+  seeded.gear_seed = 12345;
+  params.push_back(seeded);
+  uint64_t seed = 1;
+  for (const auto& p : params) {
+    ASSERT_TRUE(p.validate().is_ok()) << p.min_size << "/" << p.avg_size << "/" << p.max_size;
+    const auto c = make(p);
+    const size_t n = std::min<size_t>(size_t{p.max_size} * 40, 1u << 20) + (seed % 7);
+    for (const std::string& data : {random_bytes(n, seed), low_entropy_bytes(n, seed, 2),
+                                    low_entropy_bytes(n, seed, 16), std::string(n, 'z')}) {
+      ASSERT_EQ(c.split(data), reference_split(p, data))
+          << "avg=" << p.avg_size << " min=" << p.min_size << " max=" << p.max_size << " norm=" << p.normalization;
+    }
+    ++seed;
+  }
+}
+
+TEST(ChunkerGolden, EveryInputLengthAroundTheThresholds) {
+  // Inputs shorter than max_size (the end of a stream) of every length near
+  // min_size, avg_size and max_size, at both parities.
+  const ChunkerParams p = ChunkerParams::with_average(1024);
+  const auto c = make(p);
+  const std::string data = low_entropy_bytes(p.max_size + 8, 99, 3);
+  for (size_t mid : {size_t{p.min_size}, size_t{p.avg_size}, size_t{p.max_size}}) {
+    for (size_t n = mid - 5; n <= mid + 5; ++n) {
+      for (size_t start = 0; start < 4; ++start) {
+        const std::string_view in = std::string_view(data).substr(start, n);
+        EXPECT_EQ(c.cut(in), reference_cut(p, in)) << "n=" << n << " start=" << start;
+      }
+    }
+  }
 }
 
 TEST(Chunker, DeterministicAndBounded) {
