@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -32,6 +33,15 @@ namespace {
 constexpr size_t kPacksPerIndexFile = 64;
 constexpr int kMaxDepth = 4096;  // FORMAT.md §6.2
 constexpr size_t kReadSize = 1 << 20;
+// Files at least this large are read with O_DIRECT (FileReaderOptions): no
+// page-cache copy. Smaller ones are read buffered, with the kernel's readahead.
+constexpr uint64_t kDirectMinSize = 1 << 20;
+// Files at least this large have their chunks hashed and encoded by the
+// encoder threads while the worker goes on reading and cutting, so one big
+// file keeps more than one core busy. Smaller files are done in the worker.
+constexpr uint64_t kOffloadMinSize = 4 << 20;
+// Chunks queued for the encoders (each ≤ max_size bytes).
+constexpr size_t kQueuedChunks = 16;
 
 class SystemClock : public Clock {
  public:
@@ -57,6 +67,24 @@ struct FileJob {
   Node* node = nullptr;
 };
 
+// The chunks of one large file that are with the encoders. `ids` is in file
+// order; an encoder stores a chunk's id in its slot. Guarded by `mu`.
+struct FileChunks {
+  const std::string* path = nullptr;
+  std::mutex mu;
+  std::condition_variable done;
+  std::deque<BlobId> ids;  // a deque: slots do not move when more are added
+  size_t pending = 0;      // chunks queued or being encoded
+};
+
+// One chunk of a large file, copied out of the reader's buffer (which is
+// reused as soon as the read callback returns) and owned from here on.
+struct ChunkTask {
+  std::string data;
+  BlobId* id = nullptr;
+  FileChunks* file = nullptr;
+};
+
 class Pipeline {
  public:
   Pipeline(Repository& repo, const BackupOptions& opts, Index index, Chunker chunker)
@@ -67,6 +95,7 @@ class Pipeline {
         clock_(opts.clock ? opts.clock : system_clock()),
         progress_(opts.progress ? opts.progress : &own_progress_),
         jobs_(2 * worker_count()),
+        chunks_(kQueuedChunks),
         uploads_(opts.queued_packs) {}
 
   Result<BackupResult> run();
@@ -81,6 +110,7 @@ class Pipeline {
     // 10.2 s with 8).
     return 4 * std::max(1u, std::thread::hardware_concurrency());
   }
+  unsigned encoder_count() const { return std::max(1u, std::thread::hardware_concurrency()); }
 
   void warn(const std::string& line) {
     std::lock_guard lk(warn_mu_);
@@ -99,6 +129,7 @@ class Pipeline {
     }
     aborted_ = true;
     jobs_.close();
+    chunks_.close();
     uploads_.close();
     {
       // A waiter between checking aborted_ and sleeping must not miss this.
@@ -116,7 +147,10 @@ class Pipeline {
   Status add_node(int dirfd, const std::string& path, const std::string& name, Node& dir,
                   const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth);
   void worker_loop();
+  void encoder_loop();
   Status process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec);
+  Status offload_chunk(FileChunks& file, std::string_view chunk);
+  Status store_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec);
   bool claim(const BlobId& id);
   Status add_blob(const EncodedBlob& blob);
   Status finish_pack();
@@ -135,7 +169,12 @@ class Pipeline {
   BackupProgress* progress_;
 
   BoundedQueue<FileJob> jobs_;
+  BoundedQueue<ChunkTask> chunks_;  // chunks of large files, to the encoders
   BoundedQueue<PackWriter::Finished> uploads_;
+  // Chunk buffers encoders are done with, reused so that the copy out of the
+  // reader's buffer does not allocate.
+  std::mutex chunk_spare_mu_;
+  std::vector<std::string> chunk_spare_;
 
   std::mutex err_mu_;
   Status first_error_;
@@ -394,6 +433,7 @@ void Pipeline::worker_loop() {
   FileReaderOptions ro;
   ro.chunk_size = kReadSize;
   ro.queue_depth = 4;
+  ro.direct_min_size = kDirectMinSize;
   if (opts_.log) ro.log = opts_.log;
   auto reader = FileReader::create(ro);
   if (!reader.is_ok()) {
@@ -410,42 +450,109 @@ void Pipeline::worker_loop() {
   }
 }
 
+Status Pipeline::store_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec) {
+  if (!claim(id)) return Status::ok();
+  STOWAGE_ASSIGN_OR_RETURN(EncodedBlob enc, codec.encode_hashed(BlobType::kData, id, chunk));
+  return add_blob(enc);
+}
+
+Status Pipeline::offload_chunk(FileChunks& file, std::string_view chunk) {
+  ChunkTask task;
+  {
+    std::lock_guard lk(chunk_spare_mu_);
+    if (!chunk_spare_.empty()) {
+      task.data = std::move(chunk_spare_.back());
+      chunk_spare_.pop_back();
+    }
+  }
+  task.data.assign(chunk);
+  task.file = &file;
+  {
+    std::lock_guard lk(file.mu);
+    task.id = &file.ids.emplace_back();
+    ++file.pending;
+  }
+  if (chunks_.push(std::move(task))) return Status::ok();
+  {
+    std::lock_guard lk(file.mu);
+    --file.pending;
+  }
+  Status s = first_error();
+  return s.is_ok() ? Status::internal("chunk queue closed") : s;
+}
+
+void Pipeline::encoder_loop() {
+  Sha256 sha;
+  BlobCodec codec(level());
+  ChunkTask task;
+  while (chunks_.pop(task)) {
+    BlobId id{};
+    if (!aborted_) {
+      id = sha.digest(task.data);
+      Status s = store_chunk(id, task.data, codec);
+      if (!s.is_ok()) fail(s.with_context("back up " + repo_util::display_name(*task.file->path)));
+    }
+    {
+      std::lock_guard lk(chunk_spare_mu_);
+      if (chunk_spare_.size() < kQueuedChunks + encoder_count()) chunk_spare_.push_back(std::move(task.data));
+    }
+    // Notified under the lock: the worker may destroy `file` once it sees
+    // pending == 0, which it cannot before this unlock.
+    std::lock_guard lk(task.file->mu);
+    *task.id = id;
+    if (--task.file->pending == 0) task.file->done.notify_all();
+  }
+}
+
 Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec) {
   TreeEntry& e = job.node->entry;
+  STOWAGE_ASSIGN_OR_RETURN(fs_util::DataMap map, fs_util::map_data(job.path));
+  // A large file's chunks are hashed and encoded by the encoders (in file
+  // order of their slots); a small file's right here.
+  const bool offload = map.size >= kOffloadMinSize;
+  FileChunks file;
+  file.path = &job.path;
   auto emit = [&](std::string_view chunk) -> Status {
+    if (offload) return offload_chunk(file, chunk);
     const BlobId id = sha.digest(chunk);
     e.chunks.push_back(id);
-    if (!claim(id)) return Status::ok();
-    STOWAGE_ASSIGN_OR_RETURN(EncodedBlob enc, codec.encode_hashed(BlobType::kData, id, chunk));
-    return add_blob(enc);
+    return store_chunk(id, chunk, codec);
   };
   ChunkFeeder feeder(chunker_, emit);
-  STOWAGE_ASSIGN_OR_RETURN(fs_util::DataMap map, fs_util::map_data(job.path));
   if (map.inode != e.inode) {
     // Replaced between walk and read: record what is read now.
     e.inode = map.inode;
   }
   e.mtime_ns = map.mtime_ns;
   e.ctime_ns = map.ctime_ns;
+  Status read;
   if (map.holes.empty()) {
-    STOWAGE_ASSIGN_OR_RETURN(
-        const uint64_t n, reader.read_file(job.path, [&](uint64_t, std::span<const std::byte> data) -> Status {
-          if (aborted_) return Status::failed_precondition("backup aborted");
-          progress_->bytes_read += data.size();
-          return feeder.feed(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
-        }));
-    e.size = n;
+    auto n = reader.read_file(job.path, [&](uint64_t, std::span<const std::byte> data) -> Status {
+      if (aborted_) return Status::failed_precondition("backup aborted");
+      progress_->bytes_read += data.size();
+      return feeder.feed(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
+    });
+    read = n.status();
+    if (n.is_ok()) e.size = *n;
   } else {
     // Sparse: only the data ranges are read; holes are recorded, not stored.
     e.holes = map.holes;
     e.size = map.size;
-    STOWAGE_RETURN_IF_ERROR(fs_util::read_ranges(map, kReadSize, [&](std::string_view data) -> Status {
+    read = fs_util::read_ranges(map, kReadSize, [&](std::string_view data) -> Status {
       if (aborted_) return Status::failed_precondition("backup aborted");
       progress_->bytes_read += data.size();
       return feeder.feed(data);
-    }));
+    });
   }
-  STOWAGE_RETURN_IF_ERROR(feeder.finish());
+  if (read.is_ok()) read = feeder.finish();
+  if (offload) {
+    // Whatever happened, the encoders still hold pointers into `file`.
+    std::unique_lock lk(file.mu);
+    file.done.wait(lk, [&] { return file.pending == 0; });
+    if (read.is_ok() && aborted_) read = first_error();
+    if (read.is_ok()) e.chunks.assign(file.ids.begin(), file.ids.end());
+  }
+  STOWAGE_RETURN_IF_ERROR(read);
   progress_->files_done += 1;
   progress_->bytes_done += e.size;
   return Status::ok();
@@ -517,6 +624,8 @@ Result<BackupResult> Pipeline::run() {
   writer_.reserve(repo_.config().pack_size + chunker_.params().max_size + (1u << 20));
   std::vector<std::thread> uploaders, workers;
   for (unsigned i = 0; i < std::max(1u, opts_.uploads_in_flight); ++i) uploaders.emplace_back([this] { upload_loop(); });
+  std::vector<std::thread> encoders;
+  for (unsigned i = 0; i < encoder_count(); ++i) encoders.emplace_back([this] { encoder_loop(); });
   for (unsigned i = 0; i < worker_count(); ++i) workers.emplace_back([this] { worker_loop(); });
 
   Node root;
@@ -528,6 +637,9 @@ Result<BackupResult> Pipeline::run() {
   if (!walked.is_ok()) fail(walked);
   jobs_.close();
   for (auto& t : workers) t.join();
+  // Every worker waited for its file's chunks: the encoders are idle.
+  chunks_.close();
+  for (auto& t : encoders) t.join();
 
   auto finish_uploads = [&]() {
     uploads_.close();

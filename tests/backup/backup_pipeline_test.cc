@@ -5,11 +5,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <map>
+#include <set>
 #include <thread>
 
 #include "backup/backup_env.h"
 #include "backup/test_data.h"
 #include "backup/tree_fixture.h"
+#include "stowage/chunker.h"
+#include "stowage/hash.h"
 #include "stowage/upkeep.h"
 
 namespace stowage {
@@ -147,6 +151,55 @@ TEST_F(PipelineTest, DedupAcrossTwoSources) {
   EXPECT_EQ(rb.manifest.parent, std::nullopt);  // different source: no parent
   expect_restores_to(ra.snapshot_id, a);
   expect_restores_to(rb.snapshot_id, b);
+}
+
+// Files of 4 MiB and more are cut by their worker and hashed/encoded by the
+// encoder threads, out of order; the chunk list must still be in file order
+// and hold exactly the chunks Chunker::split finds (counted as new blobs),
+// at the sizes around the offload threshold and with chunks shared inside
+// and between files.
+TEST_F(PipelineTest, LargeFilesEncodedOffTheWorkerKeepChunkOrderAndCount) {
+  const std::string src = dir_ / "large";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  const std::string a = test::random_bytes((4u << 20) - 1, 1);
+  const std::string b = test::random_bytes(4u << 20, 2);
+  const std::string c = test::compressible_bytes(9u << 20, 3) + a.substr(0, 1u << 20);  // repeats a's start
+  const std::string d = b + b;                                                         // repeats itself
+  const std::map<std::string, const std::string*> files = {{"a", &a}, {"b", &b}, {"c", &c}, {"d", &d}};
+  auto chunker = Chunker::create(repo_->config().chunker);
+  ASSERT_TRUE(chunker.is_ok());
+  std::set<BlobId> distinct;
+  for (const auto& [name, data] : files) {
+    test::write_file(src + "/" + name, *data);
+    size_t off = 0;
+    for (size_t len : chunker->split(*data)) {
+      distinct.insert(sha256(std::string_view(*data).substr(off, len)));
+      off += len;
+    }
+  }
+  const auto r = backup(src, "large");
+  EXPECT_EQ(r.manifest.stats.new_blobs, distinct.size() + 1);  // + the root tree
+  expect_restores_to(r.snapshot_id, src);
+  expect_check_clean();
+}
+
+// A store failing while encoders hold chunks of large files: the backup ends
+// with the store's error (no hang, nothing left waiting) and writes no
+// snapshot; the next backup succeeds.
+TEST_F(PipelineTest, StoreFailureWhileLargeFilesAreEncodedEndsTheBackup) {
+  const std::string src = dir_ / "large";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  for (int i = 0; i < 3; ++i) test::write_file(src + "/f" + std::to_string(i), test::random_bytes(6u << 20, 10 + i));
+  for (int allow : {0, 2}) {
+    SCOPED_TRACE(allow);
+    auto crashing = std::make_unique<test::CrashingStore>(test::must_file_store(dir_ / "repo"), "data/", allow);
+    auto repo = test::must_open(std::move(crashing));
+    auto r = run_backup(*repo, test::backup_opts(src, "large"));
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_NE(r.status().message().find("injected crash"), std::string::npos) << r.status().to_string();
+  }
+  const auto ok = backup(src, "large");
+  expect_restores_to(ok.snapshot_id, src);
 }
 
 TEST_F(PipelineTest, ConcurrentBackupsIntoOneRepository) {
