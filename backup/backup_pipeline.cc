@@ -585,6 +585,26 @@ Result<std::vector<BlobId>> Pipeline::build_tree(Node& dir, BlobCodec& codec) {
 Result<BackupResult> Pipeline::run() {
   const int root_fd = ::open(opts_.source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) return errno_status(errno, "open source directory " + opts_.source);
+  // The directory's own metadata goes into the manifest (FORMAT.md §6.1).
+  RootMeta root_meta;
+  {
+    struct stat st {};
+    if (::fstat(root_fd, &st) != 0) {
+      Status e = errno_status(errno, "stat source directory " + opts_.source);
+      ::close(root_fd);
+      return e;
+    }
+    root_meta.mode = st.st_mode & 07777;
+    root_meta.uid = st.st_uid;
+    root_meta.gid = st.st_gid;
+    root_meta.mtime_ns = ns_of(st.st_mtim);
+    auto xattrs = fs_util::read_xattrs(opts_.source);
+    if (!xattrs.is_ok()) {
+      ::close(root_fd);
+      return xattrs.status();
+    }
+    root_meta.xattrs = std::move(xattrs).value();
+  }
 
   // Parent snapshot: the newest of the same source and host, unless given.
   std::optional<Hash256> parent_id;
@@ -688,6 +708,7 @@ Result<BackupResult> Pipeline::run() {
   m.time_ns = clock_->now_ns();
   m.parent = parent_id;
   m.tree = root_tree;
+  m.root = std::move(root_meta);
   m.tags = opts_.tags;
   m.stats.files = files_;
   m.stats.dirs = dirs_;

@@ -1,6 +1,7 @@
 #include "repo_util.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "json_util.h"
 
@@ -32,12 +33,21 @@ Result<std::vector<SnapshotRef>> load_snapshots(Repository& repo) {
   return out;
 }
 
+const SnapshotRef* newest_snapshot(const std::vector<SnapshotRef>& all, std::string_view name) {
+  // Lease generations order holders without trusting any clock; one holder's
+  // snapshots are ordered by its own clock.
+  auto key = [](const SnapshotRef& s) { return std::tuple(s.manifest.lease_generation, s.manifest.time_ns, s.id); };
+  const SnapshotRef* best = nullptr;
+  for (const auto& s : all) {
+    if ((name.empty() || s.manifest.volume == name) && (best == nullptr || key(*best) < key(s))) best = &s;
+  }
+  return best;
+}
+
 Result<SnapshotRef> resolve_snapshot(Repository& repo, std::string_view what, std::string_view name) {
   STOWAGE_ASSIGN_OR_RETURN(std::vector<SnapshotRef> all, load_snapshots(repo));
   if (what == "latest") {
-    for (auto it = all.rbegin(); it != all.rend(); ++it) {
-      if (name.empty() || it->manifest.volume == name) return std::move(*it);
-    }
+    if (const SnapshotRef* s = newest_snapshot(all, name)) return *s;
     return Status::not_found(name.empty() ? "no snapshots in the repository"
                                           : "no snapshot of source '" + std::string(name) + "'");
   }

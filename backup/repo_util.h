@@ -28,7 +28,12 @@ struct SnapshotRef {
 // concurrent forget while listing is skipped; a damaged one is an error.
 [[nodiscard]] Result<std::vector<SnapshotRef>> load_snapshots(Repository& repo);
 
-// "latest" (newest, optionally only of source `name`) or a unique hex prefix
+// The newest of `all` whose manifest names `name` (any when `name` is empty),
+// by lease generation, then time, then id (restore.h, latest_snapshot_of), or
+// nullptr when none does.
+const SnapshotRef* newest_snapshot(const std::vector<SnapshotRef>& all, std::string_view name);
+
+// "latest" (newest_snapshot(), optionally only of source `name`) or a unique hex prefix
 // of a snapshot id. kNotFound if nothing matches, kInvalidArgument if the
 // prefix is ambiguous or not hex.
 [[nodiscard]] Result<SnapshotRef> resolve_snapshot(Repository& repo, std::string_view what, std::string_view name = {});

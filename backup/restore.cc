@@ -531,6 +531,17 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
     STOWAGE_RETURN_IF_ERROR(
         apply_meta(-1, dirs_[d].name, dirs_[d].meta, dfd).with_context(repo_util::display_path(dirs_[d].path)));
   }
+  if (manifest.root) {
+    TreeEntry root;
+    root.type = NodeType::kDir;
+    root.mode = manifest.root->mode;
+    root.uid = manifest.root->uid;
+    root.gid = manifest.root->gid;
+    root.mtime_ns = manifest.root->mtime_ns;
+    root.xattrs = manifest.root->xattrs;
+    STOWAGE_RETURN_IF_ERROR(apply_meta(-1, opts_.target, root, root_.get()).with_context("restore target root"));
+    result_.root_restored = true;
+  }
   return std::move(result_);
 }
 
@@ -538,10 +549,8 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
 
 Result<std::optional<Hash256>> latest_snapshot_of(Repository& repo, std::string_view volume) {
   STOWAGE_ASSIGN_OR_RETURN(const auto all, repo_util::load_snapshots(repo));
-  for (auto it = all.rbegin(); it != all.rend(); ++it) {
-    if (it->manifest.volume == volume) return std::optional<Hash256>(it->id);
-  }
-  return std::optional<Hash256>();
+  const repo_util::SnapshotRef* best = volume.empty() ? nullptr : repo_util::newest_snapshot(all, volume);
+  return best ? std::optional<Hash256>(best->id) : std::optional<Hash256>();
 }
 
 Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts) {

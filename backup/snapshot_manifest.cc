@@ -51,6 +51,15 @@ Result<std::string> serialize_snapshot(const SnapshotManifest& s) {
   j["time"] = format_rfc3339_ns(s.time_ns);
   j["parent"] = s.parent ? Json(s.parent->hex()) : Json(nullptr);
   j["tree"] = ids_to_json(s.tree);
+  if (s.root) {
+    if (s.root->mode > 07777) return Status::invalid_argument("snapshot: root mode has bits outside 07777");
+    if (std::string p = json_util::xattrs_problem(s.root->xattrs); !p.empty()) {
+      return Status::invalid_argument("snapshot: root: " + p);
+    }
+    Json r = {{"mode", s.root->mode}, {"uid", s.root->uid}, {"gid", s.root->gid}, {"mtime_ns", s.root->mtime_ns}};
+    if (!s.root->xattrs.empty()) r["xattrs"] = json_util::xattrs_to_json(s.root->xattrs);
+    j["root"] = std::move(r);
+  }
   j["tags"] = s.tags;
   j["lease_generation"] = s.lease_generation;
   j["stats"] = {{"files", s.stats.files},         {"dirs", s.stats.dirs},
@@ -77,6 +86,20 @@ Result<SnapshotManifest> parse_snapshot(std::string_view text) {
     s.time_ns = j.at("time_ns").get<int64_t>();
     if (!j.at("parent").is_null()) s.parent = id_from_json(j.at("parent"), "parent");
     for (const auto& v : j.at("tree")) s.tree.push_back(id_from_json(v, "tree"));
+    if (j.contains("root") && !j.at("root").is_null()) {
+      const auto& r = j.at("root");
+      RootMeta m;
+      m.mode = json_util::get_field<uint32_t>(r, "mode");
+      m.uid = json_util::get_field<uint32_t>(r, "uid");
+      m.gid = json_util::get_field<uint32_t>(r, "gid");
+      m.mtime_ns = json_util::get_field<int64_t>(r, "mtime_ns");
+      if (r.contains("xattrs")) m.xattrs = json_util::xattrs_from_json(r.at("xattrs"));
+      if (m.mode > 07777) return Status::corruption("snapshot: root mode has bits outside 07777");
+      if (std::string p = json_util::xattrs_problem(m.xattrs); !p.empty()) {
+        return Status::corruption("snapshot: root: " + p);
+      }
+      s.root = std::move(m);
+    }
     s.tags = j.value("tags", std::vector<std::string>{});
     s.lease_generation = j.value("lease_generation", uint64_t{0});
     if (j.contains("stats")) {

@@ -128,11 +128,7 @@ std::string entry_problem(const TreeEntry& e) {
     }
     end = h.offset + h.length;
   }
-  for (size_t i = 0; i < e.xattrs.size(); ++i) {
-    if (e.xattrs[i].name.empty() || e.xattrs[i].name.find('\0') != std::string::npos) return "invalid xattr name";
-    if (i > 0 && !(e.xattrs[i - 1].name < e.xattrs[i].name)) return "xattrs not sorted and unique";
-  }
-  return {};
+  return json_util::xattrs_problem(e.xattrs);
 }
 
 std::string tree_problem(const Tree& t, size_t* bad_index) {
@@ -155,26 +151,8 @@ std::string describe_entry(const Tree& t, size_t i) {
   return "tree entry " + std::to_string(i) + " ('" + (valid_utf8(n) ? n : base64_encode(n)) + "')";
 }
 
-// j[name] as T; a missing field gives `fallback` if one is given, otherwise
-// an error naming the field (nlohmann's own messages do not).
-template <typename T>
-T get_field(const Json& j, const char* name, const T* fallback = nullptr) {
-  if (!j.is_object() || !j.contains(name)) {
-    if (fallback != nullptr) return *fallback;
-    throw std::invalid_argument(std::string("missing field '") + name + "'");
-  }
-  try {
-    return j.at(name).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw std::invalid_argument(std::string("field '") + name + "' has the wrong type");
-  }
-}
-
-template <typename T>
-T get_optional(const Json& j, const char* name) {
-  const T zero{};
-  return get_field<T>(j, name, &zero);
-}
+using json_util::get_field;
+using json_util::get_optional;
 
 // Reads "<field>" or "<field>_b64" into `out`; absent leaves it empty.
 void get_bytes(const Json& j, const char* field, std::string& out) {
@@ -196,6 +174,43 @@ std::vector<BlobId> get_ids(const Json& j, const char* field) {
 }
 
 }  // namespace
+
+namespace json_util {
+
+Json xattrs_to_json(const std::vector<Xattr>& xattrs) {
+  Json xs = Json::array();
+  for (const auto& x : xattrs) {
+    Json xj;
+    put_bytes(xj, "name", x.name);
+    xj["value_b64"] = base64_encode(x.value);
+    xs.push_back(std::move(xj));
+  }
+  return xs;
+}
+
+std::vector<Xattr> xattrs_from_json(const Json& list) {
+  if (!list.is_array()) throw std::invalid_argument("xattrs is not an array");
+  std::vector<Xattr> out;
+  for (const auto& xj : list) {
+    Xattr x;
+    get_bytes(xj, "name", x.name);
+    if (!base64_decode(get_field<std::string>(xj, "value_b64"), x.value)) {
+      throw std::invalid_argument("xattr value is not valid base64");
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+std::string xattrs_problem(const std::vector<Xattr>& xattrs) {
+  for (size_t i = 0; i < xattrs.size(); ++i) {
+    if (xattrs[i].name.empty() || xattrs[i].name.find('\0') != std::string::npos) return "invalid xattr name";
+    if (i > 0 && !(xattrs[i - 1].name < xattrs[i].name)) return "xattrs not sorted and unique";
+  }
+  return {};
+}
+
+}  // namespace json_util
 
 std::string_view node_type_name(NodeType type) {
   const auto i = static_cast<size_t>(type);
@@ -222,16 +237,7 @@ Result<std::string> serialize_tree(const Tree& tree) {
     if (e.type == NodeType::kSymlink) put_bytes(j, "target", e.target);
     if (e.type == NodeType::kCharDev || e.type == NodeType::kBlockDev) j["rdev"] = e.rdev;
     if (e.hardlink != 0) j["hardlink"] = e.hardlink;
-    if (!e.xattrs.empty()) {
-      Json xs = Json::array();
-      for (const auto& x : e.xattrs) {
-        Json xj;
-        put_bytes(xj, "name", x.name);
-        xj["value_b64"] = base64_encode(x.value);
-        xs.push_back(std::move(xj));
-      }
-      j["xattrs"] = std::move(xs);
-    }
+    if (!e.xattrs.empty()) j["xattrs"] = json_util::xattrs_to_json(e.xattrs);
     if (!e.holes.empty()) {
       Json hs = Json::array();
       for (const auto& h : e.holes) hs.push_back(Json::array({h.offset, h.length}));
@@ -275,16 +281,7 @@ Result<Tree> parse_tree(std::string_view text) {
       get_bytes(j, "target", e.target);
       e.rdev = get_optional<uint64_t>(j, "rdev");
       e.hardlink = get_optional<uint64_t>(j, "hardlink");
-      if (j.contains("xattrs")) {
-        for (const auto& xj : j.at("xattrs")) {
-          Xattr x;
-          get_bytes(xj, "name", x.name);
-          if (!base64_decode(get_field<std::string>(xj, "value_b64"), x.value)) {
-            return Status::corruption("tree: xattr value is not valid base64");
-          }
-          e.xattrs.push_back(std::move(x));
-        }
-      }
+      if (j.contains("xattrs")) e.xattrs = json_util::xattrs_from_json(j.at("xattrs"));
       if (j.contains("holes")) {
         for (const auto& hj : j.at("holes")) {
           if (!hj.is_array() || hj.size() != 2) return Status::corruption("tree: a hole is not [offset, length]");

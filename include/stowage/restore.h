@@ -1,7 +1,8 @@
 // Restore (docs/BACKUP.md): a snapshot becomes a directory tree again —
 // manifest, trees, then every data blob fetched by pack with ranged GETs in
 // parallel, verified against its id, written around the file's holes, and
-// finally metadata (owner, mode, xattrs, times; directories last). Every
+// finally metadata (owner, mode, xattrs, times; directories last, the target
+// itself from the manifest's root record when it has one). Every
 // entry is created relative to an already open parent directory with
 // O_NOFOLLOW/O_EXCL, so neither a hostile snapshot nor a symlink planted in
 // the target can make it write outside the target.
@@ -55,6 +56,9 @@ struct RestoreResult {
   uint64_t blobs_fetched = 0;
   uint64_t blobs_reused = 0;  // chunks copied from opts.reuse_from
   uint64_t bytes_reused = 0;
+  // The snapshot recorded its root's metadata (FORMAT.md §6.1) and the
+  // target's root now has it; false for snapshots older than that record.
+  bool root_restored = false;
   std::vector<std::string> warnings;
 };
 
@@ -65,8 +69,12 @@ struct RestoreResult {
 // the target may hold a partial tree (never anything outside it).
 [[nodiscard]] Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts);
 
-// The newest snapshot of `volume` from any host (by time, then id), or
-// std::nullopt when it has none. One GET per snapshot in the repository.
+// The newest snapshot of `volume` from any host, or std::nullopt when it has
+// none: the highest lease generation (FORMAT.md §7; a later holder's
+// snapshots are newer whatever the hosts' clocks say, and a fenced holder's
+// late manifest never outranks its successor's), then the newest time, then
+// the highest id. Path backups (generation 0) rank below every backup the
+// daemon made under a lease. One GET per snapshot in the repository.
 [[nodiscard]] Result<std::optional<Hash256>> latest_snapshot_of(Repository& repo, std::string_view volume);
 
 }  // namespace stowage

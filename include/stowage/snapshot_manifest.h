@@ -12,6 +12,7 @@
 
 #include "stowage/hash.h"
 #include "stowage/status.h"
+#include "stowage/tree.h"
 
 namespace stowage {
 
@@ -36,6 +37,18 @@ struct SnapshotStats {
   bool operator==(const SnapshotStats&) const = default;
 };
 
+// The backed-up directory itself (FORMAT.md §6.1 "root"): a volume's root
+// carries an owner and mode its data depends on (PostgreSQL refuses a data
+// directory that is not 0700 and its own).
+struct RootMeta {
+  uint32_t mode = 0;  // st_mode & 07777
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  int64_t mtime_ns = 0;
+  std::vector<Xattr> xattrs;  // sorted by name, unique
+  bool operator==(const RootMeta&) const = default;
+};
+
 struct SnapshotManifest {
   uint32_t version = kSnapshotVersion;
   std::string volume;
@@ -43,6 +56,7 @@ struct SnapshotManifest {
   int64_t time_ns = 0;
   std::optional<Hash256> parent;
   std::vector<Hash256> tree;  // tree blobs of the volume root
+  std::optional<RootMeta> root;  // absent in snapshots written before it was recorded
   std::vector<std::string> tags;
   uint64_t lease_generation = 0;
   SnapshotStats stats;

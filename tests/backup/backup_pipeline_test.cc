@@ -3,8 +3,10 @@
 // across sources, concurrent backups into one repository.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <map>
 #include <set>
 #include <thread>
@@ -79,6 +81,115 @@ TEST_F(PipelineTest, RestoreRefusesNonEmptyTargetUnlessOverwrite) {
   r = run_restore(*repo_, b.snapshot_id, o);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_TRUE(test::diff_trees(src, target).empty());
+}
+
+// The backed-up directory's own owner, mode, xattrs and mtime are in the
+// manifest and given to the restore target (a fresh one, or an existing one
+// with overwrite); a manifest without the record leaves the target alone.
+TEST_F(PipelineTest, RestoreGivesTheTargetTheSourceRootsMetadata) {
+  const std::string src = dir_ / "src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  test::write_file(src + "/f", "data");
+  ASSERT_EQ(::chmod(src.c_str(), 02750), 0);
+  const bool as_root = ::geteuid() == 0;
+  if (as_root) {
+    ASSERT_EQ(::chown(src.c_str(), 1234, 5678), 0);
+  }
+  ASSERT_EQ(::setxattr(src.c_str(), "user.stowage.root", "r\0v", 3, 0), 0) << std::strerror(errno);
+  const timespec times[2] = {{1700000000, 123456789}, {1700000000, 123456789}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, src.c_str(), times, 0), 0);
+  struct stat want {};
+  ASSERT_EQ(::stat(src.c_str(), &want), 0);
+
+  const auto b = backup(src, "vol");
+  ASSERT_TRUE(b.manifest.root.has_value());
+  EXPECT_EQ(b.manifest.root->mode, 02750u);
+  EXPECT_EQ(b.manifest.root->uid, want.st_uid);
+  EXPECT_EQ(b.manifest.root->mtime_ns, 1700000000123456789);
+
+  auto expect_root_like_src = [&](const std::string& target) {
+    struct stat got {};
+    ASSERT_EQ(::stat(target.c_str(), &got), 0);
+    EXPECT_EQ(got.st_mode & 07777, 02750u);
+    EXPECT_EQ(got.st_uid, want.st_uid);
+    EXPECT_EQ(got.st_gid, want.st_gid);
+    EXPECT_EQ(got.st_mtim.tv_sec, 1700000000);
+    EXPECT_EQ(got.st_mtim.tv_nsec, 123456789);
+    char value[8] = {};
+    EXPECT_EQ(::getxattr(target.c_str(), "user.stowage.root", value, sizeof value), 3);
+    EXPECT_EQ(std::string(value, 3), std::string("r\0v", 3));
+    EXPECT_EQ(test::read_file(target + "/f"), "data");
+  };
+  const std::string fresh = dir_ / "fresh";
+  auto r = run_restore(*repo_, b.snapshot_id, test::restore_opts(fresh));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->root_restored);
+  expect_root_like_src(fresh);
+
+  const std::string existing = dir_ / "existing";
+  ASSERT_EQ(::mkdir(existing.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(existing.c_str(), 0777), 0);
+  auto o = test::restore_opts(existing);
+  o.overwrite = true;
+  r = run_restore(*repo_, b.snapshot_id, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  expect_root_like_src(existing);
+
+  // A snapshot written before roots were recorded: the same manifest without
+  // the record, stored under its own id.
+  auto bytes = repo_->load_snapshot(b.snapshot_id);
+  ASSERT_TRUE(bytes.is_ok());
+  auto m = parse_snapshot(*bytes);
+  ASSERT_TRUE(m.is_ok());
+  m->root.reset();
+  auto json = serialize_snapshot(*m);
+  ASSERT_TRUE(json.is_ok());
+  auto old_id = repo_->save_snapshot(*json);
+  ASSERT_TRUE(old_id.is_ok()) << old_id.status().to_string();
+  const std::string plain = dir_ / "plain";
+  ASSERT_EQ(::mkdir(plain.c_str(), 0711), 0);
+  ASSERT_EQ(::chmod(plain.c_str(), 0711), 0);
+  o = test::restore_opts(plain);
+  o.overwrite = true;
+  r = run_restore(*repo_, *old_id, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->root_restored);
+  struct stat got {};
+  ASSERT_EQ(::stat(plain.c_str(), &got), 0);
+  EXPECT_EQ(got.st_mode & 07777, 0711u);
+  EXPECT_EQ(test::read_file(plain + "/f"), "data");
+}
+
+// Which snapshot of a volume is newest must not depend on the hosts' clocks:
+// the later lease holder wins even when an earlier holder's clock ran minutes
+// ahead, and a path backup never outranks the daemon's leased backups.
+TEST_F(PipelineTest, NewestSnapshotOfAVolumeFollowsLeaseGenerationsNotClocks) {
+  const std::string src = dir_ / "src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  test::write_file(src + "/f", "x");
+  auto backup_as = [&](uint64_t generation, int64_t time_ns) {
+    auto o = test::backup_opts(src, "vol", time_ns);
+    o.lease_generation = generation;
+    auto r = run_backup(*repo_, o);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? r->snapshot_id : Hash256{};
+  };
+  const int64_t noon = 1'764'158'400'000'000'000;
+  const int64_t minute = 60'000'000'000;
+  const Hash256 a_gen1 = backup_as(1, noon + 5 * minute);  // host A's clock is 5 minutes fast
+  const Hash256 b_gen2 = backup_as(2, noon + 1 * minute);  // host B took the lease later
+  test::write_file(src + "/f", "y");
+  const Hash256 path_backup = backup_as(0, noon + 60 * minute);
+  auto latest = latest_snapshot_of(*repo_, "vol");
+  ASSERT_TRUE(latest.is_ok()) << latest.status().to_string();
+  ASSERT_TRUE(latest->has_value());
+  EXPECT_EQ(**latest, b_gen2) << "A (gen 1) " << a_gen1.hex() << ", path backup " << path_backup.hex();
+  // Within one holder, its own clock orders its snapshots.
+  const Hash256 b_gen2_later = backup_as(2, noon + 2 * minute);
+  latest = latest_snapshot_of(*repo_, "vol");
+  ASSERT_TRUE(latest.is_ok() && latest->has_value());
+  EXPECT_EQ(**latest, b_gen2_later);
+  EXPECT_FALSE(latest_snapshot_of(*repo_, "other").value().has_value());
 }
 
 // Each change kind, one snapshot after each; every snapshot restores to the

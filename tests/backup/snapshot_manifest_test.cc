@@ -19,6 +19,7 @@ SnapshotManifest sample_snapshot() {
   s.lease_generation = 7;
   s.stats = {1234, 56, 1500000000, 120, 30000000, 9000000};
   s.program = "stowage 0.1.0";
+  s.root = RootMeta{0700, 999, 998, 1764169990000000001, {{"user.a", std::string("\0\xff", 2)}, {"user.b", "x"}}};
   return s;
 }
 
@@ -59,6 +60,36 @@ TEST(SnapshotManifest, RoundTripAndFields) {
   SnapshotManifest bad = sample_snapshot();
   bad.volume = "../x";
   EXPECT_EQ(serialize_snapshot(bad).status().code(), Code::kInvalidArgument);
+  bad = sample_snapshot();
+  bad.root->mode = 010000;
+  EXPECT_EQ(serialize_snapshot(bad).status().code(), Code::kInvalidArgument);
+  bad = sample_snapshot();
+  std::swap(bad.root->xattrs[0], bad.root->xattrs[1]);
+  EXPECT_EQ(serialize_snapshot(bad).status().code(), Code::kInvalidArgument);
+}
+
+TEST(SnapshotManifest, RootRecordIsStoredAndOptional) {
+  auto text = serialize_snapshot(sample_snapshot());
+  ASSERT_TRUE(text.is_ok());
+  const auto j = nlohmann::json::parse(*text);
+  EXPECT_EQ(j["root"]["mode"], 0700);
+  EXPECT_EQ(j["root"]["uid"], 999);
+  EXPECT_EQ(j["root"]["gid"], 998);
+  EXPECT_EQ(j["root"]["mtime_ns"], 1764169990000000001);
+  ASSERT_EQ(j["root"]["xattrs"].size(), 2u);
+  EXPECT_EQ(j["root"]["xattrs"][0]["name"], "user.a");
+  EXPECT_EQ(j["root"]["xattrs"][0]["value_b64"], "AP8=");
+
+  // A manifest written before the record existed reads as "no root".
+  SnapshotManifest old = sample_snapshot();
+  old.root.reset();
+  auto t2 = serialize_snapshot(old);
+  ASSERT_TRUE(t2.is_ok());
+  EXPECT_FALSE(nlohmann::json::parse(*t2).contains("root"));
+  auto p2 = parse_snapshot(*t2);
+  ASSERT_TRUE(p2.is_ok()) << p2.status().to_string();
+  EXPECT_FALSE(p2->root.has_value());
+  EXPECT_EQ(*p2, old);
 }
 
 Code snapshot_code_after(const std::function<void(nlohmann::json&)>& edit) {
@@ -77,6 +108,16 @@ TEST(SnapshotManifest, RefusesBadInput) {
   EXPECT_EQ(snapshot_code_after([](J& j) { j["parent"] = 5; }), Code::kCorruption);
   EXPECT_EQ(snapshot_code_after([](J& j) { j.erase("time_ns"); }), Code::kCorruption);
   EXPECT_EQ(parse_snapshot("not json").status().code(), Code::kCorruption);
+  // The root record: every field a restore applies is checked before it is used.
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"] = nullptr; }), Code::kOk);
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"]["mode"] = 010000; }), Code::kCorruption);
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"]["uid"] = -1; }), Code::kCorruption);
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"].erase("gid"); }), Code::kCorruption);
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"]["mtime_ns"] = "yesterday"; }), Code::kCorruption);
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"]["xattrs"] = 3; }), Code::kCorruption);
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"]["xattrs"][0]["value_b64"] = "!!"; }), Code::kCorruption);
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"]["xattrs"][1]["name"] = "user.a"; }), Code::kCorruption);
+  EXPECT_EQ(snapshot_code_after([](J& j) { j["root"]["xattrs"][0]["name"] = ""; }), Code::kCorruption);
 }
 
 Lease sample_lease() {

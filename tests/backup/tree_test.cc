@@ -124,6 +124,11 @@ TEST(Tree, HostileTreesAreRefused) {
   expect_refused([](J& j) { j["entries"][0]["xattrs"][0]["value_b64"] = "*"; }, "base64");
   expect_refused([](J& j) { j["entries"][0].erase("mode"); }, "mode");
   expect_refused([](J& j) { j["entries"][0]["uid"] = "root"; }, "uid");
+  // Integers are taken only when they fit: no wrapping of -1 into uid 4294967295.
+  expect_refused([](J& j) { j["entries"][0]["uid"] = -1; }, "uid");
+  expect_refused([](J& j) { j["entries"][0]["gid"] = 4294967296ull; }, "gid");
+  expect_refused([](J& j) { j["entries"][0]["size"] = 1.5; }, "size");
+  expect_refused([](J& j) { j["entries"][0]["mtime_ns"] = 18446744073709551615ull; }, "mtime_ns");
   expect_refused([](J& j) { j["entries"] = "none"; }, "not an array");
   expect_refused([](J& j) { j.erase("entries"); }, "entries");
   EXPECT_EQ(parse_tree("").status().code(), Code::kCorruption);
