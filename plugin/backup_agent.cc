@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -70,21 +71,31 @@ struct BackupAgent::Vol {
   std::string restore_error;
   RestoreProgress progress;
   bool final_pending = false, final_running = false;
+  uint64_t unmounts = 0;  // last Unmounts seen; a running final backup compares
+  int mounting = 0;       // Mounts between before_mount() and mount_done()
   json last_restore;  // what the last restore fetched and reused
 };
 
-BackupAgent::BackupAgent(Options opts, VolumeManager& volumes, Logger& log, std::unique_ptr<Repository> repo)
-    : opts_(std::move(opts)), volumes_(volumes), log_(log), repo_(std::move(repo)), lease_(repo_->store(), opts_.lease) {}
+BackupAgent::BackupAgent(Options opts, VolumeManager& volumes, Logger& log)
+    : opts_(std::move(opts)), volumes_(volumes), log_(log) {}
 
 Result<std::unique_ptr<BackupAgent>> BackupAgent::open(Options opts, VolumeManager& volumes, Logger& log) {
-  if (!opts.store) return Status::invalid_argument("backup agent: no repository store");
+  if (!opts.open_store) return Status::invalid_argument("backup agent: no repository store");
   if (opts.lease.host.empty()) return Status::invalid_argument("backup agent: no host id");
   if (opts.renew_interval_ns <= 0 || opts.renew_interval_ns >= opts.lease.ttl_ns) {
     return Status::invalid_argument("lease renewal interval must be positive and shorter than the lease ttl");
   }
   STOWAGE_RETURN_IF_ERROR(make_dirs(opts.state_dir));
-  const std::string where = opts.store->describe();
-  auto has_config = opts.store->head("config");
+  std::unique_ptr<BackupAgent> a(new BackupAgent(std::move(opts), volumes, log));
+  a->recover_at_start();
+  a->renewer_ = std::thread([p = a.get()] { p->renew_loop(); });
+  return a;
+}
+
+Status BackupAgent::connect() {
+  STOWAGE_ASSIGN_OR_RETURN(auto store, opts_.open_store());
+  const std::string where = store->describe();
+  auto has_config = store->head("config");
   if (!has_config.is_ok() && has_config.status().code() == Code::kNotFound) {
     // An empty store: the daemon-wide repository is made on first use. Two
     // daemons doing this at once: the create-only put lets one config win and
@@ -94,20 +105,41 @@ Result<std::unique_ptr<BackupAgent>> BackupAgent::open(Options opts, VolumeManag
     timespec ts{};
     ::clock_gettime(CLOCK_REALTIME, &ts);
     config.created_ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-    Status put = opts.store->put("config", serialize_config(config), {.create_only = true});
-    if (put.is_ok()) log.info("repository created", {{"repository", where}, {"id", config.id.hex()}});
+    Status put = store->put("config", serialize_config(config), {.create_only = true});
+    if (put.is_ok()) log_.info("repository created", {{"repository", where}, {"id", config.id.hex()}});
     if (!put.is_ok() && put.code() != Code::kAlreadyExists) return put.with_context("create repository " + where);
   } else if (!has_config.is_ok()) {
     return has_config.status().with_context("open repository " + where);
   }
-  auto repo = Repository::open(std::move(opts.store));
+  auto repo = Repository::open(std::move(store));
   if (!repo.is_ok()) return repo.status().with_context("open repository " + where);
-  std::unique_ptr<BackupAgent> a(new BackupAgent(std::move(opts), volumes, log, std::move(repo).value()));
-  a->recover_at_start();
-  a->renewer_ = std::thread([p = a.get()] { p->renew_loop(); });
-  log.info("backup agent ready", {{"repository", where}, {"host_id", a->host()},
-                                  {"lease_ttl_s", std::to_string(a->opts_.lease.ttl_ns / 1'000'000'000)}});
-  return a;
+  repo_ = std::move(repo).value();
+  lease_ = std::make_unique<LeaseClient>(repo_->store(), opts_.lease);
+  connected_.store(true, std::memory_order_release);
+  log_.info("backup agent ready", {{"repository", where}, {"host_id", host()},
+                                   {"lease_ttl_s", std::to_string(opts_.lease.ttl_ns / 1'000'000'000)}});
+  return Status::ok();
+}
+
+Status BackupAgent::need_repository(std::string_view ctx) {
+  if (connected()) return Status::ok();
+  std::unique_lock lk(connect_mu_);
+  connect_cv_.wait_for(lk, std::chrono::nanoseconds(opts_.mount_wait_ns), [&] { return attempts_ > 0; });
+  if (connected()) return Status::ok();
+  return Status::unavailable(std::string(ctx) + ": the backup repository has not been reached yet" +
+                             (connect_error_.empty() ? std::string() : " (" + connect_error_ + ")") +
+                             "; stowaged keeps trying in the background, retry in a while");
+}
+
+Result<Repository*> BackupAgent::repository() {
+  STOWAGE_RETURN_IF_ERROR(need_repository("backup repository"));
+  return repo_.get();
+}
+
+json BackupAgent::repository_json() {
+  if (connected()) return {{"connected", true}, {"error", nullptr}};
+  std::lock_guard lk(connect_mu_);
+  return {{"connected", false}, {"error", connect_error_.empty() ? json(nullptr) : json(connect_error_)}};
 }
 
 BackupAgent::~BackupAgent() {
@@ -209,7 +241,7 @@ Status BackupAgent::hold_lease(Vol& v, bool force) {
     std::lock_guard lk(v.mu);
     if (v.lease && !force) return Status::ok();
   }
-  STOWAGE_ASSIGN_OR_RETURN(Lease l, lease_.acquire(v.name, force));
+  STOWAGE_ASSIGN_OR_RETURN(Lease l, lease_->acquire(v.name, force));
   std::lock_guard lk(v.mu);
   v.lease = l;
   v.renewed_mono_ns = mono_ns();
@@ -238,7 +270,7 @@ Status BackupAgent::release_lease(Vol& v) {
     held = v.lease;
   }
   if (!held) return Status::ok();
-  Status st = lease_.release(*held);
+  Status st = lease_->release(*held);
   if (is_lease_lost(st)) {
     fence(v, st);
     return Status::ok();
@@ -299,6 +331,24 @@ void BackupAgent::recover_at_start() {
 }
 
 void BackupAgent::renew_loop() {
+  // Connect first: local volumes are served meanwhile (docs/MIGRATION.md).
+  int64_t backoff_ns = 200'000'000;
+  while (!connected()) {
+    Status st = connect();
+    {
+      std::lock_guard lk(connect_mu_);
+      ++attempts_;
+      if (!st.is_ok()) connect_error_ = st.message();
+    }
+    connect_cv_.notify_all();
+    if (st.is_ok()) break;
+    log_.warn("backup repository not reachable; volumes with backups cannot be mounted until it is, retrying",
+              {{"error", st.message()}, {"retry_in_ms", std::to_string(backoff_ns / 1'000'000)}});
+    std::unique_lock lk(mu_);
+    stop_cv_.wait_for(lk, std::chrono::nanoseconds(backoff_ns), [&] { return stop_; });
+    if (stop_) return;
+    backoff_ns = std::min(backoff_ns * 2, opts_.renew_interval_ns);
+  }
   bool first = true;
   while (true) {
     {
@@ -324,7 +374,7 @@ void BackupAgent::renew_loop() {
         }
         if (held) {
           Lease next = *held;
-          Status st = lease_.renew(next);
+          Status st = lease_->renew(next);
           if (st.is_ok()) {
             std::lock_guard lk(v->mu);
             v->lease = next;
@@ -361,6 +411,7 @@ void BackupAgent::renew_loop() {
 Status BackupAgent::ensure_local(const std::string& name) {
   auto info = volumes_.get(name, false);
   if (info.is_ok() || info.status().code() != Code::kNotFound) return info.status();
+  STOWAGE_RETURN_IF_ERROR(need_repository(info.status().message() + " here, and the repository may have it"));
   auto latest = latest_snapshot_of(*repo_, name);
   if (!latest.is_ok() || !*latest) return info.status();
   log_.info("volume exists in the repository only: creating it here", {{"volume", name}});
@@ -375,6 +426,7 @@ Status BackupAgent::after_create(const std::string& name, bool created_now) {
   auto v = vol(name);
   auto take = info->record.options.raw.find("takeover");
   if (take != info->record.options.raw.end() && take->second == "force") {
+    STOWAGE_RETURN_IF_ERROR(need_repository("take over volume '" + name + "'"));
     std::lock_guard ll(v->lease_mu);
     bool held = false;
     {
@@ -383,7 +435,8 @@ Status BackupAgent::after_create(const std::string& name, bool created_now) {
     }
     if (!held) STOWAGE_RETURN_IF_ERROR(hold_lease(*v, true).with_context("take over volume '" + name + "'"));
   }
-  if (!created_now) return Status::ok();
+  // Not reached yet: the first Mount, which waits for it, looks for snapshots.
+  if (!created_now || !connected()) return Status::ok();
   auto latest = latest_snapshot_of(*repo_, name);
   if (!latest.is_ok()) {
     // The first Mount looks again and fails if it still cannot tell.
@@ -404,12 +457,29 @@ Status BackupAgent::after_create(const std::string& name, bool created_now) {
 Status BackupAgent::before_mount(const std::string& name) {
   STOWAGE_RETURN_IF_ERROR(ensure_local(name));
   if (!enabled(name)) return Status::ok();
+  STOWAGE_RETURN_IF_ERROR(need_repository("volume '" + name + "' has backups and a lease"));
   auto v = vol(name);
   {
+    // Counted under lease_mu, where a finishing final backup decides whether
+    // to release the lease.
     std::lock_guard ll(v->lease_mu);
     STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false));
+    std::lock_guard lk(v->mu);
+    ++v->mounting;
   }
-  STOWAGE_ASSIGN_OR_RETURN(const auto latest, latest_snapshot_of(*repo_, name));
+  Status st = bring_up_to_date(v);
+  if (!st.is_ok()) mount_done(name);
+  return st;
+}
+
+void BackupAgent::mount_done(const std::string& name) {
+  auto v = vol(name);
+  std::lock_guard lk(v->mu);
+  if (v->mounting > 0) --v->mounting;
+}
+
+Status BackupAgent::bring_up_to_date(const std::shared_ptr<Vol>& v) {
+  STOWAGE_ASSIGN_OR_RETURN(const auto latest, latest_snapshot_of(*repo_, v->name));
   {
     std::lock_guard lk(v->mu);
     if (!latest) {
@@ -490,9 +560,10 @@ Status BackupAgent::restore_into(Vol& v, const Hash256& id) {
     (void)remove_tree(staging);
     return r.status().with_context("restore volume '" + v.name + "' from snapshot " + id.hex().substr(0, 12));
   }
-  // The volume root keeps its owner and mode (set by the volume's options).
+  // A snapshot made before roots were recorded: the volume root keeps its
+  // owner and mode (those its options set).
   struct stat st {};
-  if (::stat(data.c_str(), &st) == 0) {
+  if (!r->root_restored && ::stat(data.c_str(), &st) == 0) {
     if (::chown(staging.c_str(), st.st_uid, st.st_gid) != 0 || ::chmod(staging.c_str(), st.st_mode & 07777) != 0) {
       Status e = errno_status(errno, "set owner and mode of " + staging);
       (void)remove_tree(staging);
@@ -542,29 +613,56 @@ void BackupAgent::after_unmount(const std::string& name) {
   auto v = vol(name);
   {
     std::lock_guard lk(v->mu);
-    if (!v->lease || v->final_running) return;
-    v->final_running = true;
+    if (!v->lease) {
+      // Held when the daemon stopped and not taken again yet: the renewal
+      // loop runs the final backup once it holds the lease.
+      if (v->lease_held && v->fenced.empty()) v->final_pending = true;
+      return;
+    }
+    ++v->unmounts;
     v->final_pending = true;
+    if (v->final_running) return;  // it sees the count change and backs up again
+    v->final_running = true;
   }
   spawn([this, name] { final_backup(name); });
 }
 
 void BackupAgent::final_backup(const std::string& name) {
   auto v = vol(name);
-  Status st = backup_volume(name, "final");
-  std::lock_guard ll(v->lease_mu);
-  auto info = volumes_.get(name, false);
-  bool mounted = info.is_ok() && !info->record.mount_ids.empty();
-  if (st.is_ok() && !mounted) st = release_lease(*v);
-  std::lock_guard lk(v->mu);
-  v->final_running = false;
-  if (mounted || st.is_ok() || !v->fenced.empty()) {
-    v->final_pending = false;
+  while (true) {
+    uint64_t unmounts = 0;
+    {
+      std::lock_guard lk(v->mu);
+      unmounts = v->unmounts;
+    }
+    Status st = backup_volume(name, "final");
+    std::lock_guard ll(v->lease_mu);
+    auto info = volumes_.get(name, false);
+    bool mounted = info.is_ok() && !info->record.mount_ids.empty();
+    bool unmounted_meanwhile = false;
+    {
+      std::lock_guard lk(v->mu);
+      mounted = mounted || v->mounting > 0;
+      unmounted_meanwhile = v->unmounts != unmounts;
+    }
+    // A container that mounted after this backup's snapshot and is gone
+    // again wrote what the backup lacks: never release the lease on it.
+    if (st.is_ok() && !mounted && !unmounted_meanwhile) st = release_lease(*v);
+    std::lock_guard lk(v->mu);
+    if (v->unmounts != unmounts && v->lease && v->fenced.empty()) {
+      log_.info("volume unmounted again during its final backup; backing it up again", {{"volume", name}});
+      continue;
+    }
+    v->final_running = false;
+    if (mounted || st.is_ok() || !v->fenced.empty()) {
+      v->final_pending = false;
+      return;
+    }
+    // Keep the lease: releasing it without the final backup would let another
+    // host mount older data. The renewal loop tries again.
+    log_.error("final backup failed; keeping the lease and retrying", {{"volume", name}, {"error", st.message()}});
     return;
   }
-  // Keep the lease: releasing it without the final backup would let another
-  // host mount older data. The renewal loop tries again.
-  log_.error("final backup failed; keeping the lease and retrying", {{"volume", name}, {"error", st.message()}});
 }
 
 void BackupAgent::after_remove(const std::string& name) {
@@ -582,6 +680,7 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
   STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
   const std::string ctx = "back up volume '" + name + "'";
   STOWAGE_ASSIGN_OR_RETURN(const VolumeInfo info, volumes_.get(name, false));
+  STOWAGE_RETURN_IF_ERROR(need_repository(ctx));
   if (!enabled(name)) return Status::failed_precondition(ctx + ": backups are off for it (backup=off)");
   auto v = vol(name);
   std::lock_guard op(v->op_mu);
@@ -640,7 +739,7 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
   bo.lease_generation = held.generation;
   bo.log = [this, name](std::string_view line) { log_.warn("backup", {{"volume", name}, {"detail", std::string(line)}}); };
   bo.before_commit = [&]() -> Status {
-    STOWAGE_ASSIGN_OR_RETURN(const LeaseCheck c, lease_.check(held));
+    STOWAGE_ASSIGN_OR_RETURN(const LeaseCheck c, lease_->check(held));
     if (c.ours) return Status::ok();
     return Status::failed_precondition("lease lost: volume '" + name + "': " + c.why);
   };
@@ -675,6 +774,7 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
   STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
   const std::string ctx = "restore volume '" + name + "'";
   STOWAGE_ASSIGN_OR_RETURN(const VolumeInfo info, volumes_.get(name, false));
+  STOWAGE_RETURN_IF_ERROR(need_repository(ctx));
   if (!info.record.mount_ids.empty()) {
     return Status::failed_precondition(ctx + ": it is mounted by " + std::to_string(info.record.mount_ids.size()) +
                                        " container(s); stop them first");
@@ -726,6 +826,7 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
 
 Result<Lease> BackupAgent::takeover(const std::string& name) {
   STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
+  STOWAGE_RETURN_IF_ERROR(need_repository("take over volume '" + name + "'"));
   auto local = volumes_.get(name, false);
   if (!local.is_ok() && local.status().code() == Code::kNotFound) {
     // Create it here (a restore starts if the repository has it).
@@ -760,7 +861,7 @@ json BackupAgent::lease_json(const std::string& name) {
   auto v = vol(name);
   std::lock_guard lk(v->mu);
   if (!v->lease) return nullptr;
-  const bool confirmed = mono_ns() - v->renewed_mono_ns < lease_.config().ttl_ns;
+  const bool confirmed = mono_ns() - v->renewed_mono_ns < opts_.lease.ttl_ns;
   return lease_to_json(*v->lease, confirmed ? "held" : "unconfirmed");
 }
 
@@ -776,7 +877,7 @@ json BackupAgent::last_backup_json(const std::string& name) {
 }
 
 json BackupAgent::volume_status(const std::string& name) {
-  json out = {{"enabled", enabled(name)}, {"host", host()}};
+  json out = {{"enabled", enabled(name)}, {"host", host()}, {"repository", repository_json()}};
   out["lease"] = lease_json(name);
   out["last_backup"] = last_backup_json(name);
   auto v = vol(name);
@@ -784,6 +885,7 @@ json BackupAgent::volume_status(const std::string& name) {
   out["fenced"] = v->fenced.empty() ? json(nullptr)
                                     : json{{"reason", v->fenced}, {"since", format_rfc3339_ns(v->fenced_ns)}};
   out["synced_snapshot"] = v->synced ? json(v->synced->hex()) : json(nullptr);
+  out["final_backup"] = v->final_running ? json("running") : v->final_pending ? json("pending") : json(nullptr);
   if (v->restore_running || v->restore_pending || !v->restore_error.empty()) {
     out["restore"] = {{"running", v->restore_running},
                       {"snapshot", v->restore_target ? json(v->restore_target->hex()) : json(nullptr)},

@@ -40,7 +40,9 @@ namespace stowage {
 class BackupAgent {
  public:
   struct Options {
-    std::unique_ptr<ObjectStore> store;  // the repository's store (initialised when it has no config)
+    // Opens the repository's store (initialised when it has no config). Called
+    // again, in the background, until the repository answers.
+    std::function<Result<std::unique_ptr<ObjectStore>>()> open_store;
     std::string state_dir;               // per-volume agent state: <state_root>/agent
     LeaseConfig lease;                   // host id, ttl, clocks
     int64_t renew_interval_ns = 20'000'000'000;
@@ -49,10 +51,14 @@ class BackupAgent {
     int64_t mount_wait_ns = 90'000'000'000;
   };
 
-  // Opens (or initialises) the repository, cleans up what an interrupted
-  // backup or restore left, and starts the renewal thread. Leases of volumes
-  // that are still mounted are taken again in the background; a final backup
-  // interrupted by a crash is run again.
+  // Cleans up what an interrupted backup or restore left and starts the
+  // background thread, which first connects to the repository (initialising
+  // it when the store is empty), retrying until it answers, and then renews
+  // leases. Leases of volumes that are still mounted are taken again; a final
+  // backup interrupted by a crash is run again. Only bad options fail here: an
+  // unreachable repository does not keep the daemon from serving its local
+  // volumes. Until it is reached, what needs it (a Mount of a volume with
+  // backups, backups, restores, takeovers) fails with kUnavailable saying so.
   [[nodiscard]] static Result<std::unique_ptr<BackupAgent>> open(Options opts, VolumeManager& volumes, Logger& log);
   // Stops the renewal thread and waits for background backups and restores.
   // Leases stay as they are (they expire, or this host takes them again).
@@ -68,9 +74,15 @@ class BackupAgent {
   // created (and restored). On the first mount, takes the lease (failing,
   // while another host holds it, with its name and expiry) and waits for the
   // local data to equal the newest snapshot, for at most mount_wait_ns.
+  // A successful before_mount() counts the volume as being mounted (a final
+  // backup then keeps the lease) until mount_done(), which the caller makes
+  // once the mount succeeded or failed.
   [[nodiscard]] Status before_mount(const std::string& name);
+  void mount_done(const std::string& name);
   // After Unmount: when no mount ID is left, starts the final backup and the
-  // lease release in the background and returns at once.
+  // lease release in the background and returns at once. While a final backup
+  // runs, another such Unmount makes it back up again before it releases the
+  // lease (the container may have written after the first one's snapshot).
   void after_unmount(const std::string& name);
   // After Remove: forgets the volume's agent state and releases its lease.
   void after_remove(const std::string& name);
@@ -91,18 +103,30 @@ class BackupAgent {
   // or backup). A volume unknown here is created and restored.
   [[nodiscard]] Result<Lease> takeover(const std::string& name);
 
-  // {"enabled","host","lease","fenced","last_backup","synced_snapshot","restore"}
+  // {"enabled","host","repository","lease","fenced","last_backup",
+  //  "synced_snapshot","final_backup","restore","last_restore"}
   // for `volume inspect` and /v1/status.
   nlohmann::json volume_status(const std::string& name);
   // The lease and last backup alone, for GET /v1/status: JSON null when none.
   nlohmann::json lease_json(const std::string& name);
   nlohmann::json last_backup_json(const std::string& name);
 
-  const std::string& host() const { return lease_.config().host; }
+  const std::string& host() const { return opts_.lease.host; }
+  // Whether the repository has been reached; {"connected","error"} for status.
+  bool connected() const { return connected_.load(std::memory_order_acquire); }
+  nlohmann::json repository_json();
+  // The repository once connected, else kUnavailable (for keep= forgets).
+  [[nodiscard]] Result<Repository*> repository();
 
  private:
   struct Vol;
-  BackupAgent(Options opts, VolumeManager& volumes, Logger& log, std::unique_ptr<Repository> repo);
+  BackupAgent(Options opts, VolumeManager& volumes, Logger& log);
+  // One attempt to open (or initialise) the repository.
+  Status connect();
+  // OK once connected. Before the first connection attempt has ended (the
+  // daemon just started), waits for it, up to mount_wait_ns; then, if still
+  // not connected, kUnavailable naming `ctx` and the last error.
+  Status need_repository(std::string_view ctx);
   std::shared_ptr<Vol> vol(const std::string& name);
   bool enabled(const std::string& name);
   void load_state(Vol& v);
@@ -123,13 +147,21 @@ class BackupAgent {
   void restore_job(std::shared_ptr<Vol> v);
   Status restore_into(Vol& v, const Hash256& id);
   Status wait_restored(Vol& v, const Hash256& id, int64_t wait_ns);
+  // Restores the newest snapshot unless the local data already is it.
+  Status bring_up_to_date(const std::shared_ptr<Vol>& v);
   Status ensure_local(const std::string& name);
 
   Options opts_;
   VolumeManager& volumes_;
   Logger& log_;
+  // Set once by connect(), before connected_; read only after connected().
   std::unique_ptr<Repository> repo_;
-  LeaseClient lease_;
+  std::unique_ptr<LeaseClient> lease_;
+  std::atomic<bool> connected_{false};
+  std::mutex connect_mu_;  // connect_error_, attempts_
+  std::condition_variable connect_cv_;
+  std::string connect_error_;  // why the last attempt failed
+  uint64_t attempts_ = 0;      // connection attempts ended
 
   std::mutex mu_;  // vols_, jobs_, stop_
   std::map<std::string, std::shared_ptr<Vol>> vols_;

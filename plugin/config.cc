@@ -62,6 +62,9 @@ const std::vector<Spec>& specs() {
        "How often a held lease is renewed; less than lease.ttl_seconds", Kind::kCount, 1, 86400},
       {"backup.max_concurrent", "STOWAGE_BACKUP_MAX_CONCURRENT", "--backup-max-concurrent",
        "Scheduled backups running at once, daemon-wide (1..64)", Kind::kCount, 1, 64},
+      {"backup.mount_wait_seconds", "STOWAGE_MOUNT_WAIT_SECONDS", "--mount-wait-seconds",
+       "How long a Mount waits for a restore from the repository before it fails with \"retry\" (1..110)",
+       Kind::kCount, 1, 110},
   };
   return kSpecs;
 }
@@ -418,6 +421,9 @@ Result<DaemonOptions> load_config(const ConfigInput& in) {
   if (auto it = vals.find("backup.max_concurrent"); it != vals.end()) {
     opts.backup_max_concurrent = static_cast<unsigned>(it->second.number);
   }
+  if (auto it = vals.find("backup.mount_wait_seconds"); it != vals.end()) {
+    opts.mount_wait = std::chrono::seconds(it->second.number);
+  }
 
   text("repository.url", opts.repository_url);
   if (opts.repository_url.starts_with("s3://")) {
@@ -477,7 +483,7 @@ std::string effective_config_json(const DaemonOptions& o) {
             {"repository", std::move(repo)},
             {"host_id", o.host_id},
             {"lease", {{"ttl_seconds", o.lease_ttl.count()}, {"renew_seconds", o.lease_renew.count()}}},
-            {"backup", {{"max_concurrent", o.backup_max_concurrent}}}};
+            {"backup", {{"max_concurrent", o.backup_max_concurrent}, {"mount_wait_seconds", o.mount_wait.count()}}}};
   return j.dump(2, ' ', false, json::error_handler_t::replace);
 }
 

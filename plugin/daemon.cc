@@ -121,29 +121,27 @@ Status run_daemon(const DaemonOptions& opts) {
   std::unique_ptr<BackupAgent> agent;
   VolumeStatusHooks status_hooks;
   if (!opts.repository_url.empty()) {
-    STOWAGE_ASSIGN_OR_RETURN(auto store, open_repository_store(opts, &metrics));
+    // Fails only on a malformed repository setting; reaching the repository
+    // is the agent's background work, so an unreachable S3 endpoint never
+    // keeps Docker from the local volumes.
+    STOWAGE_RETURN_IF_ERROR(open_repository_store(opts, &metrics).status());
     BackupAgent::Options aopts;
-    aopts.store = std::move(store);
+    aopts.open_store = [&opts, &metrics] { return open_repository_store(opts, &metrics); };
     aopts.state_dir = opts.state_root + "/agent";
     aopts.lease.host = opts.host_id;
     aopts.lease.daemon_id = vopts.boot_id + "/" + std::to_string(::getpid());
     aopts.lease.pid = ::getpid();
     aopts.lease.ttl_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.lease_ttl).count();
     aopts.renew_interval_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.lease_renew).count();
+    aopts.mount_wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.mount_wait).count();
     STOWAGE_ASSIGN_OR_RETURN(agent, BackupAgent::open(std::move(aopts), *volumes, log));
     status_hooks.lease = [a = agent.get()](const std::string& v) { return a->lease_json(v); };
     status_hooks.last_backup = [a = agent.get()](const std::string& v) { return a->last_backup_json(v); };
   }
 
   // Scheduled backups of volumes created with backup= (and keep=), docs/BACKUP.md.
-  std::unique_ptr<Repository> forget_repo;
-  if (agent) {
-    STOWAGE_ASSIGN_OR_RETURN(auto forget_store, open_repository_store(opts, &metrics));
-    STOWAGE_ASSIGN_OR_RETURN(forget_repo, Repository::open(std::move(forget_store)));
-  }
-  STOWAGE_ASSIGN_OR_RETURN(
-      auto scheduler, open_scheduled_backups({opts.state_root, opts.backup_max_concurrent, agent.get(), forget_repo.get()},
-                                             *volumes, log));
+  STOWAGE_ASSIGN_OR_RETURN(auto scheduler, open_scheduled_backups({opts.state_root, opts.backup_max_concurrent, agent.get()},
+                                                                  *volumes, log));
 
   boost::asio::io_context ioc;
   DockerVolumeApi docker_api(*volumes, log, &metrics);

@@ -32,6 +32,9 @@ struct DaemonOptions {
   std::chrono::seconds lease_ttl{60};    // a lease not renewed for this long has expired
   std::chrono::seconds lease_renew{20};  // how often a held lease is renewed (< lease_ttl)
   unsigned backup_max_concurrent = 1;    // scheduled backups at once, daemon-wide (plugin/scheduler.h)
+  // How long a Mount waits for a restore before failing with "retry"; under
+  // Docker's 2-minute plugin timeout.
+  std::chrono::seconds mount_wait{90};
 };
 
 inline constexpr const char* kStowageVersion = "0.1.0";

@@ -139,8 +139,10 @@ HttpResponse DockerVolumeApi::handle(const HttpRequest& req) {
     if (endpoint == "/VolumeDriver.Mount") {
       STOWAGE_ASSIGN_OR_RETURN(std::string id, string_field(body, "ID"));
       if (agent_) STOWAGE_RETURN_IF_ERROR(agent_->before_mount(volume).with_context("mount volume '" + volume + "'"));
-      STOWAGE_ASSIGN_OR_RETURN(std::string mp, volumes_.mount(volume, id));
-      return json{{"Mountpoint", mp}, {"Err", ""}};
+      auto mp = volumes_.mount(volume, id);
+      if (agent_) agent_->mount_done(volume);
+      if (!mp.is_ok()) return mp.status();
+      return json{{"Mountpoint", *mp}, {"Err", ""}};
     }
     if (endpoint == "/VolumeDriver.Unmount") {
       STOWAGE_ASSIGN_OR_RETURN(std::string id, string_field(body, "ID"));

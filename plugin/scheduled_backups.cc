@@ -38,8 +38,9 @@ Result<std::unique_ptr<Scheduler>> open_scheduled_backups(const ScheduledBackups
     }
     return agent->backup_volume(volume, reason);
   };
-  s.forget = [repo = opts.repository](const std::string& volume, const ForgetPolicy& policy) -> Status {
-    if (!repo) return Status::failed_precondition("stowaged has no backup repository");
+  s.forget = [agent = opts.agent](const std::string& volume, const ForgetPolicy& policy) -> Status {
+    if (!agent) return Status::failed_precondition("stowaged has no backup repository");
+    STOWAGE_ASSIGN_OR_RETURN(Repository* repo, agent->repository());
     ForgetOptions f;
     f.policy = policy;
     f.name = volume;

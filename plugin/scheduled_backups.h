@@ -33,11 +33,10 @@ std::vector<ScheduledVolume> scheduled_volumes(VolumeManager& volumes);
 struct ScheduledBackupsOptions {
   std::string state_root;  // the schedule state lives in <state_root>/schedules.json
   unsigned max_concurrent = kDefaultMaxConcurrentBackups;
-  // The agent backs volumes up; null when no repository is configured (each
-  // run then fails, recorded, with how to configure one).
+  // The agent backs volumes up and its repository is where keep= is applied
+  // with forget; null when no repository is configured (each run then fails,
+  // recorded, with how to configure one).
   BackupAgent* agent = nullptr;
-  // keep= is applied with forget on this repository; null when none.
-  Repository* repository = nullptr;
 };
 
 // Opens (but does not start) the daemon's scheduler. The volume manager,

@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
       {"threads", std::to_string(defaults.threads)}, {"log.format", "logfmt"},
       {"log.level", "info"},                      {"lease.ttl_seconds", std::to_string(defaults.lease_ttl.count())},
       {"lease.renew_seconds", std::to_string(defaults.lease_renew.count())}, {"host_id", "the hostname"},
-      {"backup.max_concurrent", std::to_string(defaults.backup_max_concurrent)}};
+      {"backup.max_concurrent", std::to_string(defaults.backup_max_concurrent)},
+      {"backup.mount_wait_seconds", std::to_string(defaults.mount_wait.count())}};
   std::map<std::string, std::string> flag_values;
   std::map<std::string, CLI::Option*> flag_opts;
   for (const auto& k : stowage::config_keys()) {

@@ -107,6 +107,11 @@ void print_backup_status(const json& b) {
   if (!b.is_object()) return;
   std::printf("Backups:     %s (host %s)\n", b.value("enabled", true) ? "on" : "off (backup=off)",
               b.value("host", "").c_str());
+  if (b["repository"].is_object() && !b["repository"].value("connected", true)) {
+    std::printf("Repository:  NOT REACHED YET%s; stowaged keeps trying\n",
+                b["repository"]["error"].is_string() ? (" (" + b["repository"]["error"].get<std::string>() + ")").c_str()
+                                                     : "");
+  }
   const json& l = b["lease"];
   if (l.is_object()) {
     std::printf("Lease:       %s, generation %llu, expires %s\n", l.value("state", "").c_str(),
@@ -124,6 +129,9 @@ void print_backup_status(const json& b) {
     std::printf("Last backup: %s (%s) %s\n", lb.value("time", "").c_str(), lb.value("reason", "").c_str(),
                 lb.value("ok", false) ? lb["snapshot"].get<std::string>().substr(0, 12).c_str()
                                       : ("FAILED: " + lb.value("error", std::string())).c_str());
+  }
+  if (b["final_backup"].is_string()) {
+    std::printf("Final backup: %s (the lease is released after it)\n", b["final_backup"].get<std::string>().c_str());
   }
   if (b["restore"].is_object()) {
     const json& r = b["restore"];

@@ -311,10 +311,9 @@ class TwoHostBusyboxE2E : public TwoHostRepoE2E {
   }
 };
 
-// KNOWN BUG (issue #6, open): snapshots do not record the volume root's owner
-// and mode, and restore does not apply them to the root, so B's root is 0:0
-// 0755. Disabled (gtest reports it as disabled, never as passed) until fixed.
-TEST_F(TwoHostBusyboxE2E, DISABLED_VolumeOnlyInTheRepositoryComesUpOnBWithItsDataOwnerAndMode) {
+// The volume root's owner and mode travel in the snapshot (its "root" record):
+// B creates the volume with default options and still gets A's root.
+TEST_F(TwoHostBusyboxE2E, VolumeOnlyInTheRepositoryComesUpOnBWithItsDataOwnerAndMode) {
   Host& a = *a_;
   Host& b = *b_;
   run(a, "volume create --driver stowage -o uid=1000 -o gid=1001 -o mode=0750 carried");
@@ -400,10 +399,10 @@ TEST_F(TwoHostRepoE2E, PlannedMoveStartsPostgresOnBWithEveryCommittedTransaction
 // A → B → A → B: the last move lands on a host with a stale copy of the
 // volume (its own data from the first visit); it must catch up with exactly
 // what A committed since, not keep what it had.
-// KNOWN BUG (issue #6, open): after A -> B -> A -> B, B serves its own old
-// copy (20 rows instead of 70); A's final backup of its second visit added
-// only metadata. Disabled (reported by gtest as disabled) until fixed.
-TEST_F(TwoHostRepoE2E, DISABLED_MoveBackToAHostWithAStaleCopyBringsEveryCommittedTransaction) {
+// On A's second visit, the final backup started by Docker's copy-up Unmount
+// is still running when PostgreSQL stops: the agent must back up again
+// before it lets the lease go (it once released it on the older backup).
+TEST_F(TwoHostRepoE2E, MoveBackToAHostWithAStaleCopyBringsEveryCommittedTransaction) {
   Host& a = *a_;
   Host& b = *b_;
   auto pa = postgres_with_pgbench(a, "pgstale", "", "pg-on-a", 10);

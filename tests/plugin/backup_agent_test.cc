@@ -20,8 +20,11 @@ using namespace std::chrono_literals;
 
 // One simulated host: its volumes and its agent.
 struct Host {
+  // `reachable`, when given, is the repository's reachability, read at each
+  // connection attempt.
   Host(const std::string& root, const std::string& repo, const std::string& id, int64_t mount_wait_ns,
-       std::chrono::milliseconds read_delay = 0ms)
+       std::chrono::milliseconds read_delay = 0ms, std::chrono::milliseconds write_delay = 0ms,
+       std::shared_ptr<std::atomic<bool>> reachable = nullptr)
       : log(LogFormat::kLogfmt, LogLevel::kDebug, [](std::string_view) {}) {
     VolumeManager::Options o;
     o.state_root = root;
@@ -30,17 +33,20 @@ struct Host {
     auto m = VolumeManager::open(o, backend, log);
     EXPECT_TRUE(m.is_ok()) << m.status().to_string();
     volumes = std::move(m).value();
-    auto store = open_file_store(repo);
-    EXPECT_TRUE(store.is_ok());
     BackupAgent::Options a;
-    a.store = std::move(store).value();
-    if (read_delay > 0ms) {
-      FaultPlan plan;
-      plan.ops = static_cast<unsigned>(StoreOp::kGet);
-      plan.delay_rate = 1;
-      plan.max_delay = read_delay;
-      a.store = make_fault_injecting_store(std::move(a.store), plan);
-    }
+    a.open_store = [repo, read_delay, write_delay, down = reachable]() -> Result<std::unique_ptr<ObjectStore>> {
+      if (down && !*down) return Status::unavailable("connect to repository: connection refused (test)");
+      STOWAGE_ASSIGN_OR_RETURN(std::unique_ptr<ObjectStore> store, open_file_store(repo));
+      for (auto [op, delay] : {std::pair{StoreOp::kGet, read_delay}, std::pair{StoreOp::kPut, write_delay}}) {
+        if (delay == 0ms) continue;
+        FaultPlan plan;
+        plan.ops = static_cast<unsigned>(op);
+        plan.delay_rate = 1;
+        plan.max_delay = delay;
+        store = make_fault_injecting_store(std::move(store), plan);
+      }
+      return store;
+    };
     a.state_dir = root + "/agent";
     a.lease.host = id;
     a.lease.ttl_ns = 30'000'000'000;
@@ -49,8 +55,23 @@ struct Host {
     auto ag = BackupAgent::open(std::move(a), *volumes, log);
     EXPECT_TRUE(ag.is_ok()) << ag.status().to_string();
     agent = std::move(ag).value();
+    if (!reachable) {
+      EXPECT_TRUE(test::wait_until([&] { return agent->connected(); }, 60s));
+    }
   }
   std::string data(const std::string& name) { return *volumes->path(name); }
+  // Docker's Mount as DockerVolumeApi makes it.
+  Status mount(const std::string& name, const std::string& id) {
+    STOWAGE_RETURN_IF_ERROR(agent->before_mount(name));
+    auto mp = volumes->mount(name, id);
+    agent->mount_done(name);
+    return mp.status();
+  }
+  Status unmount(const std::string& name, const std::string& id) {
+    STOWAGE_RETURN_IF_ERROR(volumes->unmount(name, id));
+    agent->after_unmount(name);
+    return Status::ok();
+  }
 
   DirBackend backend;
   std::unique_ptr<CopyEngine> engine = CopyEngine::create();
@@ -63,9 +84,40 @@ struct Host {
 class BackupAgentTest : public ::testing::Test {
  protected:
   std::unique_ptr<Host> host(const std::string& id, int64_t mount_wait_ns = 60'000'000'000,
-                             std::chrono::milliseconds read_delay = 0ms) {
-    return std::make_unique<Host>(dir_ / id, dir_ / "repo", id, mount_wait_ns, read_delay);
+                             std::chrono::milliseconds read_delay = 0ms, std::chrono::milliseconds write_delay = 0ms,
+                             std::shared_ptr<std::atomic<bool>> reachable = nullptr) {
+    return std::make_unique<Host>(dir_ / id, dir_ / "repo", id, mount_wait_ns, read_delay, write_delay,
+                                  std::move(reachable));
   }
+  // The newest snapshot of `volume` restored into a fresh directory.
+  std::string restore_latest(const std::string& volume) {
+    auto store = open_file_store(dir_ / "repo");
+    EXPECT_TRUE(store.is_ok());
+    auto repo = Repository::open(std::move(store).value());
+    EXPECT_TRUE(repo.is_ok());
+    auto id = latest_snapshot_of(**repo, volume);
+    EXPECT_TRUE(id.is_ok() && id->has_value());
+    const std::string target = dir_ / ("restored-" + std::to_string(restores_++));
+    RestoreOptions ro;
+    ro.target = target;
+    auto r = run_restore(**repo, **id, ro);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return target;
+  }
+  // Volume "db" with eight files is mounted as `mount_id` and unmounted; returns
+  // once the final backup that starts has taken its temporary snapshot (and
+  // is uploading, slowly on a host with a write delay).
+  static void start_slow_final_backup(Host& h, const std::string& mount_id) {
+    ASSERT_TRUE(h.volumes->create("db", {}).is_ok());
+    ASSERT_TRUE(h.mount("db", mount_id).is_ok());
+    for (int i = 0; i < 8; ++i) test::write_file(h.data("db") + "/f" + std::to_string(i), std::string(200000, 'a' + i));
+    ASSERT_TRUE(h.unmount("db", mount_id).is_ok());
+    ASSERT_TRUE(test::wait_until([&] {
+      auto snaps = h.volumes->snapshot_list("db");
+      return snaps.is_ok() && !snaps->empty();
+    }, 60s));
+  }
+  int restores_ = 0;
   test::TempDir dir_{"stowage-agent"};
 };
 
@@ -131,7 +183,7 @@ TEST_F(BackupAgentTest, StaleCopyIsNotBackedUpOverNewerData) {
   ASSERT_TRUE(a->agent->backup_volume("v", "manual").is_ok());
   // B takes the volume, changes it and backs it up.
   ASSERT_TRUE(b->volumes->create("v", {}).is_ok());
-  ASSERT_TRUE(b->agent->before_mount("v").is_ok());
+  ASSERT_TRUE(b->mount("v", "ctr-b").is_ok());
   EXPECT_EQ(test::read_file(b->data("v") + "/f"), "one");
   test::write_file(b->data("v") + "/f", "two");
   ASSERT_TRUE(b->agent->backup_volume("v", "manual").is_ok());
@@ -140,15 +192,87 @@ TEST_F(BackupAgentTest, StaleCopyIsNotBackedUpOverNewerData) {
   Status st = a->agent->backup_volume("v", "scheduled");
   EXPECT_FALSE(st.is_ok());
   EXPECT_NE(st.message().find("node-b"), std::string::npos) << st.message();
-  b->agent->after_unmount("v");
+  ASSERT_TRUE(b->unmount("v", "ctr-b").is_ok());
   ASSERT_TRUE(test::wait_until([&] { return b->agent->lease_json("v").is_null(); }, 60s));
   st = a->agent->backup_volume("v", "scheduled");
   EXPECT_EQ(st.code(), Code::kFailedPrecondition) << st.to_string();
   EXPECT_NE(st.message().find("older"), std::string::npos) << st.message();
   // Mounting it on A brings it up to date, after which backups work again.
-  ASSERT_TRUE(a->agent->before_mount("v").is_ok());
+  ASSERT_TRUE(a->mount("v", "ctr-a").is_ok());
   EXPECT_EQ(test::read_file(a->data("v") + "/f"), "two");
   EXPECT_TRUE(a->agent->backup_volume("v", "scheduled").is_ok());
+}
+
+// Docker's first `docker run` mounts and unmounts a new volume (copy-up)
+// right before the container's own Mount. The final backup that the first
+// Unmount starts must not be the last word: the container mounted after its
+// snapshot and wrote more; the lease is released only after a backup that
+// has those writes.
+TEST_F(BackupAgentTest, UnmountDuringAFinalBackupIsBackedUpBeforeTheLeaseGoes) {
+  auto a = host("node-a", 60'000'000'000, 0ms, 100ms);  // every put takes up to 100 ms
+  ASSERT_NO_FATAL_FAILURE(start_slow_final_backup(*a, "copy-up"));
+  ASSERT_TRUE(a->mount("db", "container").is_ok());
+  test::write_file(a->data("db") + "/f0", "committed after the first final backup's snapshot");
+  ASSERT_TRUE(a->unmount("db", "container").is_ok());
+
+  ASSERT_TRUE(test::wait_until([&] { return a->agent->lease_json("db").is_null(); }, 120s));
+  const std::string restored = restore_latest("db");
+  EXPECT_EQ(test::read_file(restored + "/f0"), "committed after the first final backup's snapshot");
+  EXPECT_EQ(test::read_file(restored + "/f7"), std::string(200000, 'h'));
+}
+
+// A Mount that comes while a final backup runs keeps the lease: the backup
+// finishing does not release it under the new container.
+TEST_F(BackupAgentTest, MountDuringAFinalBackupKeepsTheLease) {
+  auto a = host("node-a", 60'000'000'000, 0ms, 100ms);
+  ASSERT_NO_FATAL_FAILURE(start_slow_final_backup(*a, "one"));
+  ASSERT_TRUE(a->mount("db", "two").is_ok());
+  ASSERT_TRUE(test::wait_until([&] { return a->agent->volume_status("db")["final_backup"].is_null(); }, 120s));
+  auto last = a->agent->last_backup_json("db");
+  ASSERT_TRUE(last.is_object());
+  EXPECT_EQ(last["reason"], "final");
+  EXPECT_TRUE(last["ok"].get<bool>()) << last.dump();
+  auto lease = a->agent->lease_json("db");
+  ASSERT_TRUE(lease.is_object()) << "the lease went while the volume is mounted";
+  EXPECT_EQ(lease["holder"], "node-a");
+  // Another host is kept out.
+  auto b = host("node-b");
+  ASSERT_TRUE(b->volumes->create("db", {}).is_ok());
+  Status st = b->agent->before_mount("db");
+  EXPECT_EQ(st.code(), Code::kFailedPrecondition) << st.to_string();
+  EXPECT_NE(st.message().find("node-a"), std::string::npos) << st.message();
+}
+
+// An unreachable repository does not keep the daemon from starting: local
+// volumes work, what needs the repository fails saying so, and once the
+// repository answers everything works without a restart.
+TEST_F(BackupAgentTest, UnreachableRepositoryAtStartIsReachedInTheBackground) {
+  auto reachable = std::make_shared<std::atomic<bool>>(false);
+  auto a = host("node-a", 60'000'000'000, 0ms, 0ms, reachable);
+  EXPECT_FALSE(a->agent->connected());
+  ASSERT_TRUE(a->volumes->create("local", {{"backup", "off"}}).is_ok());
+  EXPECT_TRUE(a->mount("local", "m1").is_ok());
+  ASSERT_TRUE(a->volumes->create("db", {}).is_ok());
+  EXPECT_TRUE(a->agent->after_create("db", true).is_ok());
+  for (const Status& st : {a->mount("db", "m2"), a->agent->backup_volume("db", "manual"),
+                           a->agent->restore_volume("db", "latest").status(), a->agent->takeover("db").status(),
+                           a->agent->repository().status()}) {
+    EXPECT_EQ(st.code(), Code::kUnavailable) << st.to_string();
+    EXPECT_NE(st.message().find("not been reached yet"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find("connection refused (test)"), std::string::npos) << st.message();
+  }
+  auto status = a->agent->volume_status("db");
+  EXPECT_EQ(status["repository"]["connected"], false) << status.dump();
+  EXPECT_TRUE(a->volumes->get("db", false)->record.mount_ids.empty());
+
+  reachable->store(true);
+  ASSERT_TRUE(test::wait_until([&] { return a->agent->connected(); }, 60s));
+  ASSERT_TRUE(a->mount("db", "m2").is_ok());
+  EXPECT_EQ(a->agent->lease_json("db")["holder"], "node-a");
+  test::write_file(a->data("db") + "/f", "after the repository came back");
+  EXPECT_TRUE(a->agent->backup_volume("db", "manual").is_ok());
+  EXPECT_EQ(test::read_file(restore_latest("db") + "/f"), "after the repository came back");
+  EXPECT_EQ(a->agent->volume_status("db")["repository"]["connected"], true);
 }
 
 }  // namespace

@@ -85,7 +85,8 @@ TEST_F(ConfigTest, EveryKeyFromTheFile) {
                    "s3": {"endpoint": "http://127.0.0.1:7480/", "region": "eu-west-1",
                           "access_key_id": "AKIAFILEKEY0001", "secret_access_key": "file-secret",
                           "session_token": "file-token"}},
-    "host_id": "rack2.node7", "lease": {"ttl_seconds": 90, "renew_seconds": 30}
+    "host_id": "rack2.node7", "lease": {"ttl_seconds": 90, "renew_seconds": 30},
+    "backup": {"max_concurrent": 3, "mount_wait_seconds": 25}
   })");
   ASSERT_TRUE(o.is_ok()) << o.status().to_string();
   EXPECT_EQ(o->config_file, file());
@@ -108,6 +109,19 @@ TEST_F(ConfigTest, EveryKeyFromTheFile) {
   EXPECT_EQ(o->host_id, "rack2.node7");
   EXPECT_EQ(o->lease_ttl, std::chrono::seconds(90));
   EXPECT_EQ(o->lease_renew, std::chrono::seconds(30));
+  EXPECT_EQ(o->backup_max_concurrent, 3u);
+  EXPECT_EQ(o->mount_wait, std::chrono::seconds(25));
+}
+
+TEST_F(ConfigTest, MountWaitStaysUnderDockersPluginTimeout) {
+  auto o = load(R"({})");
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_EQ(o->mount_wait, std::chrono::seconds(90));
+  env_["STOWAGE_MOUNT_WAIT_SECONDS"] = "111";
+  auto e = load(R"({})");
+  ASSERT_FALSE(e.is_ok());
+  EXPECT_NE(e.status().message().find("backup.mount_wait_seconds"), std::string::npos) << e.status().message();
+  EXPECT_NE(e.status().message().find("110"), std::string::npos) << e.status().message();
 }
 
 TEST_F(ConfigTest, EnvironmentOverridesFileAndFlagsOverrideBoth) {

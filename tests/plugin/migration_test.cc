@@ -2,7 +2,11 @@
 // daemons, each with its own state root and sockets, sharing one repository
 // (file://, and s3:// on a real radosgw started by the test). Leases, restore on a new host, stale-copy restore, final backup
 // on the last Unmount, forced takeover and fencing.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -221,6 +225,61 @@ INSTANTIATE_TEST_SUITE_P(Repositories, MigrationTest, ::testing::Values(Repo::kF
                          [](const ::testing::TestParamInfo<Repo>& i) {
                            return i.param == Repo::kFile ? std::string("File") : std::string("Radosgw");
                          });
+
+// stowaged starts while its repository does not answer (nothing listens on
+// the endpoint): Docker's calls for local volumes are served, a volume that
+// needs the repository is refused with the reason, and inspect shows it.
+TEST(UnreachableRepository, DaemonStartsAndServesLocalVolumes) {
+  TempDir dir{"stowage-unreachable"};
+  // A port held bound but not listening: connecting is refused at once, and
+  // no other process (the test's radosgw cluster) can take it meanwhile.
+  const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{held};
+  Daemon d{dir.path()};
+  d.set_env({{"STOWAGE_S3_ENDPOINT", "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port))},
+             {"AWS_ACCESS_KEY_ID", "AKIAUNREACHABLE00001"},
+             {"AWS_SECRET_ACCESS_KEY", "no-server-behind-this"}});
+  ASSERT_TRUE(d.start({"--repository", "s3://nobody/repo", "--host-id", "node-a", "--mount-wait-seconds", "3"}));
+  PluginClient c{d.plugin_socket()};
+  ASSERT_EQ(c.call("Create", {{"Name", "scratch"}, {"Opts", {{"backup", "off"}}}}).status, 200);
+  auto m = c.call("Mount", {{"Name", "scratch"}, {"ID", "ctr-1"}});
+  EXPECT_EQ(m.status, 200) << m.body;
+  EXPECT_FALSE(m.json().value("Mountpoint", "").empty()) << m.body;
+  EXPECT_EQ(c.call("Get", {{"Name", "scratch"}}).status, 200);
+
+  ASSERT_EQ(c.call("Create", {{"Name", "db"}}).status, 200);
+  m = c.call("Mount", {{"Name", "db"}, {"ID", "ctr-2"}});
+  EXPECT_NE(m.status, 200) << m.body;
+  const std::string err = m.json().value("Err", "");
+  EXPECT_NE(err.find("the backup repository has not been reached yet"), std::string::npos) << err;
+  EXPECT_NE(err.find("keeps trying"), std::string::npos) << err;
+
+  // Once the first attempt has failed (after the store's retries), errors
+  // carry its reason and no call waits any more.
+  ASSERT_TRUE(wait_until([&] { return read_file(d.log_path()).find("backup repository not reachable") != std::string::npos; },
+                         60s))
+      << read_file(d.log_path());
+  m = c.call("Mount", {{"Name", "db"}, {"ID", "ctr-2"}});
+  EXPECT_NE(m.status, 200) << m.body;
+  EXPECT_NE(m.json().value("Err", "").find("Couldn't connect to server"), std::string::npos) << m.body;
+  std::string out;
+  ASSERT_EQ(d.stowctl("volume inspect db", &out), 0) << out;
+  EXPECT_NE(out.find("NOT REACHED YET"), std::string::npos) << out;
+  EXPECT_NE(out.find("Couldn't connect to server"), std::string::npos) << out;
+  EXPECT_NE(d.stowctl("backup create db", &out), 0);
+  EXPECT_NE(out.find("not been reached yet"), std::string::npos) << out;
+  EXPECT_TRUE(d.running());
+}
 
 }  // namespace
 }  // namespace stowage::test
