@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -54,12 +56,17 @@ class SystemClock : public Clock {
 
 int64_t ns_of(const timespec& ts) { return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec; }
 
+// A wall-clock step larger than this since identity_clock_offset_ns was taken
+// stops the use of originals' identities (NTP slews by far less).
+constexpr int64_t kMaxClockStepNs = 50'000'000;
+
 // One entry of the source tree while the backup runs; directories own their
 // children. Held for the whole backup (see docs/BACKUP.md, memory).
 struct Node {
   TreeEntry entry;
   std::vector<std::unique_ptr<Node>> children;
   Node* link_leader = nullptr;  // hard-link follower: content comes from the leader
+  bool live_identity = false;   // inode/ctime are the original's (BackupOptions::identity_root)
 };
 
 struct FileJob {
@@ -142,10 +149,14 @@ class Pipeline {
     return first_error_;
   }
 
-  Status walk_dir(int dirfd, const std::string& path, Node& dir, const std::vector<TreeEntry>* parent,
+  Status walk_dir(int dirfd, int live_fd, const std::string& path, Node& dir, const std::vector<TreeEntry>* parent,
                   std::vector<std::string>& rel, int depth);
-  Status add_node(int dirfd, const std::string& path, const std::string& name, Node& dir,
+  Status add_node(int dirfd, int live_fd, const std::string& path, const std::string& name, Node& dir,
                   const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth);
+  // BackupOptions::identity_root: gives `node` the identity of the original
+  // of the copy `st` (entry `name` of the original directory `live_fd`)
+  // when the original provably has not changed since the copy was made.
+  void adopt_live_identity(int live_fd, const std::string& name, const struct stat& st, Node& node);
   void worker_loop();
   void encoder_loop();
   Status process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec);
@@ -222,7 +233,26 @@ const TreeEntry* Pipeline::reusable(const TreeEntry& fresh, const std::vector<Tr
   return &old;
 }
 
-Status Pipeline::add_node(int dirfd, const std::string& path, const std::string& name, Node& dir,
+void Pipeline::adopt_live_identity(int live_fd, const std::string& name, const struct stat& st, Node& node) {
+  if (live_fd < 0) return;
+  // A wall-clock step since the copy began voids the ctime argument below.
+  const int64_t step = realtime_minus_monotonic_ns() - opts_.identity_clock_offset_ns;
+  if (step > kMaxClockStepNs || step < -kMaxClockStepNs) return;
+  struct stat live {};
+  if (::fstatat(live_fd, name.c_str(), &live, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(live.st_mode)) return;
+  // Every write sets ctime to the current time, so an original whose ctime
+  // is older than the copy's start has not been written since: the copy
+  // holds its content, and its (inode, ctime) stand for that content.
+  if (live.st_size != st.st_size || ns_of(live.st_mtim) != ns_of(st.st_mtim) ||
+      ns_of(live.st_ctim) >= opts_.identity_before_ns) {
+    return;
+  }
+  node.entry.inode = live.st_ino;
+  node.entry.ctime_ns = ns_of(live.st_ctim);
+  node.live_identity = true;
+}
+
+Status Pipeline::add_node(int dirfd, int live_fd, const std::string& path, const std::string& name, Node& dir,
                           const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth) {
   const std::string full = path + "/" + name;
   struct stat st {};
@@ -267,6 +297,7 @@ Status Pipeline::add_node(int dirfd, const std::string& path, const std::string&
           break;
         }
       }
+      adopt_live_identity(live_fd, name, st, *node);
       if (const TreeEntry* old = reusable(e, parent)) {
         e.chunks = old->chunks;
         e.holes = old->holes;
@@ -299,9 +330,14 @@ Status Pipeline::add_node(int dirfd, const std::string& path, const std::string&
           }
         }
       }
+      // The original's directory of the same name, one component at a time
+      // and never through a symlink (it may have changed since the copy).
+      const int live_sub =
+          live_fd < 0 ? -1 : ::openat(live_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       rel.push_back(name);
-      Status s = walk_dir(fd, full, *node, have_parent ? &sub_parent : nullptr, rel, depth + 1);
+      Status s = walk_dir(fd, live_sub, full, *node, have_parent ? &sub_parent : nullptr, rel, depth + 1);
       rel.pop_back();
+      if (live_sub >= 0) ::close(live_sub);
       ::close(fd);
       STOWAGE_RETURN_IF_ERROR(s);
       break;
@@ -333,13 +369,13 @@ Status Pipeline::add_node(int dirfd, const std::string& path, const std::string&
   return Status::ok();
 }
 
-Status Pipeline::walk_dir(int dirfd, const std::string& path, Node& dir, const std::vector<TreeEntry>* parent,
-                          std::vector<std::string>& rel, int depth) {
+Status Pipeline::walk_dir(int dirfd, int live_fd, const std::string& path, Node& dir,
+                          const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth) {
   STOWAGE_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_util::list_dir(dirfd));
   std::sort(names.begin(), names.end());
   for (const auto& name : names) {
     if (aborted_) return first_error();
-    STOWAGE_RETURN_IF_ERROR(add_node(dirfd, path, name, dir, parent, rel, depth));
+    STOWAGE_RETURN_IF_ERROR(add_node(dirfd, live_fd, path, name, dir, parent, rel, depth));
   }
   return Status::ok();
 }
@@ -519,12 +555,15 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
     return store_chunk(id, chunk, codec);
   };
   ChunkFeeder feeder(chunker_, emit);
-  if (map.inode != e.inode) {
+  if (job.node->live_identity && (map.size != e.size || map.mtime_ns != e.mtime_ns)) {
+    job.node->live_identity = false;  // the copy changed after all: its own identity
+  }
+  if (!job.node->live_identity) {
     // Replaced between walk and read: record what is read now.
     e.inode = map.inode;
+    e.mtime_ns = map.mtime_ns;
+    e.ctime_ns = map.ctime_ns;
   }
-  e.mtime_ns = map.mtime_ns;
-  e.ctime_ns = map.ctime_ns;
   Status read;
   if (map.holes.empty()) {
     auto n = reader.read_file(job.path, [&](uint64_t, std::span<const std::byte> data) -> Status {
@@ -651,7 +690,13 @@ Result<BackupResult> Pipeline::run() {
   Node root;
   root.entry.type = NodeType::kDir;
   std::vector<std::string> rel;
-  Status walked = walk_dir(root_fd, opts_.source, root, have_parent ? &parent_root : nullptr, rel, 0);
+  int live_root = -1;
+  if (!opts_.identity_root.empty()) {
+    live_root = ::open(opts_.identity_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (live_root < 0) warn("originals not readable, every file is read: " + opts_.identity_root + ": " + std::strerror(errno));
+  }
+  Status walked = walk_dir(root_fd, live_root, opts_.source, root, have_parent ? &parent_root : nullptr, rel, 0);
+  if (live_root >= 0) ::close(live_root);
   ::close(root_fd);
   progress_->walk_done = true;
   if (!walked.is_ok()) fail(walked);
@@ -730,6 +775,13 @@ Result<BackupResult> Pipeline::run() {
 }  // namespace
 
 std::shared_ptr<Clock> system_clock() { return std::make_shared<SystemClock>(); }
+
+int64_t realtime_minus_monotonic_ns() {
+  timespec r{}, m{};
+  ::clock_gettime(CLOCK_MONOTONIC, &m);
+  ::clock_gettime(CLOCK_REALTIME, &r);
+  return ns_of(r) - ns_of(m);
+}
 
 std::string default_source_name(const std::string& path) {
   std::string p = path;

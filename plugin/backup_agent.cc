@@ -21,6 +21,9 @@ using json = nlohmann::json;
 
 constexpr std::string_view kTempSnapshotPrefix = "stowage-backup-";
 constexpr std::string_view kRestoreStagingPrefix = ".restore-";
+// Live files changed less than this before a backup's copy began are read
+// again rather than trusted by their ctime (timestamp granularity).
+constexpr int64_t kIdentityMarginNs = 1'000'000'000;
 
 int64_t mono_ns() {
   timespec ts{};
@@ -719,7 +722,10 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
         ") is not the one this host's copy comes from, so this copy may be older; mount it (which brings it up to "
         "date) or restore a snapshot into it first");
   }
-  // A temporary local snapshot is the consistent source.
+  // A temporary local snapshot is the consistent source. Its files carry the
+  // live files' identities where those provably did not change since the
+  // copy began, so the next backup skips them (BackupOptions::identity_root).
+  const int64_t clock_offset = realtime_minus_monotonic_ns();
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
   const int64_t now = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
@@ -737,6 +743,9 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
   bo.parent = *latest;
   bo.use_parent = latest->has_value();
   bo.lease_generation = held.generation;
+  bo.identity_root = info.mountpoint;
+  bo.identity_before_ns = now - kIdentityMarginNs;
+  bo.identity_clock_offset_ns = clock_offset;
   bo.log = [this, name](std::string_view line) { log_.warn("backup", {{"volume", name}, {"detail", std::string(line)}}); };
   bo.before_commit = [&]() -> Status {
     STOWAGE_ASSIGN_OR_RETURN(const LeaseCheck c, lease_->check(held));

@@ -72,7 +72,24 @@ struct BackupOptions {
   // written: the lease holder's fencing check. A non-OK status aborts the
   // backup there (nothing a reader trusts was written).
   std::function<Status()> before_commit;
+  // When `source` is a copy of another directory (a volume's temporary
+  // snapshot of its live data), that directory: a regular file whose
+  // original (same path, reached without following symlinks) has the copy's
+  // size and mtime and a ctime before identity_before_ns is recorded with the
+  // original's inode and ctime. The original then matches its entry in the
+  // next backup (of the live directory or of a later copy) and is not read
+  // again, where the copy's fresh inode never would. Callers take
+  // identity_before_ns and identity_clock_offset_ns = realtime_minus_monotonic_ns()
+  // before they start copying, identity_before_ns with a margin of more than
+  // the file system's timestamp granularity; a wall-clock step of more than
+  // 50 ms since then turns the adoption off for the rest of the walk.
+  std::string identity_root;
+  int64_t identity_before_ns = 0;
+  int64_t identity_clock_offset_ns = 0;
 };
+
+// CLOCK_REALTIME minus CLOCK_MONOTONIC: changes only when the wall clock is stepped.
+int64_t realtime_minus_monotonic_ns();
 
 struct BackupResult {
   Hash256 snapshot_id;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -158,6 +159,87 @@ TEST_F(PipelineTest, RestoreGivesTheTargetTheSourceRootsMetadata) {
   ASSERT_EQ(::stat(plain.c_str(), &got), 0);
   EXPECT_EQ(got.st_mode & 07777, 0711u);
   EXPECT_EQ(test::read_file(plain + "/f"), "data");
+}
+
+// A backup of a copy (a volume's temporary snapshot) records the originals'
+// identities where they provably did not change since the copy began, so an
+// unchanged file is read neither by the next backup of a fresh copy nor by a
+// backup of the live directory itself; anything else is read from the copy.
+TEST_F(PipelineTest, CopiesCarryTheOriginalsIdentityOnlyWhenItIsProvablyUnchanged) {
+  const std::string live = dir_ / "live";
+  ASSERT_EQ(::mkdir(live.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((live + "/sub").c_str(), 0755), 0);
+  test::write_file(live + "/big", test::random_bytes(3u << 20, 1));
+  test::write_file(live + "/sub/small", test::random_bytes(100000, 2));
+  test::write_file(live + "/other", test::random_bytes(200000, 3));
+  int copies = 0;
+  // The caller's protocol: take the time and clock offset, then copy; trust
+  // only ctimes older than the time minus a margin over the file system's
+  // timestamp granularity (ext4: a jiffy).
+  constexpr int64_t kMargin = 100'000'000;
+  auto age = [] { std::this_thread::sleep_for(std::chrono::milliseconds(250)); };  // files older than the margin
+  auto backup_copy = [&](int64_t clock_skew_ns = 0, const std::function<void(const std::string&)>& after_copy = {}) {
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    const int64_t t0 = int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+    const int64_t offset = realtime_minus_monotonic_ns() + clock_skew_ns;
+    const std::string copy = dir_ / ("copy-" + std::to_string(copies++));
+    EXPECT_EQ(::mkdir(copy.c_str(), 0755), 0);
+    test::copy_tree(live, copy);
+    if (after_copy) after_copy(copy);
+    auto o = test::backup_opts(copy, "vol");
+    o.identity_root = live;
+    o.identity_before_ns = t0 - kMargin;
+    o.identity_clock_offset_ns = offset;
+    auto r = run_backup(*repo_, o);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? std::move(r).value() : BackupResult{};
+  };
+  const uint64_t total = (3u << 20) + 100000 + 200000;
+  age();
+  const auto first = backup_copy();
+  EXPECT_EQ(first.manifest.stats.bytes_read, total);
+  // Nothing changed: a fresh copy (new inodes) is not read at all.
+  const auto second = backup_copy();
+  EXPECT_EQ(second.manifest.stats.bytes_read, 0u);
+  expect_restores_to(second.snapshot_id, live);
+  // One file rewritten before the copy: only it is read.
+  test::write_file(live + "/sub/small", test::random_bytes(100000, 4));
+  age();
+  const auto third = backup_copy();
+  EXPECT_EQ(third.manifest.stats.bytes_read, 100000u);
+  expect_restores_to(third.snapshot_id, live);
+  // The live directory itself, with the copy's snapshot as parent: nothing to read.
+  auto o = test::backup_opts(live, "vol");
+  o.parent = third.snapshot_id;
+  auto in_place = run_backup(*repo_, o);
+  ASSERT_TRUE(in_place.is_ok()) << in_place.status().to_string();
+  EXPECT_EQ(in_place->manifest.stats.bytes_read, 0u);
+
+  // Changed after the copy began, same size and mtime put back (a ctime
+  // newer than the copy's start): the copy's own bytes are read and kept,
+  // and the live file is read again next time.
+  const std::string old_other = test::read_file(live + "/other");
+  const auto fourth = backup_copy(0, [&](const std::string&) {
+    struct stat st {};
+    ASSERT_EQ(::stat((live + "/other").c_str(), &st), 0);
+    test::write_file(live + "/other", test::random_bytes(200000, 5));
+    const timespec times[2] = {st.st_atim, st.st_mtim};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (live + "/other").c_str(), times, 0), 0);
+  });
+  EXPECT_EQ(fourth.manifest.stats.bytes_read, 200000u);
+  const std::string check = dir_ / "check-fourth";
+  ASSERT_TRUE(run_restore(*repo_, fourth.snapshot_id, test::restore_opts(check)).is_ok());
+  EXPECT_EQ(test::read_file(check + "/other"), old_other);
+  age();
+  const auto fifth = backup_copy();
+  EXPECT_EQ(fifth.manifest.stats.bytes_read, 200000u);
+  expect_restores_to(fifth.snapshot_id, live);
+
+  // A wall-clock step since the caller's reading: no original is trusted.
+  const auto stepped = backup_copy(-1'000'000'000);
+  EXPECT_EQ(stepped.manifest.stats.bytes_read, total);
+  expect_check_clean();
 }
 
 // Which snapshot of a volume is newest must not depend on the hosts' clocks:
