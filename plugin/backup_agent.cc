@@ -21,9 +21,24 @@ using json = nlohmann::json;
 
 constexpr std::string_view kTempSnapshotPrefix = "stowage-backup-";
 constexpr std::string_view kRestoreStagingPrefix = ".restore-";
-// Live files changed less than this before a backup's copy began are read
-// again rather than trusted by their ctime (timestamp granularity).
-constexpr int64_t kIdentityMarginNs = 1'000'000'000;
+// Options::identity_margin_ns when 0: vm.dirty_expire_centisecs +
+// vm.dirty_writeback_centisecs + 1 s (36 s with Linux's defaults). A page
+// written through mmap is written again without a ctime update until it has
+// been written back; within this window a ctime does not prove "unchanged".
+int64_t default_identity_margin_ns() {
+  auto centisecs = [](const char* path, int64_t dflt) {
+    auto text = read_small_file(path, 64);
+    if (!text.is_ok()) return dflt;
+    try {
+      return static_cast<int64_t>(std::stoll(*text));
+    } catch (const std::exception&) {
+      return dflt;
+    }
+  };
+  const int64_t cs = centisecs("/proc/sys/vm/dirty_expire_centisecs", 3000) +
+                     centisecs("/proc/sys/vm/dirty_writeback_centisecs", 500);
+  return cs * 10'000'000 + 1'000'000'000;
+}
 
 int64_t mono_ns() {
   timespec ts{};
@@ -80,7 +95,10 @@ struct BackupAgent::Vol {
 };
 
 BackupAgent::BackupAgent(Options opts, VolumeManager& volumes, Logger& log)
-    : opts_(std::move(opts)), volumes_(volumes), log_(log) {}
+    : opts_(std::move(opts)),
+      volumes_(volumes),
+      log_(log),
+      identity_margin_ns_(opts_.identity_margin_ns > 0 ? opts_.identity_margin_ns : default_identity_margin_ns()) {}
 
 Result<std::unique_ptr<BackupAgent>> BackupAgent::open(Options opts, VolumeManager& volumes, Logger& log) {
   if (!opts.open_store) return Status::invalid_argument("backup agent: no repository store");
@@ -744,7 +762,7 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
   bo.use_parent = latest->has_value();
   bo.lease_generation = held.generation;
   bo.identity_root = info.mountpoint;
-  bo.identity_before_ns = now - kIdentityMarginNs;
+  bo.identity_before_ns = now - identity_margin_ns_;
   bo.identity_clock_offset_ns = clock_offset;
   bo.log = [this, name](std::string_view line) { log_.warn("backup", {{"volume", name}, {"detail", std::string(line)}}); };
   bo.before_commit = [&]() -> Status {

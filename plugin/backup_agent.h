@@ -49,6 +49,11 @@ class BackupAgent {
     // How long the first Mount waits for a restore before it fails with
     // "still restoring" (the restore goes on; a retry succeeds once it is done).
     int64_t mount_wait_ns = 90'000'000'000;
+    // A live file changed less than this before a backup's copy began is read
+    // again rather than recognised by its ctime (BackupOptions::identity_root).
+    // 0 = the kernel's dirty-page writeback window plus 1 s: a write through
+    // mmap sets ctime only at the first write to a page after its writeback.
+    int64_t identity_margin_ns = 0;
   };
 
   // Cleans up what an interrupted backup or restore left and starts the
@@ -154,6 +159,7 @@ class BackupAgent {
   Options opts_;
   VolumeManager& volumes_;
   Logger& log_;
+  const int64_t identity_margin_ns_;
   // Set once by connect(), before connected_; read only after connected().
   std::unique_ptr<Repository> repo_;
   std::unique_ptr<LeaseClient> lease_;

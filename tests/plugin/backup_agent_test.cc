@@ -24,7 +24,7 @@ struct Host {
   // connection attempt.
   Host(const std::string& root, const std::string& repo, const std::string& id, int64_t mount_wait_ns,
        std::chrono::milliseconds read_delay = 0ms, std::chrono::milliseconds write_delay = 0ms,
-       std::shared_ptr<std::atomic<bool>> reachable = nullptr)
+       std::shared_ptr<std::atomic<bool>> reachable = nullptr, int64_t identity_margin_ns = 1'000'000'000)
       : log(LogFormat::kLogfmt, LogLevel::kDebug, [](std::string_view) {}) {
     VolumeManager::Options o;
     o.state_root = root;
@@ -52,6 +52,7 @@ struct Host {
     a.lease.ttl_ns = 30'000'000'000;
     a.renew_interval_ns = 10'000'000'000;
     a.mount_wait_ns = mount_wait_ns;
+    a.identity_margin_ns = identity_margin_ns;  // 1 s: the tests write through write(2), not mmap
     auto ag = BackupAgent::open(std::move(a), *volumes, log);
     EXPECT_TRUE(ag.is_ok()) << ag.status().to_string();
     agent = std::move(ag).value();
@@ -300,8 +301,8 @@ TEST_F(BackupAgentTest, BackupsThroughTemporarySnapshotsReadOnlyWhatChanged) {
   ASSERT_TRUE(a->volumes->create("db", {}).is_ok());
   ASSERT_TRUE(a->mount("db", "ctr").is_ok());
   for (int i = 0; i < 4; ++i) test::write_file(a->data("db") + "/f" + std::to_string(i), std::string(200000, 'a' + i));
-  // Files changed within the last second before a backup are read again
-  // (timestamp granularity margin): let these age past it.
+  // Files changed within the margin (1 s here) before a backup are read
+  // again: let these age past it.
   std::this_thread::sleep_for(1200ms);
   ASSERT_TRUE(a->agent->backup_volume("db", "scheduled").is_ok());
   EXPECT_EQ(latest_manifest("db").stats.bytes_read, 800000u);
@@ -319,6 +320,18 @@ TEST_F(BackupAgentTest, BackupsThroughTemporarySnapshotsReadOnlyWhatChanged) {
   const std::string restored = restore_latest("db");
   EXPECT_EQ(test::read_file(restored + "/f1"), std::string(200000, 'z'));
   EXPECT_EQ(test::read_file(restored + "/f3"), std::string(200000, 'd'));
+}
+
+// With the default margin (the kernel's writeback window, 36 s unless tuned),
+// a file written moments before a backup is read again by the next one: its
+// ctime cannot yet prove that an mmap writer left it alone.
+TEST_F(BackupAgentTest, RecentlyWrittenFilesAreReadAgainWithinTheWritebackWindow) {
+  Host a(dir_ / "node-a", dir_ / "repo", "node-a", 60'000'000'000, 0ms, 0ms, nullptr, 0);
+  ASSERT_TRUE(a.volumes->create("db", {}).is_ok());
+  test::write_file(a.data("db") + "/young", std::string(300000, 'y'));
+  ASSERT_TRUE(a.agent->backup_volume("db", "manual").is_ok());
+  ASSERT_TRUE(a.agent->backup_volume("db", "manual").is_ok());
+  EXPECT_EQ(latest_manifest("db").stats.bytes_read, 300000u);
 }
 
 }  // namespace
