@@ -114,8 +114,16 @@ std::string Radosgw::start(const std::string& dir) {
   };
   mon_ = spawn({"ceph-mon", "-c", conf_, "-i", "a", "-f"}, "mon");
   const std::string osd_uuid = uuid();
-  if (sh("ceph -c " + q + " --connect-timeout 30 osd new " + osd_uuid) != 0) {
-    return fail("'ceph osd new' failed: monitor not answering", dir_ + "/log/mon.a.log");
+  // A monitor that has just started can refuse the first commands (seen under
+  // load: the call fails in well under its timeout); `osd new UUID` is
+  // idempotent, so it is retried a few times.
+  bool osd_made = false;
+  for (int attempt = 0; attempt < 5 && !osd_made; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(seconds(1));
+    osd_made = sh("ceph -c " + q + " --connect-timeout 30 osd new " + osd_uuid) == 0;
+  }
+  if (!osd_made) {
+    return fail("'ceph osd new' failed 5 times: monitor not answering (its log: " + dir_ + "/log/mon.a.log)", setup_log);
   }
   if (sh("ceph-osd -c " + q + " --mkfs -i 0 --osd-uuid " + osd_uuid) != 0) {
     return fail("ceph-osd --mkfs failed", setup_log);
