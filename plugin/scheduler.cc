@@ -57,19 +57,14 @@ void ManualSchedulerClock::advance(int64_t delta_ns) {
   now_ += delta_ns;
 }
 
-struct Scheduler::Entry {
-  std::string volume, schedule_text, keep_text;
-  Schedule schedule;
-  ForgetPolicy keep;
+// What status() shows (the schedule and keep texts as given, run times and
+// counters) plus what only the scheduler needs.
+struct Scheduler::Entry : ScheduleStatus {
+  Schedule parsed_schedule;
+  ForgetPolicy keep_policy;
   int64_t next_slot_ns = 0;  // the slot next_run_ns belongs to (before jitter)
-  int64_t next_run_ns = 0;
-  int64_t last_start_ns = 0, last_end_ns = 0;
-  std::string last_result, last_error;
-  bool running = false;
   bool catch_up = false;  // the next run makes up for a missed or interrupted one
   bool removed = false;   // volume gone while a run was going: drop when it ends
-  bool due = false;       // waiting for a free place
-  uint64_t runs = 0, failures = 0, skipped = 0;
 };
 
 std::string schedules_to_json(const std::vector<ScheduleStatus>& rows) {
@@ -124,8 +119,8 @@ Status Scheduler::load() {
     for (const auto& [name, v] : j["volumes"].items()) {
       auto e = std::make_unique<Entry>();
       e->volume = name;
-      e->schedule_text = v.at("schedule").get<std::string>();
-      e->keep_text = v.value("keep", "");
+      e->schedule = v.at("schedule").get<std::string>();
+      e->keep = v.value("keep", "");
       e->next_slot_ns = v.value("next_slot_ns", int64_t{0});
       e->next_run_ns = v.value("next_run_ns", int64_t{0});
       e->last_start_ns = v.value("last_start_ns", int64_t{0});
@@ -158,7 +153,7 @@ void Scheduler::save_locked() {
   json vols = json::object();
   for (const auto& [name, e] : entries_) {
     if (e->removed) continue;
-    vols[name] = {{"schedule", e->schedule_text}, {"keep", e->keep_text},
+    vols[name] = {{"schedule", e->schedule}, {"keep", e->keep},
                   {"next_slot_ns", e->next_slot_ns}, {"next_run_ns", e->next_run_ns},
                   {"last_start_ns", e->last_start_ns}, {"last_end_ns", e->last_end_ns},
                   {"last_result", e->last_result}, {"last_error", e->last_error},
@@ -175,12 +170,12 @@ void Scheduler::save_locked() {
 void Scheduler::schedule_next_locked(Entry& e, int64_t after_ns) {
   std::optional<int64_t> anchor;
   if (e.next_slot_ns != 0) anchor = e.next_slot_ns;
-  auto slot = next_slot(e.schedule, after_ns, anchor);
+  auto slot = next_slot(e.parsed_schedule, after_ns, anchor);
   if (!slot) {
     e.next_slot_ns = e.next_run_ns = 0;
     return;
   }
-  int64_t bound = max_jitter_ns(e.schedule, *slot);
+  int64_t bound = max_jitter_ns(e.parsed_schedule, *slot);
   int64_t jitter = bound > 0 ? std::uniform_int_distribution<int64_t>(0, bound)(rng_) : 0;
   e.next_slot_ns = *slot;
   e.next_run_ns = *slot + jitter;
@@ -219,8 +214,8 @@ void Scheduler::reconcile_locked(const std::vector<ScheduledVolume>& vols, int64
   }
   for (const auto& [name, v] : wanted) {
     auto it = entries_.find(name);
-    if (it != entries_.end() && !it->second->removed && it->second->schedule_text == v->backup &&
-        it->second->keep_text == v->keep) {
+    if (it != entries_.end() && !it->second->removed && it->second->schedule == v->backup &&
+        it->second->keep == v->keep) {
       continue;
     }
     auto schedule = parse_schedule(v->backup);
@@ -237,20 +232,20 @@ void Scheduler::reconcile_locked(const std::vector<ScheduledVolume>& vols, int64
       // Same name, other policy (the volume was re-created): a new schedule,
       // the run history stays.
       Entry& e = *it->second;
-      e.schedule_text = v->backup;
-      e.keep_text = v->keep;
-      e.schedule = std::move(schedule).value();
-      e.keep = std::move(keep).value();
+      e.schedule = v->backup;
+      e.keep = v->keep;
+      e.parsed_schedule = std::move(schedule).value();
+      e.keep_policy = std::move(keep).value();
       e.next_slot_ns = 0;
       schedule_next_locked(e, now);
       continue;
     }
     std::unique_ptr<Entry> e;
     auto old = loaded_.find(name);
-    if (old != loaded_.end() && old->second->schedule_text == v->backup) {
+    if (old != loaded_.end() && old->second->schedule == v->backup) {
       e = std::move(old->second);
-      e->schedule = std::move(schedule).value();
-      if (!e->schedule.off() && (e->catch_up || e->next_run_ns <= now)) {
+      e->parsed_schedule = std::move(schedule).value();
+      if (!e->parsed_schedule.off() && (e->catch_up || e->next_run_ns <= now)) {
         // Missed while the daemon was down: one run now, however many slots passed.
         e->catch_up = true;
         e->next_run_ns = now;
@@ -259,12 +254,12 @@ void Scheduler::reconcile_locked(const std::vector<ScheduledVolume>& vols, int64
     } else {
       e = std::make_unique<Entry>();
       e->volume = name;
-      e->schedule = std::move(schedule).value();
-      e->schedule_text = v->backup;
+      e->parsed_schedule = std::move(schedule).value();
+      e->schedule = v->backup;
       schedule_next_locked(*e, now);
     }
-    e->keep_text = v->keep;
-    e->keep = std::move(keep).value();
+    e->keep = v->keep;
+    e->keep_policy = std::move(keep).value();
     if (it != entries_.end()) {
       it->second->removed = true;  // its run is still going; the new entry takes over the name
       it->second.swap(e);
@@ -294,7 +289,9 @@ int64_t Scheduler::poll_locked(int64_t now) {
 
   std::vector<Entry*> due;
   for (auto& [_, e] : entries_) {
-    if (!e->removed && !e->schedule.off() && e->next_run_ns != 0 && e->next_run_ns <= now) due.push_back(e.get());
+    if (!e->removed && !e->parsed_schedule.off() && e->next_run_ns != 0 && e->next_run_ns <= now) {
+      due.push_back(e.get());
+    }
   }
   std::stable_sort(due.begin(), due.end(), [](Entry* a, Entry* b) { return a->next_run_ns < b->next_run_ns; });
   bool changed = false;
@@ -323,7 +320,7 @@ int64_t Scheduler::poll_locked(int64_t now) {
     changed = true;
     log_.info("scheduled backup starting", {{"volume", e->volume}, {"reason", reason},
                                             {"next_run", format_rfc3339(e->next_run_ns)}});
-    std::thread t([this, e, reason, keep = e->keep] { run(e, reason, keep); });
+    std::thread t([this, e, reason, keep = e->keep_policy] { run(e, reason, keep); });
     workers_.emplace(t.get_id(), std::move(t));
   }
   if (changed) save_locked();
@@ -352,7 +349,7 @@ void Scheduler::run(Entry* e, std::string reason, ForgetPolicy keep) {
   } else {
     ++e->failures;
     e->last_result = "failed";
-    e->last_error = st.is_ok() ? "backup stored, but applying keep=" + e->keep_text + " failed: " + forgot.message()
+    e->last_error = st.is_ok() ? "backup stored, but applying keep=" + e->keep + " failed: " + forgot.message()
                                : st.message();
     log_.error("scheduled backup failed", {{"volume", volume}, {"reason", reason}, {"error", e->last_error}});
   }
@@ -419,21 +416,9 @@ std::vector<ScheduleStatus> Scheduler::list() {
   std::vector<ScheduleStatus> out;
   for (const auto& [name, e] : entries_) {
     if (e->removed) continue;
-    ScheduleStatus s;
-    s.volume = name;
-    s.schedule = e->schedule_text;
-    s.keep = e->keep_text;
-    s.next_run_ns = e->next_run_ns;
-    s.last_start_ns = e->last_start_ns;
-    s.last_end_ns = e->last_end_ns;
-    s.last_result = e->last_result;
-    s.last_error = e->last_error;
-    s.running = e->running;
-    s.due = e->due;
-    s.runs = e->runs;
-    s.failures = e->failures;
-    s.skipped = e->skipped;
-    out.push_back(std::move(s));
+    ScheduleStatus row = *e;  // the shown part of the entry
+    row.volume = name;
+    out.push_back(std::move(row));
   }
   return out;
 }
