@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -75,6 +78,47 @@ Status write_all(int fd, std::string_view data, const std::string& what) {
   return Status::ok();
 }
 
+// Objects at least this large (packs) are written with O_DIRECT: the device
+// reads them from our buffer instead of the kernel copying them into the page
+// cache first. On the 2-core bench VM a buffered write of 512 MiB cost 1.95 s
+// of system time and a direct one 0.21 s; a backup's packs are the bulk of
+// what it writes. fsync() still follows, so durability is unchanged.
+constexpr size_t kDirectMinSize = 1 << 20;
+// O_DIRECT wants buffer, file offset and length aligned to the device's
+// logical block size; 4096 covers every block size Linux uses for it.
+constexpr size_t kDirectAlign = 4096;
+constexpr size_t kBounceSize = 1 << 20;
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// Writes `data` to `fd`, which was opened with O_DIRECT, through an aligned
+// bounce buffer (an object's bytes are not aligned), and the last partial
+// block buffered. If the file system refuses a direct write (EINVAL), the
+// rest is written buffered. Leaves O_DIRECT cleared on `fd`.
+Status write_all_direct(int fd, std::string_view data, const std::string& what) {
+  std::unique_ptr<char, FreeDeleter> bounce(static_cast<char*>(std::aligned_alloc(kDirectAlign, kBounceSize)));
+  bool direct = bounce != nullptr;
+  while (direct && data.size() >= kDirectAlign) {
+    const size_t len = std::min(data.size(), kBounceSize) & ~(kDirectAlign - 1);
+    std::memcpy(bounce.get(), data.data(), len);
+    ssize_t n = ::write(fd, bounce.get(), len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EINVAL) break;  // not possible here after all: nothing was written, go on buffered
+      return errno_status(errno, "write " + what);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+    if (static_cast<size_t>(n) % kDirectAlign != 0) break;  // offset no longer aligned
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) != 0) {
+    return errno_status(errno, "clear O_DIRECT on " + what);
+  }
+  return write_all(fd, data, what);
+}
+
 class FileStore final : public ObjectStore {
  public:
   explicit FileStore(std::string root) : root_(std::move(root)), tmp_dir_(root_ + "/" + std::string(kTmpDir)) {}
@@ -92,9 +136,21 @@ class FileStore final : public ObjectStore {
 
     std::string tmp = tmp_dir_ + "/" + unique_name();
     {
-      Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+      constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+      const bool large = data.size() >= kDirectMinSize;
+      int raw = large ? ::open(tmp.c_str(), kFlags | O_DIRECT, 0644) : -1;
+      const bool direct = raw >= 0;
+      if (large && !direct && errno == EINVAL) {
+        // A file system without O_DIRECT refuses the open with EINVAL after
+        // creating the (uniquely named) temp file: write it buffered.
+        ::unlink(tmp.c_str());
+        raw = ::open(tmp.c_str(), kFlags, 0644);
+      } else if (!large) {
+        raw = ::open(tmp.c_str(), kFlags, 0644);
+      }
+      Fd fd(raw);
       if (!fd.ok()) return errno_status(errno, ctx + ": create temp file");
-      Status s = write_all(fd.get(), data, tmp);
+      Status s = direct ? write_all_direct(fd.get(), data, tmp) : write_all(fd.get(), data, tmp);
       if (s.is_ok() && ::fsync(fd.get()) != 0) s = errno_status(errno, "fsync " + tmp);
       if (!s.is_ok()) {
         ::unlink(tmp.c_str());

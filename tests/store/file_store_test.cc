@@ -1,6 +1,13 @@
 // File-store specifics the conformance suite cannot see: what lands on disk.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
 
 #include "stowage/object_store.h"
@@ -65,6 +72,76 @@ TEST(FileStore, OpenObjectStoreWrapsFileUrls) {
   ASSERT_TRUE((*s)->put("k", "v").is_ok());
   EXPECT_EQ(test::read_file(dir / "repo/k"), "v");
   EXPECT_TRUE((*s)->caps().conditional_create);
+}
+
+// Residency of the file's pages in the page cache (mincore), one flag per page.
+std::vector<bool> cached_pages(const std::string& path) {
+  std::vector<bool> out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  struct stat st {};
+  ::fstat(fd, &st);
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  void* map = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return out;
+  std::vector<unsigned char> vec((static_cast<size_t>(st.st_size) + page - 1) / page);
+  if (::mincore(map, static_cast<size_t>(st.st_size), vec.data()) == 0) {
+    for (unsigned char v : vec) out.push_back(v & 1);
+  }
+  ::munmap(map, static_cast<size_t>(st.st_size));
+  return out;
+}
+
+// Objects of 1 MiB and more go through the O_DIRECT path (aligned bounce
+// buffer, buffered last partial block): every size around those boundaries
+// must come back byte for byte, replaced and create-only alike.
+TEST(FileStore, LargeObjectsRoundTripAtEveryAlignment) {
+  test::TempDir dir;
+  auto s = open_file_store(dir / "root");
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  const size_t mib = size_t{1} << 20;
+  for (size_t size : {mib - 1, mib, mib + 1, mib + 4095, mib + 4096, 2 * mib, 2 * mib + 4097, 5 * mib + 17}) {
+    std::string data(size, '\0');
+    for (size_t i = 0; i < size; ++i) data[i] = static_cast<char>((i * 131 + size) >> 3);
+    const std::string key = "big/" + std::to_string(size);
+    ASSERT_TRUE((*s)->put(key, data, {.create_only = true}).is_ok()) << size;
+    EXPECT_EQ((*s)->put(key, "x", {.create_only = true}).code(), Code::kAlreadyExists) << size;
+    auto back = (*s)->get(key);
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    EXPECT_TRUE(*back == data) << "create-only put of " << size << " bytes";
+    std::reverse(data.begin(), data.end());
+    ASSERT_TRUE((*s)->put(key, data).is_ok()) << size;
+    back = (*s)->get(key);
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    EXPECT_TRUE(*back == data) << "replacing put of " << size << " bytes";
+  }
+  EXPECT_EQ(tree(dir / "root/.stowage-tmp"), std::vector<std::string>{}) << "no temp files left";
+}
+
+// On file systems whose O_DIRECT bypasses the page cache (ext4, xfs; not
+// tmpfs), a large object's full blocks are not left in the page cache: the
+// kernel did not copy them there.
+TEST(FileStore, LargeObjectsBypassThePageCache) {
+  test::TempDir dir;
+  struct statfs sfs {};
+  ASSERT_EQ(::statfs(dir.path().c_str(), &sfs), 0);
+  constexpr long kExt4 = 0xEF53, kXfs = 0x58465342;
+  if (sfs.f_type != kExt4 && sfs.f_type != kXfs) {
+    GTEST_SKIP() << "temp dir is on file system type 0x" << std::hex << sfs.f_type << ", not ext4 or xfs";
+  }
+  auto s = open_file_store(dir / "root");
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  const size_t size = (size_t{3} << 20) + 100;
+  ASSERT_TRUE((*s)->put("big", std::string(size, 'p')).is_ok());
+  const std::vector<bool> cached = cached_pages(dir / "root/big");
+  ASSERT_EQ(cached.size(), size / 4096 + 1);
+  size_t resident = 0;
+  for (size_t i = 0; i + 1 < cached.size(); ++i) resident += cached[i];
+  EXPECT_EQ(resident, 0u) << "full blocks written through the page cache";
+  // A small object is written buffered (one write, no bounce copy).
+  ASSERT_TRUE((*s)->put("small", std::string(8192, 's')).is_ok());
+  EXPECT_EQ(cached_pages(dir / "root/small"), (std::vector<bool>{true, true}));
 }
 
 TEST(ObjectKey, Validation) {
