@@ -42,8 +42,12 @@ constexpr uint64_t kDirectMinSize = 1 << 20;
 // encoder threads while the worker goes on reading and cutting, so one big
 // file keeps more than one core busy. Smaller files are done in the worker.
 constexpr uint64_t kOffloadMinSize = 4 << 20;
-// Chunks queued for the encoders (each ≤ max_size bytes).
-constexpr size_t kQueuedChunks = 16;
+// A large file's chunks go to the encoders in batches of about this many
+// bytes: one queue hand-over (and at most one thread wake-up) per batch
+// instead of per 64 KiB chunk.
+constexpr size_t kBatchBytes = 512 << 10;
+// Batches queued for the encoders (each < kBatchBytes + max_size bytes).
+constexpr size_t kQueuedBatches = 8;
 
 class SystemClock : public Clock {
  public:
@@ -84,11 +88,13 @@ struct FileChunks {
   size_t pending = 0;      // chunks queued or being encoded
 };
 
-// One chunk of a large file, copied out of the reader's buffer (which is
-// reused as soon as the read callback returns) and owned from here on.
-struct ChunkTask {
+// Consecutive chunks of one large file, copied out of the reader's buffer
+// (which is reused as soon as the read callback returns) and owned from here
+// on: chunk i is data[ends[i-1], ends[i]) and its id goes to *ids[i].
+struct ChunkBatch {
   std::string data;
-  BlobId* id = nullptr;
+  std::vector<size_t> ends;
+  std::vector<BlobId*> ids;
   FileChunks* file = nullptr;
 };
 
@@ -102,7 +108,7 @@ class Pipeline {
         clock_(opts.clock ? opts.clock : system_clock()),
         progress_(opts.progress ? opts.progress : &own_progress_),
         jobs_(2 * worker_count()),
-        chunks_(kQueuedChunks),
+        chunks_(kQueuedBatches),
         uploads_(opts.queued_packs) {}
 
   Result<BackupResult> run();
@@ -160,10 +166,14 @@ class Pipeline {
   void worker_loop();
   void encoder_loop();
   Status process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec);
-  Status offload_chunk(FileChunks& file, std::string_view chunk);
+  // Appends `chunk` to `batch` (a batch of `file`), handing the batch to the
+  // encoders once it holds kBatchBytes.
+  Status offload_chunk(FileChunks& file, ChunkBatch& batch, std::string_view chunk);
+  // Hands `batch` to the encoders if it holds any chunk; leaves it empty.
+  Status flush_batch(ChunkBatch& batch);
   Status store_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec);
   bool claim(const BlobId& id);
-  Status add_blob(const EncodedBlob& blob);
+  Status add_blob(const EncodedBlobView& blob);
   Status finish_pack();
   void upload_loop();
   Status wait_uploads();
@@ -180,7 +190,7 @@ class Pipeline {
   BackupProgress* progress_;
 
   BoundedQueue<FileJob> jobs_;
-  BoundedQueue<ChunkTask> chunks_;  // chunks of large files, to the encoders
+  BoundedQueue<ChunkBatch> chunks_;  // chunks of large files, to the encoders
   BoundedQueue<PackWriter::Finished> uploads_;
   // Chunk buffers encoders are done with, reused so that the copy out of the
   // reader's buffer does not allocate.
@@ -386,7 +396,7 @@ bool Pipeline::claim(const BlobId& id) {
   return claimed_.insert(id).second;
 }
 
-Status Pipeline::add_blob(const EncodedBlob& blob) {
+Status Pipeline::add_blob(const EncodedBlobView& blob) {
   std::lock_guard lk(pack_mu_);
   STOWAGE_RETURN_IF_ERROR(writer_.add(blob));
   ++new_blobs_;
@@ -488,30 +498,42 @@ void Pipeline::worker_loop() {
 
 Status Pipeline::store_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec) {
   if (!claim(id)) return Status::ok();
-  STOWAGE_ASSIGN_OR_RETURN(EncodedBlob enc, codec.encode_hashed(BlobType::kData, id, chunk));
+  STOWAGE_ASSIGN_OR_RETURN(const EncodedBlobView enc, codec.encode_view(BlobType::kData, id, chunk));
   return add_blob(enc);
 }
 
-Status Pipeline::offload_chunk(FileChunks& file, std::string_view chunk) {
-  ChunkTask task;
-  {
+Status Pipeline::offload_chunk(FileChunks& file, ChunkBatch& batch, std::string_view chunk) {
+  if (batch.ends.empty()) {
     std::lock_guard lk(chunk_spare_mu_);
     if (!chunk_spare_.empty()) {
-      task.data = std::move(chunk_spare_.back());
+      batch.data = std::move(chunk_spare_.back());
       chunk_spare_.pop_back();
     }
   }
-  task.data.assign(chunk);
-  task.file = &file;
+  if (batch.data.capacity() == 0) batch.data.reserve(kBatchBytes + chunker_.params().max_size);
+  batch.file = &file;
+  batch.data.append(chunk);
+  batch.ends.push_back(batch.data.size());
+  if (batch.data.size() >= kBatchBytes) return flush_batch(batch);
+  return Status::ok();
+}
+
+Status Pipeline::flush_batch(ChunkBatch& batch) {
+  if (batch.ends.empty()) return Status::ok();
+  FileChunks& file = *batch.file;
+  const size_t n = batch.ends.size();
   {
     std::lock_guard lk(file.mu);
-    task.id = &file.ids.emplace_back();
-    ++file.pending;
+    batch.ids.clear();
+    for (size_t i = 0; i < n; ++i) batch.ids.push_back(&file.ids.emplace_back());
+    file.pending += n;
   }
-  if (chunks_.push(std::move(task))) return Status::ok();
+  const bool queued = chunks_.push(std::move(batch));
+  batch = ChunkBatch{};
+  if (queued) return Status::ok();
   {
     std::lock_guard lk(file.mu);
-    --file.pending;
+    file.pending -= n;
   }
   Status s = first_error();
   return s.is_ok() ? Status::internal("chunk queue closed") : s;
@@ -520,23 +542,31 @@ Status Pipeline::offload_chunk(FileChunks& file, std::string_view chunk) {
 void Pipeline::encoder_loop() {
   Sha256 sha;
   BlobCodec codec(level());
-  ChunkTask task;
-  while (chunks_.pop(task)) {
-    BlobId id{};
-    if (!aborted_) {
-      id = sha.digest(task.data);
-      Status s = store_chunk(id, task.data, codec);
-      if (!s.is_ok()) fail(s.with_context("back up " + repo_util::display_name(*task.file->path)));
+  ChunkBatch batch;
+  std::vector<BlobId> ids;
+  while (chunks_.pop(batch)) {
+    const std::string_view data = batch.data;
+    ids.assign(batch.ends.size(), BlobId{});
+    for (size_t i = 0, begin = 0; i < batch.ends.size() && !aborted_; begin = batch.ends[i++]) {
+      const std::string_view chunk = data.substr(begin, batch.ends[i] - begin);
+      ids[i] = sha.digest(chunk);
+      Status s = store_chunk(ids[i], chunk, codec);
+      if (!s.is_ok()) fail(s.with_context("back up " + repo_util::display_name(*batch.file->path)));
     }
     {
       std::lock_guard lk(chunk_spare_mu_);
-      if (chunk_spare_.size() < kQueuedChunks + encoder_count()) chunk_spare_.push_back(std::move(task.data));
+      if (chunk_spare_.size() < kQueuedBatches + encoder_count()) {
+        batch.data.clear();
+        chunk_spare_.push_back(std::move(batch.data));
+      }
     }
     // Notified under the lock: the worker may destroy `file` once it sees
     // pending == 0, which it cannot before this unlock.
-    std::lock_guard lk(task.file->mu);
-    *task.id = id;
-    if (--task.file->pending == 0) task.file->done.notify_all();
+    FileChunks& file = *batch.file;
+    std::lock_guard lk(file.mu);
+    for (size_t i = 0; i < ids.size(); ++i) *batch.ids[i] = ids[i];
+    file.pending -= ids.size();
+    if (file.pending == 0) file.done.notify_all();
   }
 }
 
@@ -548,8 +578,9 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
   const bool offload = map.size >= kOffloadMinSize;
   FileChunks file;
   file.path = &job.path;
+  ChunkBatch batch;
   auto emit = [&](std::string_view chunk) -> Status {
-    if (offload) return offload_chunk(file, chunk);
+    if (offload) return offload_chunk(file, batch, chunk);
     const BlobId id = sha.digest(chunk);
     e.chunks.push_back(id);
     return store_chunk(id, chunk, codec);
@@ -584,6 +615,7 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
     });
   }
   if (read.is_ok()) read = feeder.finish();
+  if (read.is_ok()) read = flush_batch(batch);
   if (offload) {
     // Whatever happened, the encoders still hold pointers into `file`.
     std::unique_lock lk(file.mu);
@@ -604,7 +636,7 @@ Result<std::vector<BlobId>> Pipeline::build_tree(Node& dir, BlobCodec& codec) {
     STOWAGE_ASSIGN_OR_RETURN(const std::string bytes, serialize_tree(tree));
     STOWAGE_ASSIGN_OR_RETURN(EncodedBlob enc, codec.encode(BlobType::kTree, bytes));
     ids.push_back(enc.id);
-    if (claim(enc.id)) STOWAGE_RETURN_IF_ERROR(add_blob(enc));
+    if (claim(enc.id)) STOWAGE_RETURN_IF_ERROR(add_blob(enc.view()));
     tree.entries.clear();
     return Status::ok();
   };

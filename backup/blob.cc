@@ -4,6 +4,7 @@
 #include <zstd_errors.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 
 namespace stowage {
@@ -20,6 +21,10 @@ struct BlobCodec::Impl {
   ZSTD_CCtx* cctx = nullptr;
   ZSTD_DCtx* dctx = nullptr;
   Sha256 sha;
+  // encode_view()'s output; uninitialised on purpose (zstd writes before
+  // anything reads, and only the bytes it reports written are used).
+  std::unique_ptr<char[]> out;
+  size_t out_capacity = 0;
 };
 
 BlobCodec::BlobCodec(int zstd_level)
@@ -40,12 +45,23 @@ Result<EncodedBlob> BlobCodec::encode(BlobType type, std::string_view plaintext)
 }
 
 Result<EncodedBlob> BlobCodec::encode_hashed(BlobType type, const BlobId& id, std::string_view plaintext) {
+  STOWAGE_ASSIGN_OR_RETURN(const EncodedBlobView v, encode_view(type, id, plaintext));
+  EncodedBlob out;
+  out.id = v.id;
+  out.type = v.type;
+  out.compression = v.compression;
+  out.raw_length = v.raw_length;
+  out.stored.assign(v.stored);
+  return out;
+}
+
+Result<EncodedBlobView> BlobCodec::encode_view(BlobType type, const BlobId& id, std::string_view plaintext) {
   if (plaintext.size() > kMaxBlobSize) {
     return Status::invalid_argument("blob of " + std::to_string(plaintext.size()) + " bytes exceeds the " +
                                     std::to_string(kMaxBlobSize) + "-byte limit");
   }
   if (impl_->cctx == nullptr || impl_->dctx == nullptr) return Status::internal("zstd context allocation failed");
-  EncodedBlob out;
+  EncodedBlobView out;
   out.id = id;
   out.type = type;
   out.raw_length = static_cast<uint32_t>(plaintext.size());
@@ -53,13 +69,17 @@ Result<EncodedBlob> BlobCodec::encode_hashed(BlobType type, const BlobId& id, st
   // so the output buffer is one byte short of the plaintext: zstd fails with
   // dstSize_tooSmall exactly when compression does not pay.
   if (plaintext.size() > 1) {
-    out.stored.resize(plaintext.size() - 1);
+    const size_t capacity = plaintext.size() - 1;
+    if (impl_->out_capacity < capacity) {
+      impl_->out = std::make_unique_for_overwrite<char[]>(capacity);
+      impl_->out_capacity = capacity;
+    }
     // The one-shot API writes the content size into the frame header, which
     // decode() checks against the recorded raw length.
-    const size_t n = ZSTD_compressCCtx(impl_->cctx, out.stored.data(), out.stored.size(), plaintext.data(),
-                                       plaintext.size(), level_);
+    const size_t n =
+        ZSTD_compressCCtx(impl_->cctx, impl_->out.get(), capacity, plaintext.data(), plaintext.size(), level_);
     if (!ZSTD_isError(n)) {
-      out.stored.resize(n);
+      out.stored = std::string_view(impl_->out.get(), n);
       out.compression = Compression::kZstd;
       return out;
     }
@@ -67,7 +87,7 @@ Result<EncodedBlob> BlobCodec::encode_hashed(BlobType type, const BlobId& id, st
       return Status::internal(std::string("zstd compress: ") + ZSTD_getErrorName(n));
     }
   }
-  out.stored.assign(plaintext);
+  out.stored = plaintext;
   out.compression = Compression::kRaw;
   return out;
 }

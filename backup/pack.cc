@@ -54,7 +54,7 @@ std::string pack_key(const PackId& id) {
   return "data/" + hex.substr(0, 2) + "/" + hex;
 }
 
-Status PackWriter::add(const EncodedBlob& blob) {
+Status PackWriter::add(const EncodedBlobView& blob) {
   const uint64_t header_after = kPackHeaderFixedSize + kPackEntrySize * (blobs_.size() + 1) + kPackTrailerSize;
   if (data_.size() + blob.stored.size() + header_after > kMaxPackLength) {
     return Status::resource_exhausted("pack would exceed " + std::to_string(kMaxPackLength) + " bytes");

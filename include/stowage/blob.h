@@ -26,12 +26,25 @@ inline constexpr int kDefaultZstdLevel = 1;
 
 std::string_view blob_type_name(BlobType type);
 
+// An encoded blob whose stored bytes are borrowed, for a caller that copies
+// them straight into a pack (BlobCodec::encode_view, PackWriter::add).
+struct EncodedBlobView {
+  BlobId id;
+  BlobType type = BlobType::kData;
+  Compression compression = Compression::kRaw;
+  uint32_t raw_length = 0;
+  std::string_view stored;  // the bytes that go into a pack
+};
+
 struct EncodedBlob {
   BlobId id;
   BlobType type = BlobType::kData;
   Compression compression = Compression::kRaw;
   uint32_t raw_length = 0;
   Bytes stored;  // the bytes that go into a pack
+
+  // Valid while this blob lives and is not modified.
+  EncodedBlobView view() const { return {id, type, compression, raw_length, stored}; }
 };
 
 // Encodes and decodes blobs. Keeps its zstd and SHA-256 contexts between calls
@@ -52,6 +65,12 @@ class BlobCodec {
   // `id` must be SHA-256(plaintext) (not checked: the backup pipeline would
   // otherwise hash every new chunk twice).
   [[nodiscard]] Result<EncodedBlob> encode_hashed(BlobType type, const BlobId& id, std::string_view plaintext);
+  // As encode_hashed(), without copying the result: `stored` points into a
+  // buffer this codec owns (compressed) or into `plaintext` (stored raw), and
+  // is valid until the next call on this codec and while `plaintext` lives.
+  // The codec's buffer is grown as needed and never zero-filled, so a chunk
+  // costs neither an allocation nor a memset of its size.
+  [[nodiscard]] Result<EncodedBlobView> encode_view(BlobType type, const BlobId& id, std::string_view plaintext);
 
   // Returns the plaintext of a stored blob, checking that it has `raw_length`
   // bytes and hashes to `id`. Any mismatch or undecodable input is

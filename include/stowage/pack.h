@@ -60,7 +60,8 @@ class PackWriter {
 
   // Appends an encoded blob. kResourceExhausted if the pack would reach
   // kMaxPackLength (callers finish packs long before: see blob_bytes()).
-  [[nodiscard]] Status add(const EncodedBlob& blob);
+  [[nodiscard]] Status add(const EncodedBlobView& blob);
+  [[nodiscard]] Status add(const EncodedBlob& blob) { return add(blob.view()); }
 
   // Stored bytes added so far (excluding header and trailer): compare with
   // the configured pack size to decide when to finish.

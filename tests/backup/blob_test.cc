@@ -80,6 +80,37 @@ TEST(BlobCodec, IdDoesNotDependOnLevel) {
   EXPECT_EQ(*dec, plain);
 }
 
+// encode_view() reuses one output buffer that is never zero-filled: blobs of
+// growing and shrinking sizes, compressible and not, must give exactly what
+// encode_hashed() gives, and a raw blob's bytes are the plaintext itself.
+TEST(BlobCodec, EncodeViewMatchesEncodeAcrossBufferReuse) {
+  BlobCodec viewing(1), copying(1);
+  const size_t sizes[] = {2, 100, 70000, 3, 262144, 5000, 1, 0, 131072, 262144};
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    const size_t n = sizes[i];
+    const std::string plain = i % 2 ? random_bytes(n, i) : compressible_bytes(n, i);
+    const BlobId id = sha256(plain);
+    auto v = viewing.encode_view(BlobType::kData, id, plain);
+    ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+    auto e = copying.encode_hashed(BlobType::kData, id, plain);
+    ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+    EXPECT_EQ(v->id, id);
+    EXPECT_EQ(v->raw_length, n);
+    EXPECT_EQ(v->compression, e->compression) << n;
+    EXPECT_EQ(v->stored, e->stored) << n;
+    if (v->compression == Compression::kRaw) {
+      EXPECT_EQ(v->stored.data(), plain.data()) << "raw blobs are not copied";
+    } else {
+      EXPECT_LT(v->stored.size(), n);
+    }
+    auto dec = viewing.decode(id, v->compression, v->raw_length, v->stored);
+    ASSERT_TRUE(dec.is_ok()) << dec.status().to_string();
+    EXPECT_EQ(*dec, plain);
+  }
+  EXPECT_EQ(viewing.encode_view(BlobType::kData, BlobId{}, std::string(kMaxBlobSize + 1, 'a')).status().code(),
+            Code::kInvalidArgument);
+}
+
 TEST(BlobCodec, RejectsOversizedPlaintext) {
   BlobCodec codec;
   auto r = codec.encode(BlobType::kData, std::string(kMaxBlobSize + 1, 'a'));
