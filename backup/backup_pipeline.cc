@@ -149,6 +149,10 @@ class Pipeline {
       std::lock_guard lk(uploads_mu_);
     }
     uploads_cv_.notify_all();
+    {
+      std::lock_guard lk(pack_mu_);
+    }
+    pack_cv_.notify_all();
   }
   Status first_error() {
     std::lock_guard lk(err_mu_);
@@ -175,6 +179,13 @@ class Pipeline {
   bool claim(const BlobId& id);
   Status add_blob(const EncodedBlobView& blob);
   Status finish_pack();
+  // Moves the full open pack out (the caller filled it; `lk` holds pack_mu_),
+  // then names and queues it with the lock released.
+  Status close_full_pack(std::unique_lock<std::mutex>& lk);
+  // With pack_mu_ held, writer_ empty: storage for the next pack.
+  void renew_writer();
+  // Hands a finished pack to the uploaders (blocks while the queue is full).
+  Status queue_pack(PackWriter::Finished pack);
   void upload_loop();
   Status wait_uploads();
   Status write_pending_index(bool all);
@@ -208,6 +219,11 @@ class Pipeline {
 
   std::mutex pack_mu_;
   PackWriter writer_;
+  // One pack at a time is named (SHA-256 of ~16 MiB) and queued outside
+  // pack_mu_, so producers keep adding to the next pack meanwhile; a full
+  // pack waits in writer_ until that one is queued (same memory bound).
+  std::condition_variable pack_cv_;
+  bool closing_ = false;
   // Pack buffers uploaders are done with (at most one per pack in memory), so
   // pack memory stays at a fixed set of allocations.
   std::mutex spare_mu_;
@@ -397,19 +413,52 @@ bool Pipeline::claim(const BlobId& id) {
 }
 
 Status Pipeline::add_blob(const EncodedBlobView& blob) {
-  std::lock_guard lk(pack_mu_);
+  std::unique_lock lk(pack_mu_);
+  // A full pack waits here for its closer (back-pressure on producers).
+  pack_cv_.wait(lk, [&] { return aborted_ || writer_.blob_bytes() < repo_.config().pack_size; });
+  if (aborted_) {
+    Status s = first_error();
+    return s.is_ok() ? Status::internal("backup aborted") : s;
+  }
   STOWAGE_RETURN_IF_ERROR(writer_.add(blob));
   ++new_blobs_;
   new_bytes_ += blob.raw_length;
   stored_bytes_ += blob.stored.size();
-  if (writer_.blob_bytes() >= repo_.config().pack_size) return finish_pack();
+  if (writer_.blob_bytes() >= repo_.config().pack_size) return close_full_pack(lk);
   return Status::ok();
+}
+
+Status Pipeline::close_full_pack(std::unique_lock<std::mutex>& lk) {
+  pack_cv_.wait(lk, [&] { return aborted_ || !closing_; });
+  if (aborted_) {
+    Status s = first_error();
+    return s.is_ok() ? Status::internal("backup aborted") : s;
+  }
+  PackWriter full = std::move(writer_);
+  writer_ = PackWriter();
+  renew_writer();
+  closing_ = true;
+  lk.unlock();
+  pack_cv_.notify_all();  // producers waiting on the full pack go on with the new one
+  Status s = [&]() -> Status {
+    STOWAGE_ASSIGN_OR_RETURN(PackWriter::Finished pack, full.finish());
+    return queue_pack(std::move(pack));
+  }();
+  lk.lock();
+  closing_ = false;
+  pack_cv_.notify_all();
+  return s;
 }
 
 // Called with pack_mu_ held: blocking here is the back-pressure on producers.
 Status Pipeline::finish_pack() {
   if (writer_.empty()) return Status::ok();
   STOWAGE_ASSIGN_OR_RETURN(PackWriter::Finished pack, writer_.finish());
+  renew_writer();
+  return queue_pack(std::move(pack));
+}
+
+void Pipeline::renew_writer() {
   {
     // Reuse a buffer an uploader is done with; else allocate the target size
     // + the blob that crosses it + a header of small blobs, once.
@@ -420,6 +469,9 @@ Status Pipeline::finish_pack() {
     }
   }
   writer_.reserve(repo_.config().pack_size + chunker_.params().max_size + (1u << 20));
+}
+
+Status Pipeline::queue_pack(PackWriter::Finished pack) {
   {
     std::lock_guard lk(uploads_mu_);
     ++packs_submitted_;
