@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 #include "bounded_queue.h"
 #include "chunk_feeder.h"
@@ -42,12 +43,17 @@ constexpr uint64_t kDirectMinSize = 1 << 20;
 // encoder threads while the worker goes on reading and cutting, so one big
 // file keeps more than one core busy. Smaller files are done in the worker.
 constexpr uint64_t kOffloadMinSize = 4 << 20;
-// A large file's chunks go to the encoders in batches of about this many
-// bytes: one queue hand-over (and at most one thread wake-up) per batch
-// instead of per 64 KiB chunk.
+// A large file's chunks go to the encoders in batches, one per reader buffer
+// (kReadSize): one queue hand-over (and at most one thread wake-up) per batch
+// instead of per 64 KiB chunk. Copied chunks (sparse files) are batched by
+// this many bytes.
 constexpr size_t kBatchBytes = 512 << 10;
-// Batches queued for the encoders (each < kBatchBytes + max_size bytes).
+// Batches queued for the encoders.
 constexpr size_t kQueuedBatches = 8;
+// Reader buffers a worker can lend to the encoders while it reads on (beyond
+// its queue depth of 4): one for each encoder; a third batch waits in the
+// queue while the reader waits for a buffer.
+constexpr unsigned kLendBuffers = 2;
 
 class SystemClock : public Clock {
  public:
@@ -88,14 +94,27 @@ struct FileChunks {
   size_t pending = 0;      // chunks queued or being encoded
 };
 
-// Consecutive chunks of one large file, copied out of the reader's buffer
-// (which is reused as soon as the read callback returns) and owned from here
-// on: chunk i is data[ends[i-1], ends[i]) and its id goes to *ids[i].
+// Consecutive chunks of one large file for the encoders. Chunks that lie in
+// one reader buffer are not copied: `hold` keeps that buffer (`lent`) from
+// being reused until the batch is encoded. A chunk that spanned two reader
+// buffers, or came from a sparse file's ranges, is copied into `owned`.
+// Chunk i's id goes to *ids[i].
 struct ChunkBatch {
-  std::string data;
-  std::vector<size_t> ends;
+  struct Piece {
+    bool owned = false;
+    size_t begin = 0, size = 0;
+  };
+  BufferHold hold;
+  std::string_view lent;
+  std::string owned;
+  std::vector<Piece> pieces;
   std::vector<BlobId*> ids;
   FileChunks* file = nullptr;
+
+  std::string_view chunk(size_t i) const {
+    const Piece& p = pieces[i];
+    return (p.owned ? std::string_view(owned) : lent).substr(p.begin, p.size);
+  }
 };
 
 class Pipeline {
@@ -170,10 +189,12 @@ class Pipeline {
   void worker_loop();
   void encoder_loop();
   Status process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec);
-  // Appends `chunk` to `batch` (a batch of `file`), handing the batch to the
-  // encoders once it holds kBatchBytes.
+  // Adds `chunk` to `batch` (a batch of `file`): in place when it lies in
+  // batch.lent, else copied; hands the batch to the encoders once it holds
+  // kBatchBytes of copies.
   Status offload_chunk(FileChunks& file, ChunkBatch& batch, std::string_view chunk);
-  // Hands `batch` to the encoders if it holds any chunk; leaves it empty.
+  // Hands `batch` to the encoders if it holds any chunk; leaves it empty
+  // (holding no reader buffer) in any case.
   Status flush_batch(ChunkBatch& batch);
   Status store_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec);
   bool claim(const BlobId& id);
@@ -203,10 +224,6 @@ class Pipeline {
   BoundedQueue<FileJob> jobs_;
   BoundedQueue<ChunkBatch> chunks_;  // chunks of large files, to the encoders
   BoundedQueue<PackWriter::Finished> uploads_;
-  // Chunk buffers encoders are done with, reused so that the copy out of the
-  // reader's buffer does not allocate.
-  std::mutex chunk_spare_mu_;
-  std::vector<std::string> chunk_spare_;
 
   std::mutex err_mu_;
   Status first_error_;
@@ -532,6 +549,7 @@ void Pipeline::worker_loop() {
   ro.chunk_size = kReadSize;
   ro.queue_depth = 4;
   ro.direct_min_size = kDirectMinSize;
+  ro.lend_buffers = kLendBuffers;
   if (opts_.log) ro.log = opts_.log;
   auto reader = FileReader::create(ro);
   if (!reader.is_ok()) {
@@ -555,34 +573,30 @@ Status Pipeline::store_chunk(const BlobId& id, std::string_view chunk, BlobCodec
 }
 
 Status Pipeline::offload_chunk(FileChunks& file, ChunkBatch& batch, std::string_view chunk) {
-  if (batch.ends.empty()) {
-    std::lock_guard lk(chunk_spare_mu_);
-    if (!chunk_spare_.empty()) {
-      batch.data = std::move(chunk_spare_.back());
-      chunk_spare_.pop_back();
-    }
-  }
-  if (batch.data.capacity() == 0) batch.data.reserve(kBatchBytes + chunker_.params().max_size);
   batch.file = &file;
-  batch.data.append(chunk);
-  batch.ends.push_back(batch.data.size());
-  if (batch.data.size() >= kBatchBytes) return flush_batch(batch);
+  const auto at = reinterpret_cast<uintptr_t>(chunk.data());
+  const auto lent = reinterpret_cast<uintptr_t>(batch.lent.data());
+  if (!batch.lent.empty() && at >= lent && at + chunk.size() <= lent + batch.lent.size()) {
+    batch.pieces.push_back({false, at - lent, chunk.size()});
+    return Status::ok();
+  }
+  batch.pieces.push_back({true, batch.owned.size(), chunk.size()});
+  batch.owned.append(chunk);
+  if (batch.owned.size() >= kBatchBytes) return flush_batch(batch);
   return Status::ok();
 }
 
 Status Pipeline::flush_batch(ChunkBatch& batch) {
-  if (batch.ends.empty()) return Status::ok();
-  FileChunks& file = *batch.file;
-  const size_t n = batch.ends.size();
+  ChunkBatch out = std::exchange(batch, ChunkBatch{});
+  if (out.pieces.empty()) return Status::ok();
+  FileChunks& file = *out.file;
+  const size_t n = out.pieces.size();
   {
     std::lock_guard lk(file.mu);
-    batch.ids.clear();
-    for (size_t i = 0; i < n; ++i) batch.ids.push_back(&file.ids.emplace_back());
+    for (size_t i = 0; i < n; ++i) out.ids.push_back(&file.ids.emplace_back());
     file.pending += n;
   }
-  const bool queued = chunks_.push(std::move(batch));
-  batch = ChunkBatch{};
-  if (queued) return Status::ok();
+  if (chunks_.push(std::move(out))) return Status::ok();
   {
     std::lock_guard lk(file.mu);
     file.pending -= n;
@@ -597,27 +611,24 @@ void Pipeline::encoder_loop() {
   ChunkBatch batch;
   std::vector<BlobId> ids;
   while (chunks_.pop(batch)) {
-    const std::string_view data = batch.data;
-    ids.assign(batch.ends.size(), BlobId{});
-    for (size_t i = 0, begin = 0; i < batch.ends.size() && !aborted_; begin = batch.ends[i++]) {
-      const std::string_view chunk = data.substr(begin, batch.ends[i] - begin);
+    const size_t n = batch.pieces.size();
+    ids.assign(n, BlobId{});
+    for (size_t i = 0; i < n && !aborted_; ++i) {
+      const std::string_view chunk = batch.chunk(i);
       ids[i] = sha.digest(chunk);
       Status s = store_chunk(ids[i], chunk, codec);
       if (!s.is_ok()) fail(s.with_context("back up " + repo_util::display_name(*batch.file->path)));
     }
-    {
-      std::lock_guard lk(chunk_spare_mu_);
-      if (chunk_spare_.size() < kQueuedBatches + encoder_count()) {
-        batch.data.clear();
-        chunk_spare_.push_back(std::move(batch.data));
-      }
-    }
+    FileChunks& file = *batch.file;
+    const std::vector<BlobId*> slots = std::move(batch.ids);
+    // Drops the hold on the reader's buffer before pending can reach 0: the
+    // worker's reader, which owns that buffer, may go away after that.
+    batch = ChunkBatch{};
     // Notified under the lock: the worker may destroy `file` once it sees
     // pending == 0, which it cannot before this unlock.
-    FileChunks& file = *batch.file;
     std::lock_guard lk(file.mu);
-    for (size_t i = 0; i < ids.size(); ++i) *batch.ids[i] = ids[i];
-    file.pending -= ids.size();
+    for (size_t i = 0; i < n; ++i) *slots[i] = ids[i];
+    file.pending -= n;
     if (file.pending == 0) file.done.notify_all();
   }
 }
@@ -648,7 +659,23 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
     e.ctime_ns = map.ctime_ns;
   }
   Status read;
-  if (map.holes.empty()) {
+  if (map.holes.empty() && offload) {
+    // The encoders use the chunks in the reader's buffer itself, which they
+    // keep until they are done with it (each buffer is one batch).
+    auto n = reader.read_file_lending(
+        job.path, [&](uint64_t, std::span<const std::byte> data, const BufferHold& hold) -> Status {
+          if (aborted_) return Status::failed_precondition("backup aborted");
+          progress_->bytes_read += data.size();
+          batch.lent = std::string_view(reinterpret_cast<const char*>(data.data()), data.size());
+          batch.hold = hold;
+          Status s = feeder.feed(batch.lent);
+          if (s.is_ok()) return flush_batch(batch);
+          batch = ChunkBatch{};
+          return s;
+        });
+    read = n.status();
+    if (n.is_ok()) e.size = *n;
+  } else if (map.holes.empty()) {
     auto n = reader.read_file(job.path, [&](uint64_t, std::span<const std::byte> data) -> Status {
       if (aborted_) return Status::failed_precondition("backup aborted");
       progress_->bytes_read += data.size();

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "copy_internal.h"
@@ -41,16 +44,28 @@ UniqueFd open_direct(const std::string& path, const struct stat& st) {
 
 class PreadReader final : public FileReader {
  public:
-  explicit PreadReader(size_t chunk) : buf_(chunk) {}
+  explicit PreadReader(size_t chunk) : chunk_(chunk), buf_(std::make_shared<std::vector<std::byte>>(chunk)) {}
 
   Result<uint64_t> read_file(const std::string& path, const ChunkCallback& on_chunk) override {
+    return read(path, &on_chunk, nullptr);
+  }
+  Result<uint64_t> read_file_lending(const std::string& path, const LendingChunkCallback& on_chunk) override {
+    return read(path, nullptr, &on_chunk);
+  }
+  bool uses_io_uring() const override { return false; }
+
+ private:
+  Result<uint64_t> read(const std::string& path, const ChunkCallback* plain, const LendingChunkCallback* lending) {
     STOWAGE_ASSIGN_OR_RETURN(UniqueFd fd, open_for_reading(path));
     uint64_t off = 0;
     for (;;) {
+      // A buffer a lending callback kept is its own now (only this thread
+      // makes holds, so a count of 1 cannot grow behind our back).
+      if (buf_.use_count() > 1) buf_ = std::make_shared<std::vector<std::byte>>(chunk_);
+      std::vector<std::byte>& buf = *buf_;
       size_t filled = 0;
-      while (filled < buf_.size()) {
-        ssize_t n = ::pread(fd.get(), buf_.data() + filled, buf_.size() - filled,
-                            static_cast<off_t>(off + filled));
+      while (filled < buf.size()) {
+        ssize_t n = ::pread(fd.get(), buf.data() + filled, buf.size() - filled, static_cast<off_t>(off + filled));
         if (n < 0) {
           if (errno == EINTR) continue;
           return errno_status(errno, "read '" + path + "'");
@@ -58,15 +73,47 @@ class PreadReader final : public FileReader {
         if (n == 0) break;
         filled += static_cast<size_t>(n);
       }
-      if (filled > 0) STOWAGE_RETURN_IF_ERROR(on_chunk(off, {buf_.data(), filled}));
+      if (filled > 0) {
+        const std::span<const std::byte> data{buf.data(), filled};
+        STOWAGE_RETURN_IF_ERROR(lending ? (*lending)(off, data, BufferHold(buf_, buf.data())) : (*plain)(off, data));
+      }
       off += filled;
-      if (filled < buf_.size()) return off;
+      if (filled < buf.size()) return off;
     }
   }
-  bool uses_io_uring() const override { return false; }
+
+  size_t chunk_;
+  std::shared_ptr<std::vector<std::byte>> buf_;
+};
+
+// The io_uring reader's buffer indices not in use by a read or a hold. Holds
+// (BufferHold deleters) give theirs back from any thread, so the pool is
+// shared with them and locked.
+class BufferPool {
+ public:
+  explicit BufferPool(unsigned buffers) {
+    for (unsigned i = buffers; i > 0; --i) free_.push_back(i - 1);
+  }
+  // Blocks while every buffer is in use.
+  unsigned take() {
+    std::unique_lock lk(mu_);
+    freed_.wait(lk, [&] { return !free_.empty(); });
+    const unsigned i = free_.back();
+    free_.pop_back();
+    return i;
+  }
+  void give_back(unsigned i) {
+    {
+      std::lock_guard lk(mu_);
+      free_.push_back(i);
+    }
+    freed_.notify_one();
+  }
 
  private:
-  std::vector<std::byte> buf_;
+  std::mutex mu_;
+  std::condition_variable freed_;
+  std::vector<unsigned> free_;
 };
 
 // Chunk c lives in slot c % depth. Reads for chunks [next_deliver,
@@ -75,9 +122,28 @@ class PreadReader final : public FileReader {
 class UringReader final : public FileReader {
  public:
   UringReader(std::unique_ptr<uring::Ring> ring, size_t chunk, unsigned depth, uint64_t direct_min)
-      : ring_(std::move(ring)), chunk_(chunk), depth_(depth), direct_min_(direct_min) {}
+      : ring_(std::move(ring)),
+        chunk_(chunk),
+        depth_(depth),
+        direct_min_(direct_min),
+        pool_(std::make_shared<BufferPool>(ring_->buffers())) {}
 
   Result<uint64_t> read_file(const std::string& path, const ChunkCallback& on_chunk) override {
+    return read(path, &on_chunk, nullptr);
+  }
+  Result<uint64_t> read_file_lending(const std::string& path, const LendingChunkCallback& on_chunk) override {
+    return read(path, nullptr, &on_chunk);
+  }
+  bool uses_io_uring() const override { return true; }
+  uint64_t direct_bytes() const override { return direct_bytes_; }
+
+ private:
+  static constexpr unsigned kNoBuffer = ~0u;
+
+  // Each slot reads into a buffer taken from pool_ and gives it back when the
+  // read is over, unless it was delivered to a lending callback: then a hold
+  // gives it back when dropped, and the slot takes another.
+  Result<uint64_t> read(const std::string& path, const ChunkCallback* plain, const LendingChunkCallback* lending) {
     struct stat st;
     STOWAGE_ASSIGN_OR_RETURN(UniqueFd fd, open_for_reading(path, &st));
     UniqueFd dfd;
@@ -88,8 +154,20 @@ class UringReader final : public FileReader {
       bool busy = false;    // a read is in flight
       bool direct = false;  // ... through dfd
       uint64_t direct_bytes = 0;
+      unsigned buf = kNoBuffer;  // ring buffer index
     };
     std::vector<Slot> slots(depth_);
+    // Whatever happens, the slots' buffers go back (no read is in flight on
+    // any path out of the loop below: it reaps every completion).
+    struct GiveBack {
+      std::vector<Slot>& slots;
+      BufferPool& pool;
+      ~GiveBack() {
+        for (Slot& s : slots) {
+          if (s.buf != kNoBuffer) pool.give_back(s.buf);
+        }
+      }
+    } give_back{slots, *pool_};
     unsigned in_flight = 0;
     Status error;
     auto issue = [&](unsigned k) {
@@ -98,7 +176,7 @@ class UringReader final : public FileReader {
       // Buffers and chunk_ are 4 KiB aligned: only the rest of a short read
       // can be unaligned (the end of the file); it goes through the page cache.
       s.direct = dfd.valid() && s.filled % kAlign == 0;
-      ring_->prep_read(sqe, s.direct ? dfd.get() : fd.get(), k, s.filled, static_cast<unsigned>(chunk_ - s.filled),
+      ring_->prep_read(sqe, s.direct ? dfd.get() : fd.get(), s.buf, s.filled, static_cast<unsigned>(chunk_ - s.filled),
                        s.chunk * chunk_ + s.filled);
       io_uring_sqe_set_data64(sqe, k);
       s.busy = true;
@@ -106,6 +184,7 @@ class UringReader final : public FileReader {
     };
     for (unsigned k = 0; k < depth_; ++k) {
       slots[k].chunk = k;
+      slots[k].buf = pool_->take();
       issue(k);
     }
     uint64_t next = 0;  // next chunk to deliver
@@ -135,7 +214,17 @@ class UringReader final : public FileReader {
         Slot& head = slots[next % depth_];
         if (head.busy || head.chunk != next) break;
         if (head.filled > 0) {
-          Status st = on_chunk(next * chunk_, {ring_->buffer(static_cast<unsigned>(next % depth_)), head.filled});
+          const std::span<const std::byte> data{ring_->buffer(head.buf), head.filled};
+          Status st;
+          if (lending) {
+            // From here on the buffer is the hold's: back to the pool when
+            // the last copy is dropped (now, unless the callback kept one).
+            const unsigned b = std::exchange(head.buf, kNoBuffer);
+            std::shared_ptr<BufferPool> pool = pool_;
+            st = (*lending)(next * chunk_, data, BufferHold(data.data(), [pool, b](const void*) { pool->give_back(b); }));
+          } else {
+            st = (*plain)(next * chunk_, data);
+          }
           if (!st.is_ok()) {
             error = st;
             break;
@@ -147,7 +236,9 @@ class UringReader final : public FileReader {
           done = true;  // end of file
           break;
         }
+        const unsigned buf = head.buf != kNoBuffer ? head.buf : pool_->take();
         head = Slot{next + depth_, 0, false};
+        head.buf = buf;
         next++;
         issue(static_cast<unsigned>((next - 1) % depth_));
       }
@@ -159,15 +250,13 @@ class UringReader final : public FileReader {
     STOWAGE_RETURN_IF_ERROR(error);
     return delivered;
   }
-  bool uses_io_uring() const override { return true; }
-  uint64_t direct_bytes() const override { return direct_bytes_; }
 
- private:
   std::unique_ptr<uring::Ring> ring_;
   size_t chunk_;
   unsigned depth_;
   uint64_t direct_min_;
   uint64_t direct_bytes_ = 0;
+  std::shared_ptr<BufferPool> pool_;
 };
 
 }  // namespace
@@ -177,12 +266,13 @@ Result<std::unique_ptr<FileReader>> FileReader::create(FileReaderOptions opts) {
   if (opts.queue_depth < 1 || opts.queue_depth > 64) {
     return Status::invalid_argument("file reader: queue_depth must be in 1..64");
   }
+  if (opts.lend_buffers > 64) return Status::invalid_argument("file reader: lend_buffers must be in 0..64");
   const size_t chunk = (opts.chunk_size + kAlign - 1) / kAlign * kAlign;
   if (opts.force_portable) return std::unique_ptr<FileReader>(new PreadReader(chunk));
   if (!opts.log) opts.log = stderr_log_sink();
   IoUringAvailability u = decide_io_uring(opts.io_uring_probe, opts.log, "file_reader");
   if (u.usable) {
-    auto ring = uring::Ring::create(opts.queue_depth * 2, opts.queue_depth, chunk);
+    auto ring = uring::Ring::create(opts.queue_depth * 2, opts.queue_depth + opts.lend_buffers, chunk);
     if (ring.is_ok()) {
       return std::unique_ptr<FileReader>(new UringReader(std::move(ring).value(), chunk, opts.queue_depth,
                                                                opts.direct_min_size));

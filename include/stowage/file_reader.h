@@ -30,12 +30,23 @@ struct FileReaderOptions {
   // is read buffered. Dirty cached pages are written back by the kernel before
   // a direct read, so the bytes are the same as a buffered read's.
   uint64_t direct_min_size = 0;
+  // Extra buffers (0..64) for read_file_lending(): while the callback keeps
+  // some, the io_uring reader goes on reading into these.
+  unsigned lend_buffers = 0;
 };
 
 // Called once per chunk, in file order. `data` is valid only during the call;
 // every chunk is chunk_size bytes except the last. A non-OK return stops the
 // read and read_file returns that status.
 using ChunkCallback = std::function<Status(uint64_t offset, std::span<const std::byte> data)>;
+
+// A read buffer kept past its callback (read_file_lending()): the bytes the
+// callback got stay valid and unchanged until every copy of the hold is
+// dropped, which may happen on any thread.
+using BufferHold = std::shared_ptr<const void>;
+// As ChunkCallback; copying `hold` keeps `data` valid beyond the call.
+using LendingChunkCallback =
+    std::function<Status(uint64_t offset, std::span<const std::byte> data, const BufferHold& hold)>;
 
 // Not thread-safe: one reader per thread (it owns a ring and its buffers).
 class FileReader {
@@ -52,6 +63,15 @@ class FileReader {
   // callback's status if it stops the read, I/O errors as errno_status().
   [[nodiscard]] virtual Result<uint64_t> read_file(const std::string& path,
                                                    const ChunkCallback& on_chunk) = 0;
+
+  // As read_file(), but the callback may keep the buffer it is given by
+  // copying `hold` (so a consumer on another thread can use the bytes without
+  // a copy). The io_uring reader then reads into its other buffers
+  // (queue_depth + lend_buffers in all) and, when every one is held, waits
+  // until a hold is dropped on another thread; the pread reader allocates a
+  // new buffer. Every hold must be dropped before the reader is destroyed.
+  [[nodiscard]] virtual Result<uint64_t> read_file_lending(const std::string& path,
+                                                           const LendingChunkCallback& on_chunk) = 0;
 
   // True when reads go through io_uring.
   virtual bool uses_io_uring() const = 0;

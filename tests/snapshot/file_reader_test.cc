@@ -5,7 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -140,6 +144,119 @@ TEST_P(FileReaderTest, DirectReadsDeliverTheSameBytes) {
   }
 }
 
+std::unique_ptr<FileReader> make_lending(bool io_uring, unsigned depth, unsigned lend) {
+  auto r = FileReader::create(
+      {.chunk_size = kChunk, .queue_depth = depth, .force_portable = !io_uring, .lend_buffers = lend});
+  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+  return std::move(r).value();
+}
+
+std::string_view text(std::span<const std::byte> d) { return {reinterpret_cast<const char*>(d.data()), d.size()}; }
+
+// A chunk a lending callback kept.
+struct Kept {
+  uint64_t off;
+  std::span<const std::byte> bytes;
+  BufferHold hold;
+};
+
+// The callback keeps as many buffers as there are spare ones, and each kept
+// buffer must still hold its bytes after the reader went on reading into the
+// others (a buffer reused while held would show other bytes here).
+TEST_P(FileReaderTest, LentBuffersKeepTheirBytesUntilDropped) {
+  constexpr unsigned kLend = 3;
+  auto reader = make_lending(GetParam(), 2, kLend);
+  const std::string data = random_data(20 * kChunk + 123, 5);
+  test::write_file(dir_ / "f", data);
+  std::deque<Kept> kept;
+  size_t checked = 0;
+  auto check = [&](const Kept& k) {
+    EXPECT_TRUE(text(k.bytes) == std::string_view(data).substr(k.off, k.bytes.size())) << "at " << k.off;
+    checked += k.bytes.size();
+  };
+  auto n = reader->read_file_lending(dir_ / "f", [&](uint64_t off, std::span<const std::byte> d, const BufferHold& h) {
+    kept.push_back({off, d, h});
+    if (kept.size() > kLend) {
+      check(kept.front());
+      kept.pop_front();
+    }
+    return Status::ok();
+  });
+  ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+  EXPECT_EQ(*n, data.size());
+  // A plain read of another file while buffers are held must not use them.
+  test::write_file(dir_ / "g", random_data(5 * kChunk, 6));
+  ASSERT_TRUE(reader->read_file(dir_ / "g", [](uint64_t, std::span<const std::byte>) { return Status::ok(); }).is_ok());
+  for (const Kept& k : kept) check(k);
+  EXPECT_EQ(checked, data.size());
+}
+
+// Holds dropped on another thread, later than the reader wants to read on: the
+// reader waits for a buffer instead of reusing a held one, and every byte
+// arrives intact and in order.
+TEST_P(FileReaderTest, HoldsDroppedOnAnotherThread) {
+  auto reader = make_lending(GetParam(), 2, 1);
+  const std::string data = random_data(40 * kChunk + 7, 9);
+  test::write_file(dir_ / "f", data);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Kept> queue;
+  bool finished = false;
+  std::string got;
+  std::thread consumer([&] {
+    std::unique_lock lk(mu);
+    for (;;) {
+      cv.wait(lk, [&] { return finished || !queue.empty(); });
+      if (queue.empty()) return;
+      Kept k = std::move(queue.front());
+      queue.pop_front();
+      lk.unlock();
+      EXPECT_EQ(k.off, got.size());
+      got.append(text(k.bytes));
+      k.hold.reset();
+      lk.lock();
+    }
+  });
+  auto n = reader->read_file_lending(dir_ / "f", [&](uint64_t off, std::span<const std::byte> d, const BufferHold& h) {
+    {
+      std::lock_guard lk(mu);
+      queue.push_back({off, d, h});
+    }
+    cv.notify_one();
+    return Status::ok();
+  });
+  {
+    std::lock_guard lk(mu);
+    finished = true;
+  }
+  cv.notify_one();
+  consumer.join();
+  ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+  EXPECT_EQ(*n, data.size());
+  EXPECT_TRUE(got == data);
+}
+
+TEST_P(FileReaderTest, LendingCallbackErrorStopsTheRead) {
+  auto reader = make_lending(GetParam(), 4, 2);
+  test::write_file(dir_ / "f", random_data(10 * kChunk, 3));
+  int calls = 0;
+  auto n = reader->read_file_lending(dir_ / "f", [&](uint64_t, std::span<const std::byte>, const BufferHold&) {
+    return ++calls == 3 ? Status::internal("stop") : Status::ok();
+  });
+  EXPECT_EQ(n.status().code(), Code::kInternal);
+  EXPECT_EQ(calls, 3);
+  // Nothing was kept: every buffer is back and the reader reads on.
+  std::string got;
+  const std::string data = random_data(9 * kChunk + 1, 4);
+  test::write_file(dir_ / "g", data);
+  auto m = reader->read_file_lending(dir_ / "g", [&](uint64_t, std::span<const std::byte> d, const BufferHold&) {
+    got.append(text(d));
+    return Status::ok();
+  });
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_TRUE(got == data);
+}
+
 INSTANTIATE_TEST_SUITE_P(Both, FileReaderTest, testing::Bool(),
                          [](const testing::TestParamInfo<bool>& i) { return i.param ? "io_uring" : "pread"; });
 
@@ -147,6 +264,7 @@ TEST(FileReaderOptions, InvalidOptionsAreRejected) {
   EXPECT_EQ(FileReader::create({.chunk_size = 0}).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(FileReader::create({.queue_depth = 0}).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(FileReader::create({.queue_depth = 65}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(FileReader::create({.lend_buffers = 65}).status().code(), Code::kInvalidArgument);
 }
 
 }  // namespace
