@@ -26,11 +26,16 @@ using Stream = beast::basic_stream<generic, asio::any_io_executor, beast::unlimi
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(asio::io_context& ioc, Options o, HttpHandler h, HttpErrorFormatter f, Logger& l)
-      : ioc(ioc), acceptor(ioc), opts(std::move(o)), handler(std::move(h)), on_error(std::move(f)), log(l) {}
+      : ioc(ioc), acceptor(asio::make_strand(ioc)), opts(std::move(o)), handler(std::move(h)), on_error(std::move(f)), log(l) {}
 
   void accept();
+  // Starts a session on `s`, or closes it when max_connections are open.
+  void admit(generic::socket s);
+
+  static constexpr int kAcceptBatch = 64;
 
   asio::io_context& ioc;
+  // On a strand: accept handlers and stop()'s close never run at once.
   asio::basic_socket_acceptor<generic> acceptor;
   Options opts;
   std::string id_prefix;  // "<name>-<random>-": request IDs unique across restarts
@@ -130,6 +135,17 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
+void HttpServer::Impl::admit(generic::socket s) {
+  if (connections.load() >= opts.max_connections) {
+    log.warn("too many connections; refusing one", {{"server", opts.name}});
+    beast::error_code ignored;
+    s.close(ignored);
+    return;
+  }
+  connections++;
+  std::make_shared<Session>(std::move(s), shared_from_this())->start();
+}
+
 void HttpServer::Impl::accept() {
   acceptor.async_accept(asio::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, generic::socket s) {
     if (self->stopped) return;
@@ -140,13 +156,17 @@ void HttpServer::Impl::accept() {
       timer->async_wait([self, timer](beast::error_code) { self->accept(); });
       return;
     }
-    if (self->connections.load() >= self->opts.max_connections) {
-      self->log.warn("too many connections; refusing one", {{"server", self->opts.name}});
-      beast::error_code ignored;
-      s.close(ignored);
-    } else {
-      self->connections++;
-      std::make_shared<Session>(std::move(s), self)->start();
+    self->admit(std::move(s));
+    // Take the other connections already waiting now: each trip back through
+    // the io_context queues behind every ready request, so when a burst of
+    // clients connects at once (dockerd starting many containers), accepting
+    // them one per trip would add seconds to their first calls under load.
+    // The acceptor is non-blocking; the count bounds one turn.
+    for (int more = 0; more < kAcceptBatch && !self->stopped; ++more) {
+      beast::error_code again;
+      generic::socket next = self->acceptor.accept(asio::make_strand(self->ioc), again);
+      if (again) break;  // would_block: none waiting (other errors surface in async_accept)
+      self->admit(std::move(next));
     }
     self->accept();
   });
@@ -179,6 +199,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(asio::io_context& ioc, Opt
     return errno_status(errno, "chmod " + impl->opts.socket_path);
   }
   impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) impl->acceptor.non_blocking(true, ec);  // for accept()'s batch
   if (ec) return Status::io_error("listen " + std::string(where) + ": " + ec.message());
   impl->accept();
   std::string_view key = endpoint.protocol().family() == AF_UNIX ? "socket" : "address";

@@ -1,0 +1,182 @@
+// HttpServer: connections that arrive together are all served (or, past the
+// connection limit, closed without an answer), on a real unix socket.
+#include "http_server.h"
+
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/test_support.h"
+
+namespace stowage {
+namespace {
+
+using test::TempDir;
+
+int connect_to(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends one POST with `body`; returns everything the server sent until it
+// closed the connection or a whole response with that body arrived.
+std::string exchange_after_send(int fd, const std::string& body) {
+  std::string in;
+  char buf[4096];
+  while (in.find(body) == std::string::npos || in.find("\r\n\r\n") == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    in.append(buf, static_cast<size_t>(n));
+  }
+  return in;
+}
+
+void send_request(int fd, const std::string& body) {
+  std::string req = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                    body;
+  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+}
+
+struct Fixture {
+  TempDir dir{"stowage-http"};
+  std::mutex mu;
+  std::vector<std::string> log_lines;
+  Logger log{LogFormat::kLogfmt, LogLevel::kInfo, [this](std::string_view l) {
+               std::lock_guard lock(mu);
+               log_lines.emplace_back(l);
+             }};
+  boost::asio::io_context ioc;
+  std::unique_ptr<HttpServer> server;
+
+  std::string socket() const { return dir.path() + "/s.sock"; }
+
+  void listen(size_t max_connections) {
+    HttpServer::Options o;
+    o.socket_path = socket();
+    o.max_connections = max_connections;
+    auto s = HttpServer::listen(
+        ioc, o,
+        [](const HttpRequest& r) {
+          HttpResponse out;
+          out.body = r.body;
+          return out;
+        },
+        [](int status, std::string_view msg) {
+          HttpResponse out;
+          out.status = status;
+          out.body = std::string(msg);
+          return out;
+        },
+        log);
+    ASSERT_TRUE(s.is_ok()) << s.status().message();
+    server = std::move(s).value();
+  }
+
+  // Runs the io_context on two threads until stop().
+  std::vector<std::thread> run() {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ioc.run(); });
+    return threads;
+  }
+  void stop(std::vector<std::thread>& threads) {
+    server->stop();
+    ioc.stop();
+    for (auto& t : threads) t.join();
+  }
+};
+
+TEST(HttpServer, ConnectionsThatArriveTogetherAreAllServed) {
+  Fixture f;
+  f.listen(4096);
+  // All of them wait in the listen backlog before the server runs at all.
+  constexpr int kClients = 300;
+  std::vector<int> fds;
+  for (int i = 0; i < kClients; ++i) {
+    int fd = connect_to(f.socket());
+    ASSERT_GE(fd, 0) << "connect " << i << ": " << std::strerror(errno);
+    fds.push_back(fd);
+    send_request(fd, "client-" + std::to_string(i) + ";");
+  }
+  auto threads = f.run();
+  int served = 0;
+  for (int i = 0; i < kClients; ++i) {
+    std::string body = "client-" + std::to_string(i) + ";";
+    std::string got = exchange_after_send(fds[static_cast<size_t>(i)], body);
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << "client " << i << " got: " << got;
+    if (got.find(body) != std::string::npos) ++served;
+    // The connection stays usable (keep-alive) for a second request.
+    send_request(fds[static_cast<size_t>(i)], body + "again");
+    EXPECT_NE(exchange_after_send(fds[static_cast<size_t>(i)], body + "again").find(body + "again"),
+              std::string::npos);
+  }
+  EXPECT_EQ(served, kClients);
+  for (int fd : fds) ::close(fd);
+  f.stop(threads);
+}
+
+TEST(HttpServer, ConnectionsPastTheLimitAreClosedUnansweredAndLogged) {
+  Fixture f;
+  f.listen(5);
+  constexpr int kClients = 12;
+  std::vector<int> fds;
+  for (int i = 0; i < kClients; ++i) {
+    int fd = connect_to(f.socket());
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+    send_request(fd, "c" + std::to_string(i) + ";");
+  }
+  auto threads = f.run();
+  int answered = 0, closed = 0;
+  for (int i = 0; i < kClients; ++i) {
+    std::string got = exchange_after_send(fds[static_cast<size_t>(i)], "c" + std::to_string(i) + ";");
+    if (got.empty()) {
+      ++closed;
+    } else {
+      EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+      ++answered;
+    }
+  }
+  // The five that were admitted keep their connections open, so no more fit.
+  EXPECT_EQ(answered, 5);
+  EXPECT_EQ(closed, kClients - 5);
+  for (int fd : fds) ::close(fd);
+  f.stop(threads);
+  std::lock_guard lock(f.mu);
+  int refusals = 0;
+  for (const auto& l : f.log_lines) refusals += l.find("too many connections") != std::string::npos;
+  EXPECT_EQ(refusals, kClients - 5);
+}
+
+TEST(HttpServer, StopEndsAcceptingAndRemovesTheSocket) {
+  Fixture f;
+  f.listen(4096);
+  auto threads = f.run();
+  int fd = connect_to(f.socket());
+  ASSERT_GE(fd, 0);
+  send_request(fd, "before-stop");
+  EXPECT_NE(exchange_after_send(fd, "before-stop").find("before-stop"), std::string::npos);
+  ::close(fd);
+  f.server->stop();
+  EXPECT_NE(::access(f.socket().c_str(), F_OK), 0) << "socket file still there";
+  EXPECT_LT(connect_to(f.socket()), 0);
+  f.ioc.stop();
+  for (auto& t : threads) t.join();
+}
+
+}  // namespace
+}  // namespace stowage
