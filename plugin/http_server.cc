@@ -26,7 +26,12 @@ using Stream = beast::basic_stream<generic, asio::any_io_executor, beast::unlimi
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(asio::io_context& ioc, Options o, HttpHandler h, HttpErrorFormatter f, Logger& l)
-      : ioc(ioc), acceptor(asio::make_strand(ioc)), opts(std::move(o)), handler(std::move(h)), on_error(std::move(f)), log(l) {}
+      : ioc(ioc),
+        acceptor(asio::make_strand(ioc)),
+        opts(std::move(o)),
+        handler(std::move(h)),
+        on_error(std::move(f)),
+        log(l) {}
 
   void accept();
   // Starts a session on `s`, or closes it when max_connections are open.
@@ -152,7 +157,8 @@ void HttpServer::Impl::accept() {
     if (ec) {
       self->log.warn("accept failed", {{"server", self->opts.name}, {"error", ec.message()}});
       // EMFILE and friends: back off briefly instead of spinning.
-      auto timer = std::make_shared<asio::steady_timer>(self->ioc, std::chrono::milliseconds(50));
+      // On the acceptor's strand, like every other use of it.
+      auto timer = std::make_shared<asio::steady_timer>(self->acceptor.get_executor(), std::chrono::milliseconds(50));
       timer->async_wait([self, timer](beast::error_code) { self->accept(); });
       return;
     }
