@@ -177,6 +177,12 @@ class Pipeline {
     std::lock_guard lk(err_mu_);
     return first_error_;
   }
+  // Why a stage stopped early: the first error, or `what` if there was none
+  // (a queue closed by an abort that recorded nothing).
+  Status stop_reason(const char* what) {
+    Status s = first_error();
+    return s.is_ok() ? Status::internal(what) : s;
+  }
 
   Status walk_dir(int dirfd, int live_fd, const std::string& path, Node& dir, const std::vector<TreeEntry>* parent,
                   std::vector<std::string>& rel, int depth);
@@ -434,8 +440,7 @@ Status Pipeline::add_blob(const EncodedBlobView& blob) {
   // A full pack waits here for its closer (back-pressure on producers).
   pack_cv_.wait(lk, [&] { return aborted_ || writer_.blob_bytes() < repo_.config().pack_size; });
   if (aborted_) {
-    Status s = first_error();
-    return s.is_ok() ? Status::internal("backup aborted") : s;
+    return stop_reason("backup aborted");
   }
   STOWAGE_RETURN_IF_ERROR(writer_.add(blob));
   ++new_blobs_;
@@ -448,8 +453,7 @@ Status Pipeline::add_blob(const EncodedBlobView& blob) {
 Status Pipeline::close_full_pack(std::unique_lock<std::mutex>& lk) {
   pack_cv_.wait(lk, [&] { return aborted_ || !closing_; });
   if (aborted_) {
-    Status s = first_error();
-    return s.is_ok() ? Status::internal("backup aborted") : s;
+    return stop_reason("backup aborted");
   }
   PackWriter full = std::move(writer_);
   writer_ = PackWriter();
@@ -494,8 +498,7 @@ Status Pipeline::queue_pack(PackWriter::Finished pack) {
     ++packs_submitted_;
   }
   if (!uploads_.push(std::move(pack))) {
-    Status s = first_error();
-    return s.is_ok() ? Status::internal("upload queue closed") : s;
+    return stop_reason("upload queue closed");
   }
   return Status::ok();
 }
@@ -601,8 +604,7 @@ Status Pipeline::flush_batch(ChunkBatch& batch) {
     std::lock_guard lk(file.mu);
     file.pending -= n;
   }
-  Status s = first_error();
-  return s.is_ok() ? Status::internal("chunk queue closed") : s;
+  return stop_reason("chunk queue closed");
 }
 
 void Pipeline::encoder_loop() {
