@@ -33,9 +33,9 @@ int connect_to(const std::string& path) {
   return fd;
 }
 
-// Sends one POST with `body`; returns everything the server sent until it
-// closed the connection or a whole response with that body arrived.
-std::string exchange_after_send(int fd, const std::string& body) {
+// Returns everything the server sent on `fd` until it closed the connection
+// (or reset it) or a whole response with `body` arrived.
+std::string read_response(int fd, const std::string& body) {
   std::string in;
   char buf[4096];
   while (in.find(body) == std::string::npos || in.find("\r\n\r\n") == std::string::npos) {
@@ -63,7 +63,26 @@ struct Fixture {
   boost::asio::io_context ioc;
   std::unique_ptr<HttpServer> server;
 
+  std::vector<int> clients;  // closed by the destructor
+
+  ~Fixture() {
+    for (int fd : clients) ::close(fd);
+  }
+
   std::string socket() const { return dir.path() + "/s.sock"; }
+
+  // What client i sends first.
+  static std::string body(int i) { return "client-" + std::to_string(i) + ";"; }
+
+  // Connects `n` clients, each sending body(i) at once; into `clients`.
+  void connect_clients(int n) {
+    for (int i = 0; i < n; ++i) {
+      int fd = connect_to(socket());
+      ASSERT_GE(fd, 0) << "connect " << i << ": " << std::strerror(errno);
+      clients.push_back(fd);
+      send_request(fd, body(i));
+    }
+  }
 
   void listen(size_t max_connections) {
     HttpServer::Options o;
@@ -105,27 +124,20 @@ TEST(HttpServer, ConnectionsThatArriveTogetherAreAllServed) {
   f.listen(4096);
   // All of them wait in the listen backlog before the server runs at all.
   constexpr int kClients = 300;
-  std::vector<int> fds;
-  for (int i = 0; i < kClients; ++i) {
-    int fd = connect_to(f.socket());
-    ASSERT_GE(fd, 0) << "connect " << i << ": " << std::strerror(errno);
-    fds.push_back(fd);
-    send_request(fd, "client-" + std::to_string(i) + ";");
-  }
+  ASSERT_NO_FATAL_FAILURE(f.connect_clients(kClients));
   auto threads = f.run();
   int served = 0;
   for (int i = 0; i < kClients; ++i) {
-    std::string body = "client-" + std::to_string(i) + ";";
-    std::string got = exchange_after_send(fds[static_cast<size_t>(i)], body);
+    const int fd = f.clients[static_cast<size_t>(i)];
+    const std::string body = Fixture::body(i);
+    std::string got = read_response(fd, body);
     EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << "client " << i << " got: " << got;
     if (got.find(body) != std::string::npos) ++served;
     // The connection stays usable (keep-alive) for a second request.
-    send_request(fds[static_cast<size_t>(i)], body + "again");
-    EXPECT_NE(exchange_after_send(fds[static_cast<size_t>(i)], body + "again").find(body + "again"),
-              std::string::npos);
+    send_request(fd, body + "again");
+    EXPECT_NE(read_response(fd, body + "again").find(body + "again"), std::string::npos);
   }
   EXPECT_EQ(served, kClients);
-  for (int fd : fds) ::close(fd);
   f.stop(threads);
 }
 
@@ -133,17 +145,11 @@ TEST(HttpServer, ConnectionsPastTheLimitAreClosedUnansweredAndLogged) {
   Fixture f;
   f.listen(5);
   constexpr int kClients = 12;
-  std::vector<int> fds;
-  for (int i = 0; i < kClients; ++i) {
-    int fd = connect_to(f.socket());
-    ASSERT_GE(fd, 0);
-    fds.push_back(fd);
-    send_request(fd, "c" + std::to_string(i) + ";");
-  }
+  ASSERT_NO_FATAL_FAILURE(f.connect_clients(kClients));
   auto threads = f.run();
   int answered = 0, closed = 0;
   for (int i = 0; i < kClients; ++i) {
-    std::string got = exchange_after_send(fds[static_cast<size_t>(i)], "c" + std::to_string(i) + ";");
+    std::string got = read_response(f.clients[static_cast<size_t>(i)], Fixture::body(i));
     if (got.empty()) {
       ++closed;
     } else {
@@ -154,7 +160,6 @@ TEST(HttpServer, ConnectionsPastTheLimitAreClosedUnansweredAndLogged) {
   // The five that were admitted keep their connections open, so no more fit.
   EXPECT_EQ(answered, 5);
   EXPECT_EQ(closed, kClients - 5);
-  for (int fd : fds) ::close(fd);
   f.stop(threads);
   std::lock_guard lock(f.mu);
   int refusals = 0;
@@ -169,7 +174,7 @@ TEST(HttpServer, StopEndsAcceptingAndRemovesTheSocket) {
   int fd = connect_to(f.socket());
   ASSERT_GE(fd, 0);
   send_request(fd, "before-stop");
-  EXPECT_NE(exchange_after_send(fd, "before-stop").find("before-stop"), std::string::npos);
+  EXPECT_NE(read_response(fd, "before-stop").find("before-stop"), std::string::npos);
   ::close(fd);
   f.server->stop();
   EXPECT_NE(::access(f.socket().c_str(), F_OK), 0) << "socket file still there";
