@@ -32,6 +32,8 @@ DaemonMetrics::DaemonMetrics(MetricsRegistry& r, std::string_view version)
       volumes_mounted_(r.gauge("stowage_volumes_mounted", "Volumes held by at least one mount ID")),
       mount_ids_(r.gauge("stowage_mount_ids", "Mount IDs (containers) holding volumes, over all volumes")),
       snapshots_(r.gauge("stowage_snapshots", "Local snapshots, over all volumes")),
+      journal_flushes_(r.counter("stowage_state_journal_flushes_total",
+                                 "Disk flushes of the state journal (concurrent Creates and Removes share one)")),
       docker_calls_(r.counter("stowage_docker_calls_total", "Docker VolumeDriver calls by endpoint and outcome",
                               {"endpoint", "outcome"})),
       docker_seconds_(r.histogram("stowage_docker_call_duration_seconds",
@@ -76,6 +78,8 @@ void DaemonMetrics::collect_volumes(VolumeManager& volumes) {
     volumes_mounted_.with().set(mounted);
     mount_ids_.with().set(ids);
     snapshots_.with().set(snaps);
+    Counter& flushes = journal_flushes_.with();
+    flushes.inc(static_cast<double>(volumes.journal_flushes()) - flushes.value());
   });
 }
 

@@ -47,6 +47,7 @@ class DaemonMetrics {
   Family<Gauge>& volumes_mounted_;
   Family<Gauge>& mount_ids_;
   Family<Gauge>& snapshots_;
+  Family<Counter>& journal_flushes_;
   Family<Counter>& docker_calls_;
   Family<Histogram>& docker_seconds_;
   Family<Histogram>& backup_seconds_;

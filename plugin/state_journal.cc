@@ -119,7 +119,12 @@ uint64_t StateJournal::bytes() const {
   return bytes_;
 }
 
-Status StateJournal::commit(std::string_view payload) {
+uint64_t StateJournal::flushes() const {
+  std::lock_guard lock(mu_);
+  return flushes_;
+}
+
+Status StateJournal::commit(std::string_view payload, Durability durability) {
   if (payload.size() > kMaxPayload) return Status::invalid_argument("journal record too large");
   std::string f = frame(payload);
   std::unique_lock lock(mu_);
@@ -138,6 +143,7 @@ Status StateJournal::commit(std::string_view payload) {
     bytes_ += static_cast<uint64_t>(n);
   }
   uint64_t mine = ++appended_;
+  if (durability == Durability::kProcess) return Status::ok();
   while (durable_ < mine) {
     if (!failed_.is_ok()) return failed_;
     if (flushing_) {
@@ -153,6 +159,7 @@ Status StateJournal::commit(std::string_view payload) {
     int err = errno;
     lock.lock();
     flushing_ = false;
+    ++flushes_;
     if (rc != 0) {
       failed_ = errno_status(err, "flush journal " + path_);
     } else {

@@ -10,8 +10,9 @@
 //
 // Frame: u32 payload length (little endian) | 8 bytes of SHA-256(payload) | payload.
 // A crash can leave a torn last frame; reading stops at the first frame that
-// does not check out. No frame after it was acknowledged: acknowledging a frame
-// flushes every frame before it.
+// does not check out. Every frame before a flushed one is flushed too (one
+// fdatasync covers the whole file), so a host crash can only lose frames
+// committed with Durability::kProcess after the last flush.
 //
 // Preallocation: create() can fill a new generation with zeros and flush it
 // first. Frames are then written over the zeros, so the file's size does not
@@ -57,15 +58,26 @@ class StateJournal {
 
   ~StateJournal();
 
-  // Appends `payload` and waits until it and every earlier frame are durable.
-  // Thread-safe. After a failed flush every later commit fails too: the file's
-  // state is unknown, and the daemon must not acknowledge anything more.
-  [[nodiscard]] Status commit(std::string_view payload);
+  // How much of a crash a committed frame survives.
+  enum class Durability {
+    kDisk,     // flushed to the disk with every earlier frame: survives a host crash
+    kProcess,  // written to the file (the page cache): survives the daemon's crash, not
+               // the host's. For changes a reboot voids anyway; a later kDisk commit
+               // flushes it along with its own frame.
+  };
+
+  // Appends `payload`; with kDisk, waits until it and every earlier frame are
+  // flushed. Thread-safe. After a failed flush every later commit fails too:
+  // the file's state is unknown, and the daemon must not acknowledge anything
+  // more.
+  [[nodiscard]] Status commit(std::string_view payload, Durability durability = Durability::kDisk);
 
   uint64_t number() const { return number_; }
   const std::string& path() const { return path_; }
   // Bytes of frames committed (not the preallocated size).
   uint64_t bytes() const;
+  // fdatasync calls made by commit() (concurrent kDisk commits share one).
+  uint64_t flushes() const;
 
  private:
   StateJournal(int fd, uint64_t number, std::string path) : fd_(fd), number_(number), path_(std::move(path)) {}
@@ -78,6 +90,7 @@ class StateJournal {
   uint64_t appended_ = 0;  // frames written to the file
   uint64_t durable_ = 0;   // frames known flushed
   uint64_t bytes_ = 0;
+  uint64_t flushes_ = 0;
   bool flushing_ = false;
   Status failed_;  // sticky
 };

@@ -73,11 +73,11 @@ std::string VolumeManager::volume_dir(const std::string& name) const {
   return opts_.state_root + "/volumes/" + name;
 }
 
-Status VolumeManager::log_commit(const std::string& name, std::string payload) {
+Status VolumeManager::log_commit(const std::string& name, std::string payload, Durability durability) {
   uint64_t size = 0;
   {
     std::shared_lock jl(journal_mu_);
-    STOWAGE_RETURN_IF_ERROR(journal_->commit(payload));
+    STOWAGE_RETURN_IF_ERROR(journal_->commit(payload, durability));
     std::lock_guard dl(dirty_mu_);
     dirty_.insert(name);
     size = journal_->bytes();
@@ -92,11 +92,18 @@ Status VolumeManager::log_commit(const std::string& name, std::string payload) {
 
 // Payloads: 'P' + the full record as JSON, or 'D' + the volume name. (Built
 // with append: GCC 12 -O3 warns falsely on `"P" + std::string`.)
-Status VolumeManager::log_put(const VolumeRecord& rec) {
-  return log_commit(rec.name, std::string("P").append(volume_record_to_json(rec)));
+Status VolumeManager::log_put(const VolumeRecord& rec, Durability durability) {
+  return log_commit(rec.name, std::string("P").append(volume_record_to_json(rec)), durability);
 }
 
-Status VolumeManager::log_delete(const std::string& name) { return log_commit(name, std::string("D").append(name)); }
+Status VolumeManager::log_delete(const std::string& name) {
+  return log_commit(name, std::string("D").append(name), Durability::kDisk);
+}
+
+uint64_t VolumeManager::journal_flushes() {
+  std::shared_lock jl(journal_mu_);
+  return retired_flushes_ + (journal_ ? journal_->flushes() : 0);
+}
 
 uint64_t VolumeManager::journal_preallocate() const {
   return opts_.checkpoint_bytes + opts_.checkpoint_bytes / 4;
@@ -147,7 +154,10 @@ Status VolumeManager::checkpoint() {
   }
   {
     std::unique_lock jl(journal_mu_);
-    if (next) journal_ = std::move(next);
+    if (next) {
+      retired_flushes_ += journal_->flushes();
+      journal_ = std::move(next);
+    }
     current = journal_->number();
     std::lock_guard dl(dirty_mu_);
     names.swap(dirty_);
@@ -446,7 +456,7 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
              : errno_status(errno, "rename " + staging);
   }
   if (st.is_ok()) {
-    st = log_put(rec);
+    st = log_put(rec, Durability::kDisk);
     if (!st.is_ok()) {
       // Not acknowledged: take the volume away again.
       if (::rename(volume_dir(name).c_str(), staging.c_str()) != 0) {
@@ -525,7 +535,7 @@ Result<std::string> VolumeManager::mount(const std::string& name, const std::str
   VolumeRecord next = e->record;
   next.mount_ids.insert(mount_id);
   next.boot_id = opts_.boot_id;
-  STOWAGE_RETURN_IF_ERROR(log_put(next).with_context("mount volume '" + name + "'"));
+  STOWAGE_RETURN_IF_ERROR(log_put(next, Durability::kProcess).with_context("mount volume '" + name + "'"));
   e->record = std::move(next);
   log_.info("volume mounted", {{"volume", name}, {"id", mount_id},
                                {"mounts", std::to_string(e->record.mount_ids.size())}});
@@ -543,7 +553,7 @@ Status VolumeManager::unmount(const std::string& name, const std::string& mount_
   }
   VolumeRecord next = e->record;
   next.mount_ids.erase(mount_id);
-  STOWAGE_RETURN_IF_ERROR(log_put(next).with_context("unmount volume '" + name + "'"));
+  STOWAGE_RETURN_IF_ERROR(log_put(next, Durability::kProcess).with_context("unmount volume '" + name + "'"));
   e->record = std::move(next);
   log_.info("volume unmounted", {{"volume", name}, {"id", mount_id},
                                  {"mounts", std::to_string(e->record.mount_ids.size())}});
@@ -559,7 +569,7 @@ Result<std::vector<std::string>> VolumeManager::release_all(const std::string& n
   if (ids.empty()) return ids;
   VolumeRecord next = e->record;
   next.mount_ids.clear();
-  STOWAGE_RETURN_IF_ERROR(log_put(next).with_context("release mounts of volume '" + name + "'"));
+  STOWAGE_RETURN_IF_ERROR(log_put(next, Durability::kProcess).with_context("release mounts of volume '" + name + "'"));
   e->record = std::move(next);
   log_.warn("mount IDs released by operator", {{"volume", name}, {"count", std::to_string(ids.size())}});
   return ids;

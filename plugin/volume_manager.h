@@ -1,6 +1,6 @@
 // VolumeManager: the catalog of volumes under a state root, and the only code
-// that changes it. Every acknowledged change is durable before the call
-// returns:
+// that changes it. Every acknowledged change survives a crash of the daemon,
+// and every one that matters after a reboot survives a crash of the host:
 //
 //   <root>/journal/<gen>.log            write-ahead log of record changes (StateJournal)
 //   <root>/volumes/<name>/volume.json   the record as of the last checkpoint
@@ -8,8 +8,12 @@
 //   <root>/volumes/.staging-<name>-*    a Create in progress (renamed into place)
 //   <root>/volumes/.trash-<name>-*      a Remove in progress (deleted at leisure)
 //
-// A change is acknowledged once its journal frame is flushed (one group-committed
-// fdatasync for all concurrent callers). Checkpoints write changed records to
+// Create and Remove are acknowledged once their journal frame is flushed (one
+// group-committed fdatasync for all concurrent callers). Mount, Unmount and
+// release_all are acknowledged once their frame is written: mount IDs name
+// containers of the current boot, and open() drops those of an earlier boot,
+// so after a host crash their flush would change nothing; the next flush
+// carries them to the disk anyway. Checkpoints write changed records to
 // volume.json and drop old journal generations; open() replays the journal over
 // the volume.json files, so a crash at any point leaves every volume in its last
 // acknowledged state or the state of its unacknowledged in-flight call
@@ -129,6 +133,10 @@ class VolumeManager {
 
   const std::string& state_root() const { return opts_.state_root; }
 
+  // Journal flushes (fdatasync) since open(): concurrent Creates and Removes
+  // share one; Mounts and Unmounts make none.
+  uint64_t journal_flushes();
+
   ~VolumeManager();
 
  private:
@@ -141,10 +149,12 @@ class VolumeManager {
   // directory is empty (true); otherwise leaves it, marked broken (false).
   Result<bool> discard_unacknowledged(const std::string& name);
   std::string volume_dir(const std::string& name) const;
-  // Journals a volume's new record / its deletion; OK means durable.
-  Status log_put(const VolumeRecord& rec);
+  // Journals a volume's new record / its deletion; OK means committed with
+  // `durability` (log_delete: flushed).
+  using Durability = StateJournal::Durability;
+  Status log_put(const VolumeRecord& rec, Durability durability);
   Status log_delete(const std::string& name);
-  Status log_commit(const std::string& name, std::string payload);
+  Status log_commit(const std::string& name, std::string payload, Durability durability);
   std::shared_ptr<Entry> find(const std::string& name);
   // The volume's entry, locked, in kReady state; or why not.
   Result<std::pair<std::shared_ptr<Entry>, std::unique_lock<std::mutex>>> ready_entry(const std::string& name);
@@ -169,6 +179,7 @@ class VolumeManager {
   // every change lands in exactly one generation's dirty set.
   std::shared_mutex journal_mu_;
   std::unique_ptr<StateJournal> journal_;
+  uint64_t retired_flushes_ = 0;  // flushes of earlier generations; under journal_mu_
   std::mutex dirty_mu_;
   std::set<std::string> dirty_;  // names changed in the current generation
 

@@ -212,6 +212,8 @@ TEST_F(OpsDaemonTest, MetricsOnAdminSocketAndLoopbackTcp) {
   EXPECT_EQ(sample(s, "stowage_docker_call_duration_seconds_count{endpoint=\"Mount\"}"), 4);
   EXPECT_EQ(sample(s, "stowage_docker_call_duration_seconds_bucket{endpoint=\"Mount\",le=\"+Inf\"}"), 4);
   EXPECT_EQ(sample(s, "stowage_build_info{version=\"0.1.0\"}"), 1);
+  // One flush per Create (the calls came one at a time); Mounts and Unmounts make none.
+  EXPECT_EQ(sample(s, "stowage_state_journal_flushes_total"), 2);
 
   HttpResult tcp = http("http://" + listen + "/metrics");
   ASSERT_EQ(tcp.status, 200) << tcp.error;
@@ -230,6 +232,7 @@ TEST_F(OpsDaemonTest, MetricsOnAdminSocketAndLoopbackTcp) {
   EXPECT_EQ(sample(s2, "stowage_mount_ids"), 1);
   EXPECT_EQ(sample(s2, "stowage_docker_calls_total{endpoint=\"Unmount\",outcome=\"ok\"}"), 2);
   EXPECT_EQ(sample(s2, "stowage_docker_calls_total{endpoint=\"Remove\",outcome=\"ok\"}"), 1);
+  EXPECT_EQ(sample(s2, "stowage_state_journal_flushes_total"), 3);
 }
 
 TEST_F(OpsDaemonTest, EveryLogLineAboutACallCarriesItsRequestId) {

@@ -88,6 +88,26 @@ TEST(StateJournal, TornOrCorruptTailStopsReading) {
   EXPECT_TRUE((*gens)[0].payloads.empty());
 }
 
+TEST(StateJournal, ProcessDurableCommitsAreInTheFileWithoutAFlush) {
+  test::TempDir dir("stowage-journal");
+  auto j = StateJournal::create(dir.path(), 1, 64 << 10);
+  ASSERT_TRUE(j.is_ok()) << j.status().message();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*j)->commit("mount-" + std::to_string(i), StateJournal::Durability::kProcess).is_ok());
+  }
+  EXPECT_EQ((*j)->flushes(), 0u);
+  // Another process (the daemon restarted after a SIGKILL) reads them back.
+  auto gens = StateJournal::read_all(dir.path());
+  ASSERT_TRUE(gens.is_ok());
+  EXPECT_EQ((*gens)[0].payloads, (std::vector<std::string>{"mount-0", "mount-1", "mount-2"}));
+  // A flushed commit flushes them with it: one fdatasync.
+  ASSERT_TRUE((*j)->commit("create").is_ok());
+  EXPECT_EQ((*j)->flushes(), 1u);
+  gens = StateJournal::read_all(dir.path());
+  ASSERT_EQ((*gens)[0].payloads.size(), 4u);
+  EXPECT_EQ((*gens)[0].payloads[3], "create");
+}
+
 TEST(StateJournal, ConcurrentCommitsAllLandExactlyOnce) {
   test::TempDir dir("stowage-journal");
   constexpr int kThreads = 16, kEach = 200;
@@ -95,14 +115,20 @@ TEST(StateJournal, ConcurrentCommitsAllLandExactlyOnce) {
     auto j = StateJournal::create(dir.path(), 1);
     ASSERT_TRUE(j.is_ok());
     std::vector<std::thread> threads;
+    // Odd threads commit without waiting for a flush, interleaved with the
+    // flushing ones.
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
+        auto durability = t % 2 ? StateJournal::Durability::kProcess : StateJournal::Durability::kDisk;
         for (int i = 0; i < kEach; ++i) {
-          EXPECT_TRUE((*j)->commit(std::to_string(t) + ":" + std::to_string(i)).is_ok());
+          EXPECT_TRUE((*j)->commit(std::to_string(t) + ":" + std::to_string(i), durability).is_ok());
         }
       });
     }
     for (auto& t : threads) t.join();
+    // Flushing commits share flushes; the others make none.
+    EXPECT_GT((*j)->flushes(), 0u);
+    EXPECT_LE((*j)->flushes(), static_cast<uint64_t>(kThreads / 2 * kEach));
   }
   auto gens = StateJournal::read_all(dir.path());
   ASSERT_TRUE(gens.is_ok());

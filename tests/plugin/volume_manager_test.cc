@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -138,6 +139,45 @@ TEST_F(VolumeManagerTest, RebootReleasesStaleMountIds) {
   auto m = open("boot-2");
   EXPECT_TRUE(m->get("v", false)->record.mount_ids.empty());
   EXPECT_TRUE(m->remove("v").is_ok());
+}
+
+TEST_F(VolumeManagerTest, OnlyCreateAndRemoveWaitForADiskFlush) {
+  auto m = open();
+  uint64_t base = m->journal_flushes();
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  EXPECT_EQ(m->journal_flushes(), base + 1);
+  ASSERT_TRUE(m->mount("v", "c1").is_ok());
+  ASSERT_TRUE(m->unmount("v", "c1").is_ok());
+  ASSERT_TRUE(m->mount("v", "c2").is_ok());
+  ASSERT_TRUE(m->release_all("v").is_ok());
+  EXPECT_EQ(m->journal_flushes(), base + 1);
+  ASSERT_TRUE(m->remove("v").is_ok());
+  EXPECT_EQ(m->journal_flushes(), base + 2);
+  // A checkpoint switches journal generations; the count goes on.
+  ASSERT_TRUE(m->create("w", {}).is_ok());
+  ASSERT_TRUE(m->checkpoint().is_ok());
+  ASSERT_TRUE(m->create("x", {}).is_ok());
+  EXPECT_EQ(m->journal_flushes(), base + 4);
+}
+
+TEST_F(VolumeManagerTest, HostCrashLosingAnUnflushedMountLeavesWhatTheRebootWouldHave) {
+  std::map<std::string, std::string> flushed;  // the journal as of the last flush
+  {
+    auto m = open("boot-1");
+    ASSERT_TRUE(m->create("v", {}).is_ok());
+    for (auto& f : fs::directory_iterator(dir_.path() + "/journal")) {
+      flushed[f.path()] = test::read_file(f.path());
+    }
+    ASSERT_TRUE(m->mount("v", "c1").is_ok());
+  }
+  // The host crashed before the Mount's frame reached the disk.
+  for (const auto& [path, bytes] : flushed) test::write_file(path, bytes);
+  auto m = open("boot-2");
+  auto v = m->get("v", false);
+  ASSERT_TRUE(v.is_ok()) << v.status().message();
+  // Had the frame been flushed, the new boot would have dropped c1 anyway.
+  EXPECT_TRUE(v->record.mount_ids.empty());
+  EXPECT_TRUE(m->mount("v", "c9").is_ok());
 }
 
 TEST_F(VolumeManagerTest, InterruptedCreateAndRemoveAreResolvedAtOpen) {
