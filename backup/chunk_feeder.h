@@ -1,8 +1,9 @@
 // ChunkFeeder: FastCDC over a stream that arrives in pieces of any size (the
 // FileReader's buffers), cutting exactly where Chunker::split() would on the
 // whole stream. Chunks that lie inside one piece are handed out in place;
-// only a chunk that spans pieces is assembled in a buffer (< 2 × max_size),
-// so most bytes are never copied. Internal to stowage_backup.
+// the tail of a piece (< max_size) is kept, and of the next piece only what
+// the chunk spanning both needs is appended to it, so most bytes are never
+// copied. Internal to stowage_backup.
 #pragma once
 
 #include <algorithm>
@@ -24,25 +25,32 @@ class ChunkFeeder {
   // The next `data` bytes of the stream.
   Status feed(std::string_view data) {
     const size_t max = chunker_.params().max_size;
-    // Bytes left from earlier pieces (< max) start the next chunk: top them up
-    // until that chunk can be cut, then continue in `data` where it ended.
-    while (!data.empty() && !buf_.empty()) {
-      const size_t old = buf_.size();
-      const size_t take = std::min(data.size(), 2 * max - old);
-      buf_.append(data.data(), take);
-      size_t pos = 0;
-      while (buf_.size() - pos >= max && pos < old) {
-        const size_t len = chunker_.cut(std::string_view(buf_).substr(pos));
-        STOWAGE_RETURN_IF_ERROR(emit_(std::string_view(buf_).substr(pos, len)));
-        pos += len;
+    // Bytes left from earlier pieces (< max) start the next chunk: cut them
+    // together with `data` in place (Chunker::cut(head, tail)) and copy only
+    // the part of `data` that the chunk spanning both needs.
+    while (!data.empty() && pos_ < buf_.size()) {
+      const std::string_view rest = std::string_view(buf_).substr(pos_);
+      if (rest.size() + data.size() < max) {  // not enough input yet to cut
+        buf_.erase(0, pos_);
+        pos_ = 0;
+        buf_.append(data);
+        return Status::ok();
       }
-      if (pos >= old) {  // the buffered bytes are done; the rest of `data` is unread
-        data.remove_prefix(pos - old);
-        buf_.clear();
-      } else {  // not enough input yet to cut: everything is buffered
-        buf_.erase(0, pos);
-        data.remove_prefix(take);
+      const size_t len = chunker_.cut(rest, data);
+      if (len <= rest.size()) {
+        STOWAGE_RETURN_IF_ERROR(emit_(rest.substr(0, len)));
+        pos_ += len;
+        continue;
       }
+      const size_t more = len - rest.size();
+      buf_.append(data.substr(0, more));
+      STOWAGE_RETURN_IF_ERROR(emit_(std::string_view(buf_).substr(pos_)));
+      data.remove_prefix(more);
+      pos_ = buf_.size();
+    }
+    if (pos_ == buf_.size()) {
+      buf_.clear();
+      pos_ = 0;
     }
     while (data.size() >= max) {
       const size_t len = chunker_.cut(data);
@@ -55,20 +63,23 @@ class ChunkFeeder {
 
   // End of stream: cuts what is buffered.
   Status finish() {
-    std::string_view rest = buf_;
+    std::string_view rest = std::string_view(buf_).substr(pos_);
     while (!rest.empty()) {
       const size_t len = chunker_.cut(rest);
       STOWAGE_RETURN_IF_ERROR(emit_(rest.substr(0, len)));
       rest.remove_prefix(len);
     }
     buf_.clear();
+    pos_ = 0;
     return Status::ok();
   }
 
  private:
   const Chunker& chunker_;
   Emit emit_;
-  std::string buf_;  // < max_size bytes between calls
+  // Bytes not yet cut start at buf_[pos_]; fewer than max_size between calls.
+  std::string buf_;
+  size_t pos_ = 0;
 };
 
 }  // namespace stowage

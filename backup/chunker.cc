@@ -109,6 +109,32 @@ size_t Chunker::cut(std::string_view data) const {
   return limit;
 }
 
+size_t Chunker::cut(std::string_view head, std::string_view tail) const {
+  if (tail.empty()) return cut(head);
+  if (head.empty()) return cut(tail);
+  const size_t h = head.size();
+  const size_t n = h + tail.size();
+  if (n <= params_.min_size) return n;
+  const auto* ph = reinterpret_cast<const uint8_t*>(head.data());
+  const auto* pt = reinterpret_cast<const uint8_t*>(tail.data());
+  const size_t limit = std::min<size_t>(n, params_.max_size);
+  const size_t normal = std::min<size_t>(params_.avg_size, limit);
+  uint64_t fp = 0;
+  // cut()'s two scans, each split where head ends; fp carries across.
+  const auto scan_both = [&](size_t from, size_t to, uint64_t mask) -> size_t {
+    if (from < h) {
+      if (const size_t at = scan(ph, from, std::min(to, h), fp, mask, gear_, gear2_)) return at;
+    }
+    if (to > h) {
+      if (const size_t at = scan(pt, std::max(from, h) - h, to - h, fp, mask, gear_, gear2_)) return h + at;
+    }
+    return 0;
+  };
+  if (const size_t at = scan_both(params_.min_size, normal, mask_s_)) return at;
+  if (const size_t at = scan_both(normal, limit, mask_l_)) return at;
+  return limit;
+}
+
 std::vector<size_t> Chunker::split(std::string_view data) const {
   std::vector<size_t> lengths;
   while (!data.empty()) {

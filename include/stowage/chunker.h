@@ -52,6 +52,12 @@ class Chunker {
   // result is in [1, min(max_size, data.size())] (0 only for empty data) and at
   // least min_size unless data.size() < min_size.
   size_t cut(std::string_view data) const;
+  // As cut() on the concatenation of `head` and `tail`, without making it:
+  // for a stream consumer holding the start of a chunk from an earlier read
+  // buffer (ChunkFeeder), which then copies only the chunk, not a max_size
+  // window. The same length as cut(head + tail), under the same condition on
+  // the total size.
+  size_t cut(std::string_view head, std::string_view tail) const;
 
   // Convenience for whole in-memory inputs: the lengths of all chunks of
   // `data`, in order; they sum to data.size().

@@ -184,6 +184,56 @@ TEST(ChunkerGolden, EveryInputLengthAroundTheThresholds) {
   }
 }
 
+// The repository defaults (FORMAT.md §2: 16/64/256 KiB, seed "STOWAGE1") on
+// 2 MiB of SplitMix64 words from seed 7 (the same construction as
+// GoldenBoundaries); the lengths come from an independent byte-wise Python
+// implementation of FORMAT.md §3.1. Every repository made by `repo init` is
+// chunked with these parameters: if this fails, new backups stop
+// deduplicating against existing ones.
+TEST(Chunker, GoldenBoundariesOfTheDefaultParameters) {
+  const auto c = make(ChunkerParams{});
+  std::string data;
+  for (int block = 0; block < 1024; ++block) {
+    const auto words = make_gear_table(7 + uint64_t(block) * 256 * 0x9E3779B97F4A7C15ULL);
+    for (uint64_t w : words) {
+      for (int b = 0; b < 8; ++b) data.push_back(static_cast<char>(w >> (8 * b)));
+    }
+  }
+  ASSERT_EQ(data.size(), 2u << 20);
+  EXPECT_EQ(c.split(data),
+            (std::vector<size_t>{44597, 93990, 27136, 29703, 17195, 71890, 65771, 77167, 101016, 120365,
+                                 82109, 92089, 68338, 97707, 85022, 65690, 76869, 67810, 70259, 76883,
+                                 70641, 88751, 72470, 77007, 80862, 81097, 71515, 44748, 67659, 10796}));
+}
+
+// cut(head, tail) is cut() of the concatenation, wherever the input is split:
+// before, at and after min_size, avg_size and max_size, at both parities, in
+// inputs longer than max_size and at the end of a stream.
+TEST(ChunkerGolden, CutOfTwoPiecesEqualsCutOfTheConcatenation) {
+  for (const ChunkerParams& p : {small_params(), ChunkerParams{}}) {
+    const auto c = make(p);
+    std::mt19937_64 rng(p.avg_size);
+    for (const size_t total : {size_t{p.max_size} + 4097, size_t{p.max_size}, size_t{p.avg_size} + 3,
+                               size_t{p.min_size} + 1, size_t{p.min_size}, size_t{100}}) {
+      for (const std::string& whole : {random_bytes(total, total), low_entropy_bytes(total, total, 2),
+                                       low_entropy_bytes(total, total, 16), std::string(total, 'z')}) {
+        const size_t want = c.cut(whole);
+        ASSERT_EQ(want, reference_cut(p, whole));
+        std::vector<size_t> splits = {0, 1, 2, 3, total - 1, total};
+        for (size_t mid : {size_t{p.min_size}, size_t{p.avg_size}, size_t{p.max_size}, want}) {
+          for (size_t d = 0; d <= 6; ++d) splits.push_back(mid + d - 3);
+        }
+        for (int i = 0; i < 40; ++i) splits.push_back(rng() % (total + 1));
+        for (const size_t at : splits) {
+          if (at > total) continue;
+          const std::string_view w(whole);
+          EXPECT_EQ(c.cut(w.substr(0, at), w.substr(at)), want) << "total=" << total << " split=" << at;
+        }
+      }
+    }
+  }
+}
+
 TEST(Chunker, DeterministicAndBounded) {
   const auto p = small_params();
   const auto c = make(p);
