@@ -16,8 +16,9 @@
 // carries them to the disk anyway. Checkpoints write changed records to
 // volume.json and drop old journal generations; open() replays the journal over
 // the volume.json files, so a crash at any point leaves every volume in its last
-// acknowledged state or the state of its unacknowledged in-flight call
-// (docs/OPERATIONS.md has the table). Safe for concurrent use; operations on
+// acknowledged state or the state of its unacknowledged in-flight call (after a
+// host crash, mount IDs aside: the new boot drops them either way;
+// docs/OPERATIONS.md has the table). Safe for concurrent use; operations on
 // different volumes run in parallel.
 #pragma once
 
