@@ -122,8 +122,8 @@ std::string eta(double done, double total, double secs) {
 
 json stats_json(const SnapshotStats& s) {
   return {{"files", s.files},         {"dirs", s.dirs},           {"bytes", s.bytes},
-          {"bytes_read", s.bytes_read}, {"new_blobs", s.new_blobs}, {"new_bytes", s.new_bytes},
-          {"stored_bytes", s.stored_bytes}};
+          {"bytes_read", s.bytes_read}, {"bytes_matched", s.bytes_matched}, {"new_blobs", s.new_blobs},
+          {"new_bytes", s.new_bytes},   {"stored_bytes", s.stored_bytes}};
 }
 
 int cmd_init(const BackupCliState& st) {
@@ -185,6 +185,7 @@ int cmd_create(const BackupCliState& st) {
     std::cout << "snapshot " << r->snapshot_id.hex().substr(0, 12) << " of " << m.volume << " saved: " << m.stats.files
               << " files, " << human_bytes(static_cast<double>(m.stats.bytes)) << " ("
               << human_bytes(static_cast<double>(m.stats.bytes_read)) << " read, "
+              << human_bytes(static_cast<double>(m.stats.bytes_matched)) << " of it unchanged in place, "
               << human_bytes(static_cast<double>(m.stats.new_bytes)) << " new, "
               << human_bytes(static_cast<double>(m.stats.stored_bytes)) << " stored)\n";
   }

@@ -82,6 +82,9 @@ struct Node {
 struct FileJob {
   std::string path;
   Node* node = nullptr;
+  // A changed file's chunks in the parent snapshot, when they carry chunk
+  // sums: those still in place are reused (ChunkFeeder), not cut or hashed.
+  ParentChunks parent;
 };
 
 // The chunks of one large file that are with the encoders. `ids` is in file
@@ -103,6 +106,7 @@ struct ChunkBatch {
   struct Piece {
     bool owned = false;
     size_t begin = 0, size = 0;
+    const BlobId* reused = nullptr;  // a parent's chunk found in place: its id, nothing to encode
   };
   BufferHold hold;
   std::string_view lent;
@@ -194,11 +198,16 @@ class Pipeline {
   void adopt_live_identity(int live_fd, const std::string& name, const struct stat& st, Node& node);
   void worker_loop();
   void encoder_loop();
-  Status process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec);
+  // `job.parent` is used up (its cursor moves); reused chunks' ids point into
+  // it until the file's batches are encoded, which this waits for.
+  Status process_file(FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec);
   // Adds `chunk` to `batch` (a batch of `file`): in place when it lies in
   // batch.lent, else copied; hands the batch to the encoders once it holds
   // kBatchBytes of copies.
   Status offload_chunk(FileChunks& file, ChunkBatch& batch, std::string_view chunk);
+  // Adds a reused parent chunk to `batch`, to keep its place among the
+  // chunks being encoded.
+  void offload_reused(FileChunks& file, ChunkBatch& batch, const BlobId& id);
   // Hands `batch` to the encoders if it holds any chunk; leaves it empty
   // (holding no reader buffer) in any case.
   Status flush_batch(ChunkBatch& batch);
@@ -217,7 +226,14 @@ class Pipeline {
   Status wait_uploads();
   Status write_pending_index(bool all);
   Result<std::vector<BlobId>> build_tree(Node& dir, BlobCodec& codec);
-  const TreeEntry* reusable(const TreeEntry& fresh, const std::vector<TreeEntry>* parent) const;
+  // The parent's entry of the same name, if it is a file.
+  static const TreeEntry* parent_file(const TreeEntry& fresh, const std::vector<TreeEntry>* parent);
+  // `old` when `fresh` is the same file unchanged (size, mtime, ctime,
+  // inode) and all its chunks are in the index; else nullptr.
+  const TreeEntry* reusable(const TreeEntry& fresh, const TreeEntry* old) const;
+  // The chunks of `old` with offsets and sums, for reuse in place by a
+  // changed file; empty when `old` has no sums or a chunk is not indexed.
+  ParentChunks parent_chunks(const TreeEntry* old) const;
 
   Repository& repo_;
   const BackupOptions& opts_;
@@ -263,23 +279,44 @@ class Pipeline {
   uint64_t next_link_group_ = 1;
   std::vector<Node*> followers_;  // hard-link followers, filled from their leader before trees are built
   uint64_t files_ = 0, dirs_ = 0, bytes_ = 0;
+  std::atomic<uint64_t> bytes_matched_{0};
 };
 
-const TreeEntry* Pipeline::reusable(const TreeEntry& fresh, const std::vector<TreeEntry>* parent) const {
+const TreeEntry* Pipeline::parent_file(const TreeEntry& fresh, const std::vector<TreeEntry>* parent) {
   if (!parent) return nullptr;
   auto it = std::lower_bound(parent->begin(), parent->end(), fresh.name,
                              [](const TreeEntry& e, const std::string& n) { return e.name < n; });
-  if (it == parent->end() || it->name != fresh.name) return nullptr;
-  const TreeEntry& old = *it;
-  if (old.type != NodeType::kFile || old.size != fresh.size || old.mtime_ns != fresh.mtime_ns ||
-      old.ctime_ns != fresh.ctime_ns || old.inode != fresh.inode) {
+  if (it == parent->end() || it->name != fresh.name || it->type != NodeType::kFile) return nullptr;
+  return &*it;
+}
+
+const TreeEntry* Pipeline::reusable(const TreeEntry& fresh, const TreeEntry* old) const {
+  if (!old || old->size != fresh.size || old->mtime_ns != fresh.mtime_ns || old->ctime_ns != fresh.ctime_ns ||
+      old->inode != fresh.inode) {
     return nullptr;
   }
   // Blobs only in packs that prune marked count as absent (FORMAT.md §8.3).
-  for (const auto& c : old.chunks) {
+  for (const auto& c : old->chunks) {
     if (!index_.contains(c)) return nullptr;
   }
-  return &old;
+  return old;
+}
+
+ParentChunks Pipeline::parent_chunks(const TreeEntry* old) const {
+  if (!old || old->chunk_sums.size() != old->chunks.size()) return {};
+  std::vector<ParentChunk> chunks;
+  chunks.reserve(old->chunks.size());
+  uint64_t offset = 0;
+  for (size_t i = 0; i < old->chunks.size(); ++i) {
+    // The index gives each chunk's length, hence its offset. An unindexed
+    // chunk (a damaged repository, or one prune marked) ends the list: the
+    // chunks after it would sit at unknown offsets.
+    const auto loc = index_.find(old->chunks[i]);
+    if (!loc || loc->raw_length == 0) break;
+    chunks.push_back({offset, loc->raw_length, old->chunks[i], old->chunk_sums[i]});
+    offset += loc->raw_length;
+  }
+  return ParentChunks(std::move(chunks));
 }
 
 void Pipeline::adopt_live_identity(int live_fd, const std::string& name, const struct stat& st, Node& node) {
@@ -347,14 +384,16 @@ Status Pipeline::add_node(int dirfd, int live_fd, const std::string& path, const
         }
       }
       adopt_live_identity(live_fd, name, st, *node);
-      if (const TreeEntry* old = reusable(e, parent)) {
+      const TreeEntry* old = parent_file(e, parent);
+      if (reusable(e, old)) {
         e.chunks = old->chunks;
+        e.chunk_sums = old->chunk_sums;
         e.holes = old->holes;
         progress_->files_done += 1;
         progress_->bytes_done += e.size;
       } else if (e.size == 0) {
         progress_->files_done += 1;  // nothing to read
-      } else if (!jobs_.push(FileJob{full, node.get()})) {
+      } else if (!jobs_.push(FileJob{full, node.get(), parent_chunks(old)})) {
         return first_error();
       }
       break;
@@ -589,6 +628,11 @@ Status Pipeline::offload_chunk(FileChunks& file, ChunkBatch& batch, std::string_
   return Status::ok();
 }
 
+void Pipeline::offload_reused(FileChunks& file, ChunkBatch& batch, const BlobId& id) {
+  batch.file = &file;
+  batch.pieces.push_back({false, 0, 0, &id});
+}
+
 Status Pipeline::flush_batch(ChunkBatch& batch) {
   ChunkBatch out = std::exchange(batch, ChunkBatch{});
   if (out.pieces.empty()) return Status::ok();
@@ -616,6 +660,10 @@ void Pipeline::encoder_loop() {
     const size_t n = batch.pieces.size();
     ids.assign(n, BlobId{});
     for (size_t i = 0; i < n && !aborted_; ++i) {
+      if (const BlobId* reused = batch.pieces[i].reused) {
+        ids[i] = *reused;
+        continue;
+      }
       const std::string_view chunk = batch.chunk(i);
       ids[i] = sha.digest(chunk);
       Status s = store_chunk(ids[i], chunk, codec);
@@ -635,7 +683,7 @@ void Pipeline::encoder_loop() {
   }
 }
 
-Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec) {
+Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec) {
   TreeEntry& e = job.node->entry;
   STOWAGE_ASSIGN_OR_RETURN(fs_util::DataMap map, fs_util::map_data(job.path));
   // A large file's chunks are hashed and encoded by the encoders (in file
@@ -644,13 +692,25 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
   FileChunks file;
   file.path = &job.path;
   ChunkBatch batch;
-  auto emit = [&](std::string_view chunk) -> Status {
-    if (offload) return offload_chunk(file, batch, chunk);
-    const BlobId id = sha.digest(chunk);
+  // Reused chunks are read but neither cut, hashed nor compressed.
+  uint64_t matched = 0;
+  auto emit = [&](const FedChunk& c) -> Status {
+    e.chunk_sums.push_back(c.sum);
+    if (c.reused) {
+      matched += c.length;
+      if (offload) {
+        offload_reused(file, batch, c.reused->id);
+        return Status::ok();
+      }
+      e.chunks.push_back(c.reused->id);
+      return Status::ok();
+    }
+    if (offload) return offload_chunk(file, batch, c.data);
+    const BlobId id = sha.digest(c.data);
     e.chunks.push_back(id);
-    return store_chunk(id, chunk, codec);
+    return store_chunk(id, c.data, codec);
   };
-  ChunkFeeder feeder(chunker_, emit);
+  ChunkFeeder feeder(chunker_, emit, &job.parent);
   if (job.node->live_identity && (map.size != e.size || map.mtime_ns != e.mtime_ns)) {
     job.node->live_identity = false;  // the copy changed after all: its own identity
   }
@@ -705,6 +765,7 @@ Status Pipeline::process_file(const FileJob& job, FileReader& reader, Sha256& sh
     if (read.is_ok()) e.chunks.assign(file.ids.begin(), file.ids.end());
   }
   STOWAGE_RETURN_IF_ERROR(read);
+  bytes_matched_ += matched;
   progress_->files_done += 1;
   progress_->bytes_done += e.size;
   return Status::ok();
@@ -837,6 +898,7 @@ Result<BackupResult> Pipeline::run() {
       const TreeEntry& l = f->link_leader->entry;
       f->entry.size = l.size;
       f->entry.chunks = l.chunks;
+      f->entry.chunk_sums = l.chunk_sums;
       f->entry.holes = l.holes;
       f->entry.hardlink = l.hardlink;
       f->entry.mtime_ns = l.mtime_ns;
@@ -875,6 +937,7 @@ Result<BackupResult> Pipeline::run() {
   m.stats.new_bytes = new_bytes_;
   m.stats.stored_bytes = stored_bytes_;
   m.stats.bytes_read = progress_->bytes_read;
+  m.stats.bytes_matched = bytes_matched_;
   m.program = "stowage 0.1.0";
   m.source_path = opts_.source;
   m.lease_generation = opts_.lease_generation;

@@ -3,24 +3,83 @@
 // whole stream. Chunks that lie inside one piece are handed out in place;
 // the tail of a piece (< max_size) is kept, and of the next piece only what
 // the chunk spanning both needs is appended to it, so most bytes are never
-// copied. Internal to stowage_backup.
+// copied.
+//
+// Given the chunks of the stream's previous version (the parent snapshot's
+// entry of a changed file), it reuses each of them whose bytes are still
+// there at the same offset, recognised by their XXH3-128 chunk sum, without
+// cutting them; the next backup then hashes and compresses only what
+// changed. It still cuts exactly where Chunker::split() would (see
+// ParentChunks). Internal to stowage_backup.
 #pragma once
 
 #include <algorithm>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "stowage/chunker.h"
+#include "stowage/hash.h"
 #include "stowage/status.h"
 
 namespace stowage {
 
+// One chunk of the stream's previous version, at `offset` in that stream.
+struct ParentChunk {
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  BlobId id;
+  ChunkSum sum;
+};
+
+// The previous version's chunks, in order and tiling [0, size()) without
+// gaps, cut by the same Chunker. Why reusing one cuts where split() would:
+// every offset where the feeder looks for a parent chunk is a cut point of
+// split() on the new stream (induction from 0). From such a point, cut()
+// returns the same length for the same bytes whenever the stream goes on at
+// least that far, unless that length was decided by the end of the stream
+// (chunker.h: a cut found by the masks or at max_size depends on nothing
+// after it). Only the parent's last chunk can have been cut by its stream's
+// end, so it is reused only where the new stream ends at the same offset.
+class ParentChunks {
+ public:
+  ParentChunks() = default;
+  // `chunks` must tile [0, total length) in order (the caller builds them
+  // from a tree entry's chunk list and the index's raw lengths).
+  explicit ParentChunks(std::vector<ParentChunk> chunks) : chunks_(std::move(chunks)) {}
+
+  bool empty() const { return chunks_.empty(); }
+  uint64_t size() const { return chunks_.empty() ? 0 : chunks_.back().offset + chunks_.back().length; }
+
+  // The chunk that starts at `offset`, or nullptr. Offsets asked for must
+  // not decrease from one call to the next (a cursor moves forward).
+  const ParentChunk* at(uint64_t offset) {
+    while (next_ < chunks_.size() && chunks_[next_].offset < offset) ++next_;
+    return next_ < chunks_.size() && chunks_[next_].offset == offset ? &chunks_[next_] : nullptr;
+  }
+  bool is_last(const ParentChunk& c) const { return &c == &chunks_.back(); }
+
+ private:
+  std::vector<ParentChunk> chunks_;
+  size_t next_ = 0;
+};
+
+// What the feeder hands out for each chunk, in stream order.
+struct FedChunk {
+  std::string_view data;  // the chunk's bytes; empty when `reused`
+  size_t length = 0;
+  ChunkSum sum;                          // XXH3-128 of the bytes
+  const ParentChunk* reused = nullptr;  // the parent's chunk with these bytes
+};
+
 class ChunkFeeder {
  public:
   // `emit` gets each chunk in order; the view is valid only during the call.
-  using Emit = std::function<Status(std::string_view)>;
-  ChunkFeeder(const Chunker& chunker, Emit emit) : chunker_(chunker), emit_(std::move(emit)) {}
+  using Emit = std::function<Status(const FedChunk&)>;
+  // `parent` (may be null) must outlive the feeder.
+  ChunkFeeder(const Chunker& chunker, Emit emit, ParentChunks* parent = nullptr)
+      : chunker_(chunker), emit_(std::move(emit)), parent_(parent && !parent->empty() ? parent : nullptr) {}
 
   // The next `data` bytes of the stream.
   Status feed(std::string_view data) {
@@ -36,15 +95,20 @@ class ChunkFeeder {
         buf_.append(data);
         return Status::ok();
       }
-      const size_t len = chunker_.cut(rest, data);
+      const ParentChunk* reused = nullptr;
+      const size_t len = next_length(rest, data, false, reused);
       if (len <= rest.size()) {
-        STOWAGE_RETURN_IF_ERROR(emit_(rest.substr(0, len)));
+        STOWAGE_RETURN_IF_ERROR(emit(rest.substr(0, len), reused));
         pos_ += len;
         continue;
       }
       const size_t more = len - rest.size();
-      buf_.append(data.substr(0, more));
-      STOWAGE_RETURN_IF_ERROR(emit_(std::string_view(buf_).substr(pos_)));
+      if (reused) {  // its bytes are not needed: nothing to copy
+        STOWAGE_RETURN_IF_ERROR(emit({}, reused));
+      } else {
+        buf_.append(data.substr(0, more));
+        STOWAGE_RETURN_IF_ERROR(emit(std::string_view(buf_).substr(pos_), nullptr));
+      }
       data.remove_prefix(more);
       pos_ = buf_.size();
     }
@@ -53,8 +117,9 @@ class ChunkFeeder {
       pos_ = 0;
     }
     while (data.size() >= max) {
-      const size_t len = chunker_.cut(data);
-      STOWAGE_RETURN_IF_ERROR(emit_(data.substr(0, len)));
+      const ParentChunk* reused = nullptr;
+      const size_t len = next_length(data, {}, false, reused);
+      STOWAGE_RETURN_IF_ERROR(emit(data.substr(0, len), reused));
       data.remove_prefix(len);
     }
     buf_.append(data.data(), data.size());
@@ -65,8 +130,9 @@ class ChunkFeeder {
   Status finish() {
     std::string_view rest = std::string_view(buf_).substr(pos_);
     while (!rest.empty()) {
-      const size_t len = chunker_.cut(rest);
-      STOWAGE_RETURN_IF_ERROR(emit_(rest.substr(0, len)));
+      const ParentChunk* reused = nullptr;
+      const size_t len = next_length(rest, {}, true, reused);
+      STOWAGE_RETURN_IF_ERROR(emit(rest.substr(0, len), reused));
       rest.remove_prefix(len);
     }
     buf_.clear();
@@ -74,12 +140,52 @@ class ChunkFeeder {
     return Status::ok();
   }
 
+  // Stream bytes handed out so far.
+  uint64_t offset() const { return offset_; }
+
  private:
+  // The length of the chunk that starts the bytes head + tail (at stream
+  // offset offset_), which hold at least max_size bytes or, when `at_end`,
+  // exactly the rest of the stream. Sets `reused` when it is the parent's
+  // chunk at this offset.
+  size_t next_length(std::string_view head, std::string_view tail, bool at_end, const ParentChunk*& reused) {
+    if (parent_) {
+      if (const ParentChunk* c = parent_->at(offset_)) {
+        const size_t avail = head.size() + tail.size();
+        // The parent's last chunk may end where its stream ended rather
+        // than at a cut point (ParentChunks).
+        const bool fits = parent_->is_last(*c) ? at_end && avail == c->length : avail >= c->length;
+        if (fits && chunk_sum(head, tail, c->length) == c->sum) {
+          reused = c;
+          return c->length;
+        }
+      }
+    }
+    return chunker_.cut(head, tail);
+  }
+
+  Status emit(std::string_view data, const ParentChunk* reused) {
+    FedChunk c;
+    if (reused) {
+      c.length = reused->length;
+      c.sum = reused->sum;
+      c.reused = reused;
+    } else {
+      c.data = data;
+      c.length = data.size();
+      c.sum = chunk_sum(data);
+    }
+    offset_ += c.length;
+    return emit_(c);
+  }
+
   const Chunker& chunker_;
   Emit emit_;
+  ParentChunks* parent_;
   // Bytes not yet cut start at buf_[pos_]; fewer than max_size between calls.
   std::string buf_;
   size_t pos_ = 0;
+  uint64_t offset_ = 0;
 };
 
 }  // namespace stowage

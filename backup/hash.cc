@@ -1,9 +1,11 @@
 #include "stowage/hash.h"
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 
 namespace stowage {
 
@@ -17,6 +19,12 @@ int hex_value(char c) {
 
 // OpenSSL failing to hash in memory means the library is broken (out of
 // memory, missing default provider): there is no sane way to continue.
+// `n` lowercase hex digits of `v`, most significant first, appended to `out`.
+void put_hex(std::string& out, uint64_t v, int n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (int shift = 4 * (n - 1); shift >= 0; shift -= 4) out.push_back(kDigits[(v >> shift) & 0xf]);
+}
+
 [[noreturn]] void openssl_fatal(const char* what) {
   std::fprintf(stderr, "stowage: OpenSSL SHA-256 failure in %s\n", what);
   std::abort();
@@ -48,6 +56,50 @@ Result<Hash256> Hash256::from_hex(std::string_view hex) {
     h.bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
   return h;
+}
+
+std::string ChunkSum::hex() const {
+  std::string out;
+  out.reserve(32);
+  put_hex(out, high, 16);
+  put_hex(out, low, 16);
+  return out;
+}
+
+Result<ChunkSum> ChunkSum::from_hex(std::string_view hex) {
+  ChunkSum s;
+  if (hex.size() == 32) {
+    uint64_t* halves[] = {&s.high, &s.low};
+    bool ok = true;
+    for (size_t i = 0; i < 32 && ok; ++i) {
+      const int d = hex_value(hex[i]);
+      ok = d >= 0;
+      uint64_t& h = *halves[i / 16];
+      h = h << 4 | static_cast<uint64_t>(ok ? d : 0);
+    }
+    if (ok) return s;
+  }
+  return Status::invalid_argument("chunk sum '" + std::string(hex.substr(0, 40)) + "': want 32 lowercase hex digits");
+}
+
+ChunkSum chunk_sum(std::string_view data) {
+  const XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
+  return {h.high64, h.low64};
+}
+
+ChunkSum chunk_sum(std::string_view head, std::string_view tail, size_t len) {
+  if (len <= head.size()) return chunk_sum(head.substr(0, len));
+  // One state per thread: XXH3_createState() allocates (≈ 600 bytes, aligned).
+  struct StateDeleter {
+    void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
+  };
+  thread_local std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
+  if (!state) std::abort();  // out of memory for 600 bytes
+  XXH3_128bits_reset(state.get());
+  XXH3_128bits_update(state.get(), head.data(), head.size());
+  XXH3_128bits_update(state.get(), tail.data(), len - head.size());
+  const XXH128_hash_t h = XXH3_128bits_digest(state.get());
+  return {h.high64, h.low64};
 }
 
 struct Sha256::Impl {

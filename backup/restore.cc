@@ -268,6 +268,7 @@ Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
       progress_->bytes_total += data;
       progress_->files_total += 1;
       e.chunks.clear();
+      e.chunk_sums.clear();
       e.holes.clear();
       others_.push_back({dir, std::move(e)});
       return Status::ok();

@@ -65,7 +65,7 @@ Result<std::string> serialize_snapshot(const SnapshotManifest& s) {
   j["stats"] = {{"files", s.stats.files},         {"dirs", s.stats.dirs},
                 {"bytes", s.stats.bytes},         {"new_blobs", s.stats.new_blobs},
                 {"new_bytes", s.stats.new_bytes}, {"stored_bytes", s.stats.stored_bytes},
-                {"bytes_read", s.stats.bytes_read}};
+                {"bytes_read", s.stats.bytes_read}, {"bytes_matched", s.stats.bytes_matched}};
   j["program"] = s.program;
   j["source_path"] = s.source_path;
   // Host names, tags and paths are informational; a non-UTF-8 byte in one
@@ -111,6 +111,7 @@ Result<SnapshotManifest> parse_snapshot(std::string_view text) {
       s.stats.new_bytes = st.value("new_bytes", uint64_t{0});
       s.stats.stored_bytes = st.value("stored_bytes", uint64_t{0});
       s.stats.bytes_read = st.value("bytes_read", uint64_t{0});
+      s.stats.bytes_matched = st.value("bytes_matched", uint64_t{0});
     }
     s.program = j.value("program", std::string());
     s.source_path = j.value("source_path", std::string());

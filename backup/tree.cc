@@ -112,8 +112,11 @@ std::string entry_problem(const TreeEntry& e) {
   }
   if (e.mode > 07777) return "mode has bits outside 07777";
   const bool file = e.type == NodeType::kFile;
-  if (!file && (e.size != 0 || !e.chunks.empty() || !e.holes.empty() || e.hardlink != 0)) {
-    return "size/chunks/holes/hardlink on a non-file";
+  if (!file && (e.size != 0 || !e.chunks.empty() || !e.holes.empty() || e.hardlink != 0 || !e.chunk_sums.empty())) {
+    return "size/chunks/holes/hardlink/chunk_xxh128 on a non-file";
+  }
+  if (!e.chunk_sums.empty() && e.chunk_sums.size() != e.chunks.size()) {
+    return "chunk_xxh128 does not hold one sum per chunk";
   }
   if (e.type != NodeType::kDir && !e.subtree.empty()) return "subtree on a non-directory";
   if (e.type != NodeType::kSymlink && !e.target.empty()) return "target on a non-symlink";
@@ -245,6 +248,12 @@ Result<std::string> serialize_tree(const Tree& tree) {
     }
     if (!e.chunks.empty()) j["chunks"] = ids_to_json(e.chunks);
     if (!e.subtree.empty()) j["subtree"] = ids_to_json(e.subtree);
+    if (!e.chunk_sums.empty()) {
+      std::string sums;
+      sums.reserve(32 * e.chunk_sums.size());
+      for (const auto& cs : e.chunk_sums) sums += cs.hex();
+      j["chunk_xxh128"] = std::move(sums);
+    }
     entries.push_back(std::move(j));
   }
   Json root;
@@ -290,6 +299,15 @@ Result<Tree> parse_tree(std::string_view text) {
       }
       e.chunks = get_ids(j, "chunks");
       e.subtree = get_ids(j, "subtree");
+      if (j.contains("chunk_xxh128")) {
+        const auto sums = get_field<std::string>(j, "chunk_xxh128");
+        if (sums.size() % 32 != 0) return Status::corruption("tree: chunk_xxh128 is not a list of 32-digit sums");
+        for (size_t i = 0; i < sums.size(); i += 32) {
+          auto cs = ChunkSum::from_hex(std::string_view(sums).substr(i, 32));
+          if (!cs.is_ok()) return Status::corruption("tree: chunk_xxh128: " + cs.status().message());
+          e.chunk_sums.push_back(*cs);
+        }
+      }
       tree.entries.push_back(std::move(e));
     }
   } catch (const std::exception& e) {  // nlohmann type/parse errors and our own

@@ -9,7 +9,7 @@ set -euo pipefail
 build_pkgs=(
   cmake ninja-build g++ pkg-config git
   libboost-dev libboost-filesystem-dev libcurl4-openssl-dev nlohmann-json3-dev
-  liburing-dev libzstd-dev libssl-dev libcli11-dev
+  liburing-dev libzstd-dev libssl-dev libcli11-dev libxxhash-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
 )
 # Real components the tests start: a Docker engine, a busybox image source,

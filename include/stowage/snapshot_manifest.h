@@ -34,6 +34,9 @@ struct SnapshotStats {
   uint64_t new_bytes = 0;
   uint64_t stored_bytes = 0;
   uint64_t bytes_read = 0;  // file bytes actually read (unchanged files are not)
+  // Of bytes_read, those found unchanged in place by their parent chunk's sum
+  // (FORMAT.md §6.2 `chunk_xxh128`): read, but not cut, hashed or compressed.
+  uint64_t bytes_matched = 0;
   bool operator==(const SnapshotStats&) const = default;
 };
 

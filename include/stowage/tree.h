@@ -51,6 +51,9 @@ struct TreeEntry {
   std::vector<Hole> holes;      // file; sorted, non-overlapping, within size
   std::vector<BlobId> chunks;   // file: data blobs of content minus holes
   std::vector<BlobId> subtree;  // dir: tree blobs of its contents
+  // file: the XXH3-128 of each chunk, in the order of `chunks`; empty when not
+  // recorded (older writers), else exactly one per chunk.
+  std::vector<ChunkSum> chunk_sums;
   bool operator==(const TreeEntry&) const = default;
 };
 
@@ -68,7 +71,7 @@ struct Tree {
 // components (non-empty, no '/', no NUL, not "." or ".."), sorted and unique;
 // known types; fields only on the types they belong to; mode ≤ 07777; holes
 // sorted, non-empty, non-overlapping and within size; xattrs sorted and
-// unique; at most kMaxTreeEntries entries. kCorruption on any violation.
+// unique; chunk sums absent or one per chunk; at most kMaxTreeEntries entries. kCorruption on any violation.
 // Unknown fields are ignored (forward compatibility).
 [[nodiscard]] Result<Tree> parse_tree(std::string_view json);
 
