@@ -411,6 +411,29 @@ TEST_F(HostileTest, SizeThatContradictsChunksIsRefused) {
   expect_refused(plant({tree}, {data}), "liar");
 }
 
+// A tree whose chunk sum does not match the chunk's bytes restores fine, but
+// the next backup of the file would trust the sum: check --read-data reports
+// it, naming the snapshot and file; a structure-only check cannot see it.
+TEST_F(HostileTest, ReadDataFindsAChunkSumThatDoesNotMatchItsChunk) {
+  const std::string data = "hello, chunk";
+  auto tree = [&](const ChunkSum& sum) {
+    return R"({"entries":[{"type":"file","name":"f","mode":420,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":1,"size":)" +
+           std::to_string(data.size()) + R"(,"chunks":[")" + sha256(data).hex() + R"("],"chunk_xxh128":")" + sum.hex() +
+           R"("}]})";
+  };
+  plant({tree(chunk_sum(data))}, {data});
+  EXPECT_TRUE(check(true).ok());  // the right sum
+  const Hash256 bad = plant({tree(chunk_sum("something else"))});
+  EXPECT_TRUE(check(false).ok());
+  const auto c = check(true);
+  ASSERT_EQ(c.errors.size(), 1u) << ::testing::PrintToString(c.errors);
+  EXPECT_NE(c.errors[0].find("snapshot " + bad.hex() + ": f: chunk 0"), std::string::npos) << c.errors[0];
+  EXPECT_NE(c.errors[0].find("chunk_xxh128"), std::string::npos) << c.errors[0];
+  EXPECT_TRUE(c.damaged.empty());
+  EXPECT_TRUE(run_restore(*repo_, bad, test::restore_opts(dir_ / "restored")).is_ok());
+  EXPECT_EQ(test::read_file(dir_ / "restored/f"), data);
+}
+
 // A symlink planted in a target that the user restores into with overwrite
 // is replaced, never followed.
 TEST_F(UpkeepTest, RestoreNeverFollowsASymlinkPlantedInTheTarget) {
