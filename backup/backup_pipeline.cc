@@ -638,6 +638,13 @@ Status Pipeline::flush_batch(ChunkBatch& batch) {
   if (out.pieces.empty()) return Status::ok();
   FileChunks& file = *out.file;
   const size_t n = out.pieces.size();
+  if (std::all_of(out.pieces.begin(), out.pieces.end(), [](const ChunkBatch::Piece& p) { return p.reused; })) {
+    // Nothing to encode: the ids go straight into their slots, and the
+    // worker reads on instead of queueing behind batches being encoded.
+    std::lock_guard lk(file.mu);
+    for (const auto& p : out.pieces) file.ids.push_back(*p.reused);
+    return Status::ok();
+  }
   {
     std::lock_guard lk(file.mu);
     for (size_t i = 0; i < n; ++i) out.ids.push_back(&file.ids.emplace_back());
