@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "bounded_queue.h"
 #include "fs_util.h"
 #include "repo_util.h"
 #include "stowage/blob.h"
@@ -116,6 +117,68 @@ int open_beneath(int root, const std::string& rel) {
   return static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof how));
 }
 
+// Loads and parses the snapshot's tree blobs on a thread of its own, in the
+// order the planner asks for them (depth first, a directory's entries in
+// order: that of Restorer::plan_dir), up to kAhead directories ahead. The
+// planner, which creates entries one at a time, then rarely waits for a
+// tree to be read, decompressed, hashed and parsed. Errors are handed over
+// in order, so the planner meets them where it would have loaded that tree.
+class TreePrefetcher {
+ public:
+  TreePrefetcher(Repository& repo, const Index& index, std::vector<BlobId> root)
+      : repo_(repo), index_(index), queue_(kAhead), thread_([this, root = std::move(root)] {
+          visit(root, 0);
+          queue_.close();
+        }) {}
+  ~TreePrefetcher() {
+    queue_.close();  // unblocks a push; the thread then stops
+    thread_.join();
+  }
+  TreePrefetcher(const TreePrefetcher&) = delete;
+  TreePrefetcher& operator=(const TreePrefetcher&) = delete;
+
+  // The entries of the next directory, which must be `subtree`.
+  Result<std::vector<TreeEntry>> next(const std::vector<BlobId>& subtree) {
+    Item item;
+    if (!queue_.pop(item)) return Status::internal("tree prefetch ended early");
+    if (item.ids != subtree) return Status::internal("tree prefetch out of order");
+    return std::move(item.entries);
+  }
+
+ private:
+  static constexpr size_t kAhead = 16;
+  struct Item {
+    std::vector<BlobId> ids;
+    Result<std::vector<TreeEntry>> entries = Status::internal("empty");
+  };
+
+  // False once the planner will ask for nothing more (an error was handed
+  // over, or the prefetcher is being destroyed).
+  bool visit(const std::vector<BlobId>& ids, int depth) {
+    // The planner refuses deeper trees before it asks for them.
+    if (depth > kMaxDepth) return false;
+    Item item{ids, repo_util::load_dir(repo_, index_, codec_, ids)};
+    const bool ok = item.entries.is_ok();
+    std::vector<std::vector<BlobId>> subdirs;
+    if (ok) {
+      for (const auto& e : *item.entries) {
+        if (e.type == NodeType::kDir) subdirs.push_back(e.subtree);
+      }
+    }
+    if (!queue_.push(std::move(item)) || !ok) return false;
+    for (const auto& sub : subdirs) {
+      if (!visit(sub, depth + 1)) return false;
+    }
+    return true;
+  }
+
+  Repository& repo_;
+  const Index& index_;
+  BlobCodec codec_;
+  BoundedQueue<Item> queue_;
+  std::thread thread_;  // last: starts once the members it uses exist
+};
+
 class Restorer {
  public:
   Restorer(Repository& repo, const RestoreOptions& opts) : repo_(repo), opts_(opts) {
@@ -160,7 +223,6 @@ class Restorer {
   RestoreProgress own_progress_;
   RestoreProgress* progress_;
   Index index_;
-  BlobCodec codec_;
   Fd root_;
   Fd reuse_root_;
   bool as_root_ = ::geteuid() == 0;
@@ -173,6 +235,7 @@ class Restorer {
   std::vector<LinkRec> links_;
   std::map<uint64_t, std::pair<size_t, std::string>> link_leaders_;  // group → (dir, name)
   std::map<PackId, std::vector<WriteOp>> by_pack_;
+  std::unique_ptr<TreePrefetcher> trees_;  // while planning
 };
 
 Status Restorer::make_room(int dirfd, size_t dir, const std::string& name, bool want_dir, bool* exists_as_dir) {
@@ -302,7 +365,7 @@ Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
 
 Status Restorer::plan_dir(int dirfd, size_t dir, const std::vector<BlobId>& subtree, int depth) {
   if (depth > kMaxDepth) return Status::corruption(repo_util::display_path(dirs_[dir].path) + ": nesting deeper than 4096");
-  auto entries = repo_util::load_dir(repo_, index_, codec_, subtree);
+  auto entries = trees_->next(subtree);
   if (!entries.is_ok()) return entries.status().with_context(repo_util::display_path(dirs_[dir].path));
   for (auto& e : *entries) STOWAGE_RETURN_IF_ERROR(create_entry(dirfd, dir, e, depth));
   return Status::ok();
@@ -473,7 +536,10 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
     reuse_root_ = Fd(fd);
   }
   dirs_.push_back(DirRec{});  // the root
-  STOWAGE_RETURN_IF_ERROR(plan_dir(rfd, 0, manifest.tree, 0));
+  trees_ = std::make_unique<TreePrefetcher>(repo_, index_, manifest.tree);
+  Status planned = plan_dir(rfd, 0, manifest.tree, 0);
+  trees_.reset();
+  STOWAGE_RETURN_IF_ERROR(planned);
 
   // Data: packs are handed out to fetchers one at a time.
   std::vector<std::pair<PackId, std::vector<WriteOp>>> packs(by_pack_.begin(), by_pack_.end());

@@ -411,6 +411,37 @@ TEST_F(HostileTest, SizeThatContradictsChunksIsRefused) {
   expect_refused(plant({tree}, {data}), "liar");
 }
 
+// Trees are read ahead of the planner (TreePrefetcher). A hostile entry in
+// the first of many directories stops the restore with that entry's error
+// while the reader is blocked further ahead; nothing hangs or leaks.
+TEST_F(HostileTest, AnErrorEarlyInALargeTreeStopsTheTreesReadAhead) {
+  const std::string data = "hello";
+  BlobCodec codec;
+  PackWriter w;
+  std::string root = R"({"entries":[)";
+  for (int i = 0; i < 60; ++i) {
+    char name[8];
+    std::snprintf(name, sizeof name, "d%02d", i);
+    const std::string size = i == 0 ? "999999" : "5";  // d00/f00 contradicts its chunk
+    const std::string sub = R"({"entries":[{"type":"file","name":"f","mode":420,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":)" +
+                            std::to_string(i + 10) + R"(,"size":)" + size + R"(,"chunks":[")" + sha256(data).hex() + R"("]}]})";
+    auto blob = codec.encode(BlobType::kTree, sub);
+    ASSERT_TRUE(blob.is_ok());
+    ASSERT_TRUE(w.add(*blob).is_ok());
+    root += std::string(i ? "," : "") + R"({"type":"dir","name":")" + name +
+            R"(","mode":493,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":)" + std::to_string(i + 100) +
+            R"(,"subtree":[")" + blob->id.hex() + R"("]})";
+  }
+  root += "]}";
+  auto pack = w.finish();
+  ASSERT_TRUE(pack.is_ok());
+  ASSERT_TRUE(repo_->save_pack(*pack).is_ok());
+  IndexFile f;
+  f.packs.push_back({pack->id, static_cast<uint32_t>(pack->data.size()), pack->blobs});
+  ASSERT_TRUE(repo_->save_index(f).is_ok());
+  expect_refused(plant({root}, {data}), "d00/f");
+}
+
 // A tree whose chunk sum does not match the chunk's bytes restores fine, but
 // the next backup of the file would trust the sum: check --read-data reports
 // it, naming the snapshot and file; a structure-only check cannot see it.
