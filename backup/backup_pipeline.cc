@@ -128,6 +128,7 @@ class Pipeline {
         opts_(opts),
         index_(std::move(index)),
         chunker_(std::move(chunker)),
+        summer_(repo.config().id),
         clock_(opts.clock ? opts.clock : system_clock()),
         progress_(opts.progress ? opts.progress : &own_progress_),
         jobs_(2 * worker_count()),
@@ -239,6 +240,7 @@ class Pipeline {
   const BackupOptions& opts_;
   const Index index_;  // read-only during the run: safe to share
   const Chunker chunker_;
+  const ChunkSummer summer_;
   std::shared_ptr<Clock> clock_;
   BackupProgress own_progress_;
   BackupProgress* progress_;
@@ -717,7 +719,7 @@ Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, Blo
     e.chunks.push_back(id);
     return store_chunk(id, c.data, codec);
   };
-  ChunkFeeder feeder(chunker_, emit, &job.parent);
+  ChunkFeeder feeder(chunker_, summer_, emit, &job.parent);
   if (job.node->live_identity && (map.size != e.size || map.mtime_ns != e.mtime_ns)) {
     job.node->live_identity = false;  // the copy changed after all: its own identity
   }

@@ -7,7 +7,7 @@
 //
 // Given the chunks of the stream's previous version (the parent snapshot's
 // entry of a changed file), it reuses each of them whose bytes are still
-// there at the same offset, recognised by their XXH3-128 chunk sum, without
+// there at the same offset, recognised by their chunk sum (keyed XXH3-128), without
 // cutting them; the next backup then hashes and compresses only what
 // changed. It still cuts exactly where Chunker::split() would (see
 // ParentChunks). Internal to stowage_backup.
@@ -69,7 +69,7 @@ class ParentChunks {
 struct FedChunk {
   std::string_view data;  // the chunk's bytes; empty when `reused`
   size_t length = 0;
-  ChunkSum sum;                          // XXH3-128 of the bytes
+  ChunkSum sum;                          // the bytes' chunk sum
   const ParentChunk* reused = nullptr;  // the parent's chunk with these bytes
 };
 
@@ -77,9 +77,12 @@ class ChunkFeeder {
  public:
   // `emit` gets each chunk in order; the view is valid only during the call.
   using Emit = std::function<Status(const FedChunk&)>;
-  // `parent` (may be null) must outlive the feeder.
-  ChunkFeeder(const Chunker& chunker, Emit emit, ParentChunks* parent = nullptr)
-      : chunker_(chunker), emit_(std::move(emit)), parent_(parent && !parent->empty() ? parent : nullptr) {}
+  // `chunker`, `summer` and `parent` (may be null) must outlive the feeder.
+  ChunkFeeder(const Chunker& chunker, const ChunkSummer& summer, Emit emit, ParentChunks* parent = nullptr)
+      : chunker_(chunker),
+        summer_(summer),
+        emit_(std::move(emit)),
+        parent_(parent && !parent->empty() ? parent : nullptr) {}
 
   // The next `data` bytes of the stream.
   Status feed(std::string_view data) {
@@ -155,7 +158,7 @@ class ChunkFeeder {
         // The parent's last chunk may end where its stream ended rather
         // than at a cut point (ParentChunks).
         const bool fits = parent_->is_last(*c) ? at_end && avail == c->length : avail >= c->length;
-        if (fits && chunk_sum(head, tail, c->length) == c->sum) {
+        if (fits && summer_(head, tail, c->length) == c->sum) {
           reused = c;
           return c->length;
         }
@@ -173,13 +176,14 @@ class ChunkFeeder {
     } else {
       c.data = data;
       c.length = data.size();
-      c.sum = chunk_sum(data);
+      c.sum = summer_(data);
     }
     offset_ += c.length;
     return emit_(c);
   }
 
   const Chunker& chunker_;
+  const ChunkSummer& summer_;
   Emit emit_;
   ParentChunks* parent_;
   // Bytes not yet cut start at buf_[pos_]; fewer than max_size between calls.

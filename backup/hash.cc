@@ -17,14 +17,14 @@ int hex_value(char c) {
   return -1;
 }
 
-// OpenSSL failing to hash in memory means the library is broken (out of
-// memory, missing default provider): there is no sane way to continue.
 // `n` lowercase hex digits of `v`, most significant first, appended to `out`.
 void put_hex(std::string& out, uint64_t v, int n) {
   static constexpr char kDigits[] = "0123456789abcdef";
   for (int shift = 4 * (n - 1); shift >= 0; shift -= 4) out.push_back(kDigits[(v >> shift) & 0xf]);
 }
 
+// OpenSSL failing to hash in memory means the library is broken (out of
+// memory, missing default provider): there is no sane way to continue.
 [[noreturn]] void openssl_fatal(const char* what) {
   std::fprintf(stderr, "stowage: OpenSSL SHA-256 failure in %s\n", what);
   std::abort();
@@ -82,20 +82,33 @@ Result<ChunkSum> ChunkSum::from_hex(std::string_view hex) {
   return Status::invalid_argument("chunk sum '" + std::string(hex.substr(0, 40)) + "': want 32 lowercase hex digits");
 }
 
-ChunkSum chunk_sum(std::string_view data) {
-  const XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
+ChunkSummer::ChunkSummer(const Hash256& repository_id) {
+  static constexpr std::string_view kLabel = "stowage chunk_xxh128 v1";
+  Sha256 sha;
+  for (size_t i = 0; i < secret_.size() / 32; ++i) {
+    std::string input(kLabel);
+    input += repository_id.raw();
+    input.push_back(static_cast<char>(i));
+    const Hash256 part = sha.digest(input);
+    std::memcpy(secret_.data() + 32 * i, part.bytes.data(), 32);
+  }
+}
+
+ChunkSum ChunkSummer::operator()(std::string_view data) const {
+  const XXH128_hash_t h = XXH3_128bits_withSecret(data.data(), data.size(), secret_.data(), secret_.size());
   return {h.high64, h.low64};
 }
 
-ChunkSum chunk_sum(std::string_view head, std::string_view tail, size_t len) {
-  if (len <= head.size()) return chunk_sum(head.substr(0, len));
+ChunkSum ChunkSummer::operator()(std::string_view head, std::string_view tail, size_t len) const {
+  if (len <= head.size()) return (*this)(head.substr(0, len));
   // One state per thread: XXH3_createState() allocates (≈ 600 bytes, aligned).
   struct StateDeleter {
     void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
   };
   thread_local std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
   if (!state) std::abort();  // out of memory for 600 bytes
-  XXH3_128bits_reset(state.get());
+  // The state keeps a pointer to the secret, which outlives this call.
+  XXH3_128bits_reset_withSecret(state.get(), secret_.data(), secret_.size());
   XXH3_128bits_update(state.get(), head.data(), head.size());
   XXH3_128bits_update(state.get(), tail.data(), len - head.size());
   const XXH128_hash_t h = XXH3_128bits_digest(state.get());

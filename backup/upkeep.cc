@@ -358,6 +358,7 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
   // With read_data: each intact data blob's XXH3-128, to compare with the
   // chunk sums trees record (FORMAT.md §6.2 chunk_xxh128).
   std::unordered_map<BlobId, ChunkSum, Hash256Hasher> sums;
+  const ChunkSummer summer(repo.config().id);
   if (opts.read_data) {
     std::vector<const IndexPack*> list;
     for (const auto& [id, rec] : indexed) {
@@ -396,7 +397,7 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
               bad.push_back(b.id);
               errors.push_back("pack " + p.id.hex() + ": blob " + b.id.hex() + ": " + plain.status().message());
             } else if (b.type == BlobType::kData) {
-              pack_sums.emplace_back(b.id, chunk_sum(*plain));
+              pack_sums.emplace_back(b.id, summer(*plain));
             }
           }
           std::lock_guard lk(mu);

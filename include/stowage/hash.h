@@ -68,13 +68,13 @@ class Sha256 {
 // One-shot convenience; slower than reusing a Sha256 for many small inputs.
 Hash256 sha256(std::string_view data);
 
-// XXH3-128 of a data chunk (xxHash 0.8, seed 0): the "chunk sum" a tree entry
-// records for each chunk (FORMAT.md §6.2 `chunk_xxh128`), so that the next
-// backup of a changed file can tell which of its parent's chunks are still
-// there, byte for byte, at ≈ 20× the speed of cutting and SHA-256 hashing
-// them (docs/BACKUP.md, changed files). Not an id: nothing is named by it,
-// and it is only ever compared with the sum of the same file's parent chunk
-// at the same offset.
+// The "chunk sum" a tree entry records for each chunk (FORMAT.md §6.2
+// `chunk_xxh128`): XXH3-128 (xxHash 0.8) keyed with a secret derived from
+// the repository id, so that the next backup of a changed file can tell
+// which of its parent's chunks are still there, byte for byte, at ≈ 20× the
+// speed of cutting and SHA-256 hashing them (docs/BACKUP.md, changed
+// files). Not an id: nothing is named by it, and it is only ever compared
+// with the sum of the same file's parent chunk at the same offset.
 struct ChunkSum {
   uint64_t high = 0;
   uint64_t low = 0;
@@ -87,9 +87,27 @@ struct ChunkSum {
   bool operator==(const ChunkSum&) const = default;
 };
 
-ChunkSum chunk_sum(std::string_view data);
-// The sum of the first `len` bytes of head + tail (len <= their total size),
-// without joining them.
-ChunkSum chunk_sum(std::string_view head, std::string_view tail, size_t len);
+// Computes chunk sums for one repository. The key matters: XXH3 with its
+// public default secret is not collision resistant, and someone who writes
+// into a file (a tenant's rows in a shared database file) could craft a
+// page that makes a changed chunk sum like the old one, so the backup would
+// keep the old bytes. With a secret they cannot know, they cannot aim.
+// Immutable; share freely between threads.
+class ChunkSummer {
+ public:
+  // The secret: SHA-256("stowage chunk_xxh128 v1" || id || i) for i = 0…5,
+  // concatenated (192 bytes; FORMAT.md §6.2).
+  explicit ChunkSummer(const Hash256& repository_id);
+
+  ChunkSum operator()(std::string_view data) const;
+  // The sum of the first `len` bytes of head + tail (len <= their total
+  // size), without joining them.
+  ChunkSum operator()(std::string_view head, std::string_view tail, size_t len) const;
+
+  const std::array<uint8_t, 192>& secret() const { return secret_; }
+
+ private:
+  std::array<uint8_t, 192> secret_{};
+};
 
 }  // namespace stowage

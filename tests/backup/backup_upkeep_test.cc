@@ -452,9 +452,10 @@ TEST_F(HostileTest, ReadDataFindsAChunkSumThatDoesNotMatchItsChunk) {
            std::to_string(data.size()) + R"(,"chunks":[")" + sha256(data).hex() + R"("],"chunk_xxh128":")" + sum.hex() +
            R"("}]})";
   };
-  plant({tree(chunk_sum(data))}, {data});
+  const ChunkSummer sum(repo_->config().id);
+  plant({tree(sum(data))}, {data});
   EXPECT_TRUE(check(true).ok());  // the right sum
-  const Hash256 bad = plant({tree(chunk_sum("something else"))});
+  const Hash256 bad = plant({tree(sum("something else"))});
   EXPECT_TRUE(check(false).ok());
   const auto c = check(true);
   ASSERT_EQ(c.errors.size(), 1u) << ::testing::PrintToString(c.errors);

@@ -5,12 +5,19 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <random>
+#include <xxhash.h>
 
 #include "backup/test_data.h"
 
 namespace stowage {
 namespace {
+
+const ChunkSummer& summer() {
+  static const ChunkSummer s(sha256("chunk feeder test repository"));
+  return s;
+}
 
 TEST(ChunkFeeder, CutsLikeSplitForAnyPieceSizes) {
   auto chunker = Chunker::create(ChunkerParams::with_average(4096));
@@ -22,10 +29,10 @@ TEST(ChunkFeeder, CutsLikeSplitForAnyPieceSizes) {
     const std::string data = round % 2 ? test::random_bytes(n, round) : test::compressible_bytes(n, round);
     const auto want = chunker->split(data);
     std::vector<std::string> got;
-    ChunkFeeder feeder(*chunker, [&](const FedChunk& c) {
+    ChunkFeeder feeder(*chunker, summer(), [&](const FedChunk& c) {
       EXPECT_EQ(c.reused, nullptr);
       EXPECT_EQ(c.length, c.data.size());
-      EXPECT_EQ(c.sum, chunk_sum(c.data));
+      EXPECT_EQ(c.sum, summer()(c.data));
       got.emplace_back(c.data);
       return Status::ok();
     });
@@ -62,7 +69,7 @@ std::vector<ParentChunk> chunks_of(const Chunker& chunker, std::string_view data
   uint64_t off = 0;
   for (size_t len : chunker.split(data)) {
     const std::string_view c = data.substr(off, len);
-    out.push_back({off, static_cast<uint32_t>(len), sha256(c), chunk_sum(c)});
+    out.push_back({off, static_cast<uint32_t>(len), sha256(c), summer()(c)});
     off += len;
   }
   return out;
@@ -113,23 +120,32 @@ TEST(ChunkFeeder, ReusesParentChunksInPlaceAndStillCutsLikeSplit) {
   const size_t max = chunker->params().max_size;
   std::mt19937_64 rng(23);
   uint64_t reused_total = 0, fed_total = 0;
-  for (int round = 0; round < 400; ++round) {
-    const int how = round % 8;
+  for (int round = 0; round < 450; ++round) {
+    const int how = round % 9;
     const size_t n = rng() % (16 * max);
     const std::string old = round % 3 ? test::random_bytes(n, round) : test::compressible_bytes(n, round);
-    const std::string now = edited(old, how, rng, max);
-    ParentChunks parent(chunks_of(*chunker, old));
+    std::vector<ParentChunk> old_chunks = chunks_of(*chunker, old);
+    std::string now;
+    if (how == 8) {
+      // Cut short exactly where a parent chunk ends: that chunk, not the
+      // parent's last, becomes the new stream's last and is still reused.
+      const size_t k = old_chunks.empty() ? 0 : rng() % old_chunks.size();
+      now = old.substr(0, old_chunks.empty() ? 0 : old_chunks[k].offset + old_chunks[k].length);
+    } else {
+      now = edited(old, how, rng, max);
+    }
+    ParentChunks parent(std::move(old_chunks));
     const auto want = chunker->split(now);
     size_t i = 0;
     uint64_t off = 0, reused = 0;
     ChunkFeeder feeder(
-        *chunker,
+        *chunker, summer(),
         [&](const FedChunk& c) {
           EXPECT_LT(i, want.size());
           if (i >= want.size()) return Status::internal("too many chunks");
           EXPECT_EQ(c.length, want[i]) << "round " << round << " chunk " << i;
           const std::string_view bytes = std::string_view(now).substr(off, c.length);
-          EXPECT_EQ(c.sum, chunk_sum(bytes));
+          EXPECT_EQ(c.sum, summer()(bytes));
           if (c.reused) {
             EXPECT_EQ(c.reused->offset, off);
             EXPECT_EQ(std::string_view(old).substr(c.reused->offset, c.reused->length), bytes);
@@ -146,7 +162,7 @@ TEST(ChunkFeeder, ReusesParentChunksInPlaceAndStillCutsLikeSplit) {
     feed_in_pieces(feeder, now, max, rng);
     EXPECT_EQ(i, want.size()) << "round " << round;
     EXPECT_EQ(off, now.size());
-    if (how == 0) {
+    if (how == 0 || how == 8) {
       EXPECT_EQ(reused, now.size()) << "round " << round;
     }
     if ((how == 1 || how == 2) && n > 8 * max) {
@@ -173,7 +189,7 @@ TEST(ChunkFeeder, AChangedChunkIsNeverTakenFromTheParent) {
   ParentChunks parent(std::move(chunks));
   std::vector<const ParentChunk*> reused;
   ChunkFeeder feeder(
-      *chunker,
+      *chunker, summer(),
       [&](const FedChunk& c) {
         reused.push_back(c.reused);
         return Status::ok();
@@ -187,20 +203,33 @@ TEST(ChunkFeeder, AChangedChunkIsNeverTakenFromTheParent) {
   EXPECT_EQ(reused[2], nullptr);
 }
 
-TEST(ChunkSum, HexRoundTripAndPiecesEqualTheWhole) {
-  // XXH3-128 of no bytes, in xxHash's canonical form: pins the algorithm and
-  // the byte order FORMAT.md §6.2 stores.
-  EXPECT_EQ(chunk_sum("").hex(), "99aa06d3014798d86001c324468d497f");
+TEST(ChunkSum, KeyedXxh3OfTheDocumentedSecretPiecesEqualTheWhole) {
+  // FORMAT.md §6.2: the secret is SHA-256("stowage chunk_xxh128 v1" || id ||
+  // i) for i = 0..5, and the sum XXH3-128 with that secret, high half first.
+  const Hash256 id = sha256("some repository");
+  std::string secret;
+  for (char i = 0; i < 6; ++i) secret += sha256("stowage chunk_xxh128 v1" + std::string(id.raw()) + i).raw();
+  const ChunkSummer sum(id);
+  ASSERT_EQ(std::string(reinterpret_cast<const char*>(sum.secret().data()), sum.secret().size()), secret);
   const std::string data = test::random_bytes(300000, 9);
+  for (size_t len : {size_t{0}, size_t{1}, size_t{240}, size_t{300000}}) {
+    const XXH128_hash_t h = XXH3_128bits_withSecret(data.data(), len, secret.data(), secret.size());
+    char want[33];
+    std::snprintf(want, sizeof want, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                  static_cast<unsigned long long>(h.low64));
+    EXPECT_EQ(sum(std::string_view(data).substr(0, len)).hex(), want) << len;
+  }
+  // Keyed: another repository's sums differ.
+  EXPECT_NE(ChunkSummer(sha256("another repository"))(data), sum(data));
   for (size_t cut : {size_t{0}, size_t{1}, size_t{4096}, size_t{299999}, size_t{300000}}) {
     for (size_t len : {size_t{0}, cut, size_t{300000}}) {
       if (len < cut) continue;
-      EXPECT_EQ(chunk_sum(std::string_view(data).substr(0, cut), std::string_view(data).substr(cut), len),
-                chunk_sum(std::string_view(data).substr(0, len)))
+      EXPECT_EQ(sum(std::string_view(data).substr(0, cut), std::string_view(data).substr(cut), len),
+                sum(std::string_view(data).substr(0, len)))
           << cut << " " << len;
     }
   }
-  const ChunkSum s = chunk_sum(data);
+  const ChunkSum s = sum(data);
   auto back = ChunkSum::from_hex(s.hex());
   ASSERT_TRUE(back.is_ok());
   EXPECT_EQ(*back, s);

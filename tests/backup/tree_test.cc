@@ -30,7 +30,8 @@ Tree full_tree() {
   f.hardlink = 3;
   f.holes = {{0, 4096}, {65536, 8192}};
   f.chunks = {sha256("c1"), sha256("c2")};
-  f.chunk_sums = {chunk_sum("c1"), chunk_sum("c2")};
+  const ChunkSummer sum(sha256("tree test repository"));
+  f.chunk_sums = {sum("c1"), sum("c2")};
   f.xattrs = {{"security.selinux", std::string("x\0y", 3)}, {"user.a", "1"}};
   TreeEntry d = file("dir");
   d.type = NodeType::kDir;
@@ -119,11 +120,11 @@ TEST(Tree, HostileTreesAreRefused) {
   expect_refused([](J& j) { j["entries"][0]["holes"] = {{1, ~uint64_t{0}}}; }, "holes");
   expect_refused([](J& j) { j["entries"][0]["holes"] = {{1, 2, 3}}; }, "hole");
   expect_refused([](J& j) { j["entries"][0]["chunks"] = {"nothex"}; }, "chunks");
-  expect_refused([](J& j) { j["entries"][0]["chunk_xxh128"] = chunk_sum("c1").hex(); }, "one sum per chunk");
+  expect_refused([](J& j) { j["entries"][0]["chunk_xxh128"] = ChunkSummer(sha256("r"))("c1").hex(); }, "one sum per chunk");
   expect_refused([](J& j) { j["entries"][0]["chunk_xxh128"] = std::string(64, 'z'); }, "chunk_xxh128");
   expect_refused([](J& j) { j["entries"][0]["chunk_xxh128"] = std::string(63, 'a'); }, "chunk_xxh128");
   expect_refused([](J& j) { j["entries"][0]["chunk_xxh128"] = 5; }, "chunk_xxh128");
-  expect_refused([](J& j) { j["entries"][3]["chunk_xxh128"] = chunk_sum("c1").hex(); }, "non-file");
+  expect_refused([](J& j) { j["entries"][3]["chunk_xxh128"] = ChunkSummer(sha256("r"))("c1").hex(); }, "non-file");
   expect_refused([](J& j) { j["entries"][2]["name_b64"] = "!!!!"; }, "base64");
   expect_refused([](J& j) { j["entries"][2]["name_b64"] = "Y2Fm6Q="; }, "base64");
   expect_refused([](J& j) { j["entries"][0]["xattrs"][1]["name"] = "a.first"; }, "xattrs not sorted");
