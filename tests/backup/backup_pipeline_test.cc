@@ -40,6 +40,17 @@ class PipelineTest : public ::testing::Test {
   void expect_restores_to(const Hash256& id, const std::string& expected) {
     test::expect_restores_to(*repo_, id, dir_ / ("restore-" + std::to_string(restores_++)), expected);
   }
+  // Backs `src` up again without a parent: its root tree must be the one
+  // `with_parent` got by reusing chunks in place (same chunks, same sums).
+  void expect_tree_of_a_backup_without_parent(const std::string& src, const std::string& name, int64_t t,
+                                              const BackupResult& with_parent) {
+    BackupOptions o = test::backup_opts(src, name, t);
+    o.use_parent = false;
+    const auto fresh = run_backup(*repo_, o);
+    ASSERT_TRUE(fresh.is_ok()) << fresh.status().to_string();
+    EXPECT_EQ(fresh->manifest.stats.bytes_matched, 0u);
+    EXPECT_EQ(fresh->manifest.tree, with_parent.manifest.tree) << "chunks or chunk sums differ";
+  }
   void expect_check_clean() {
     auto c = run_check(*repo_, {.read_data = true});
     ASSERT_TRUE(c.is_ok()) << c.status().to_string();
@@ -391,13 +402,7 @@ TEST_F(PipelineTest, ChangedFilesReuseTheirParentsChunksInPlace) {
   EXPECT_EQ(second.manifest.stats.bytes_matched, expect_matched);
   EXPECT_GT(expect_matched, total * 3 / 4);  // the edits were small
 
-  BackupOptions no_parent = test::backup_opts(src, "db", 1'700'000'000'000'000'002);
-  no_parent.use_parent = false;
-  const auto fresh = run_backup(*repo_, no_parent);
-  ASSERT_TRUE(fresh.is_ok()) << fresh.status().to_string();
-  EXPECT_EQ(fresh->manifest.stats.bytes_matched, 0u);
-  EXPECT_EQ(fresh->manifest.tree, second.manifest.tree) << "chunks or chunk sums differ from a backup without parent";
-  EXPECT_EQ(fresh->manifest.stats.new_blobs, 0u);
+  expect_tree_of_a_backup_without_parent(src, "db", 1'700'000'000'000'000'002, second);
 
   // Unchanged since: nothing read; the sums carry over to the next backup.
   const auto third = backup(src, "db", 1'700'000'000'000'000'003);
@@ -405,6 +410,71 @@ TEST_F(PipelineTest, ChangedFilesReuseTheirParentsChunksInPlace) {
   EXPECT_EQ(third.manifest.tree, second.manifest.tree);
 
   expect_restores_to(second.snapshot_id, src);
+  expect_check_clean();
+}
+
+// A sparse file's chunks are cut over its data ranges; reuse works on that
+// stream too, and the entry (holes included) is again the one a backup
+// without a parent writes.
+TEST_F(PipelineTest, SparseFilesChangedInPlaceReuseChunksToo) {
+  const std::string src = dir_ / "sparse";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  const std::string path = src + "/disk.img";
+  const std::string a = test::random_bytes(1u << 20, 31), b = test::random_bytes(5u << 20, 32);
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, a.data(), a.size(), 0), static_cast<ssize_t>(a.size()));
+    ASSERT_EQ(::pwrite(fd, b.data(), b.size(), 16 << 20), static_cast<ssize_t>(b.size()));
+    ::close(fd);
+  }
+  ASSERT_LT(test::allocated_bytes(path), 21u << 20) << "the test directory's file system must keep holes";
+  const auto first = backup(src, "img", 1'700'000'000'000'000'000);
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const std::string page = test::random_bytes(8192, 33);
+    ASSERT_EQ(::pwrite(fd, page.data(), page.size(), (16 << 20) + (2 << 20)), 8192);
+    ::close(fd);
+  }
+  const auto second = backup(src, "img", 1'700'000'000'000'000'001);
+  EXPECT_EQ(second.manifest.parent, first.snapshot_id);
+  EXPECT_EQ(second.manifest.stats.bytes_read, a.size() + b.size());
+  EXPECT_GT(second.manifest.stats.bytes_matched, a.size() + b.size() - (1u << 20));
+  expect_tree_of_a_backup_without_parent(src, "img", 1'700'000'000'000'000'002, second);
+  expect_restores_to(second.snapshot_id, src);
+}
+
+// A store failing while a changed file's batches mix reused and new chunks:
+// the backup ends with the store's error (the reused ids it points to live
+// until its chunks are done), and the next backup is the one a backup
+// without a parent writes.
+TEST_F(PipelineTest, StoreFailureWhileReusingParentChunksEndsTheBackup) {
+  const std::string src = dir_ / "db";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  for (int i = 0; i < 3; ++i) test::write_file(src + "/f" + std::to_string(i), test::random_bytes(6u << 20, 40 + i));
+  backup(src, "db", 1'700'000'000'000'000'000);
+  for (int i = 0; i < 3; ++i) {
+    const int fd = ::open((src + "/f" + std::to_string(i)).c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    for (off_t at = 0; at < (6 << 20); at += 512 << 10) {  // a page every 512 KiB: ≈ 1.5 MiB of new chunks
+      const std::string page = test::random_bytes(8192, static_cast<uint64_t>(at) + i);
+      ASSERT_EQ(::pwrite(fd, page.data(), page.size(), at), 8192);
+    }
+    ::close(fd);
+  }
+  for (int allow : {0, 2}) {
+    SCOPED_TRACE(allow);
+    auto crashing = std::make_unique<test::CrashingStore>(test::must_file_store(dir_ / "repo"), "data/", allow);
+    auto repo = test::must_open(std::move(crashing));
+    auto r = run_backup(*repo, test::backup_opts(src, "db", 1'700'000'000'000'000'001));
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_NE(r.status().message().find("injected crash"), std::string::npos) << r.status().to_string();
+  }
+  const auto ok = backup(src, "db", 1'700'000'000'000'000'002);
+  EXPECT_GT(ok.manifest.stats.bytes_matched, 0u);
+  expect_tree_of_a_backup_without_parent(src, "db", 1'700'000'000'000'000'003, ok);
+  expect_restores_to(ok.snapshot_id, src);
   expect_check_clean();
 }
 
