@@ -13,6 +13,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "admin_api.h"
 #include "backup_agent.h"
@@ -29,6 +30,10 @@
 namespace stowage {
 
 namespace {
+
+// Threads for Docker calls that may wait (a journal flush, a lease): as many
+// as such calls can usefully wait at once; a flush releases them together.
+constexpr unsigned kWaitThreads = 8;
 
 // Holds an exclusive flock on <root>/stowaged.lock for the process lifetime:
 // two daemons on one state root would corrupt it.
@@ -168,10 +173,22 @@ Status run_daemon(const DaemonOptions& opts) {
           },
           [](int status, std::string_view msg) { return AdminApi::error(status, "BadRequest", msg); }, log));
 
+  // Docker calls that may wait run on a pool of their own, so a slow flush
+  // (or object store) never holds up the I/O threads serving Mount, Get and
+  // Path for other containers (HttpServer::Options::may_wait). Destroyed
+  // before docker_api and the volumes its handlers use.
+  boost::asio::thread_pool wait_pool(kWaitThreads);
   HttpServer::Options plugin_opts;
   plugin_opts.socket_path = opts.plugin_socket;
   plugin_opts.socket_mode = 0660;
   plugin_opts.name = "docker";
+  plugin_opts.wait_pool = &wait_pool;
+  plugin_opts.may_wait = [with_agent = agent != nullptr](const HttpRequest& r) {
+    // Create and Remove wait for the journal's flush; with a repository,
+    // Mount and Unmount wait for leases (and a restore or a final backup).
+    if (r.target == "/VolumeDriver.Create" || r.target == "/VolumeDriver.Remove") return true;
+    return with_agent && (r.target == "/VolumeDriver.Mount" || r.target == "/VolumeDriver.Unmount");
+  };
   STOWAGE_ASSIGN_OR_RETURN(
       auto plugin_server,
       HttpServer::listen(ioc, plugin_opts, [&](const HttpRequest& r) { return docker_api.handle(r); },

@@ -9,6 +9,7 @@
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/basic_socket_acceptor.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -93,6 +94,23 @@ class Session : public std::enable_shared_from_this<Session> {
     in.target = std::string(req.target());
     in.body = std::move(req.body());
     in.request_id = server_->id_prefix + std::to_string(server_->next_request++);
+    const bool keep_alive = req.keep_alive();
+    const unsigned version = req.version();
+    const auto& o = server_->opts;
+    if (o.wait_pool && o.may_wait && o.may_wait(in)) {
+      // No read is pending meanwhile: the session waits for this response.
+      asio::post(*o.wait_pool, [self = shared_from_this(), in = std::move(in), keep_alive, version]() mutable {
+        HttpResponse out = self->handle(in);
+        asio::post(self->stream_.get_executor(), [self, out = std::move(out), keep_alive, version]() mutable {
+          self->write(std::move(out), keep_alive, version);
+        });
+      });
+      return;
+    }
+    write(handle(in), keep_alive, version);
+  }
+
+  HttpResponse handle(const HttpRequest& in) {
     HttpResponse out;
     try {
       LogScope scope("req", in.request_id);
@@ -102,7 +120,7 @@ class Session : public std::enable_shared_from_this<Session> {
       out = server_->on_error(500, std::string("internal error: ") + e.what());
     }
     out.request_id = in.request_id;
-    write(std::move(out), req.keep_alive(), req.version());
+    return out;
   }
 
   void refuse(int status, const std::string& message) {

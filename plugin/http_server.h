@@ -2,8 +2,9 @@
 // Docker plugin socket and the admin socket, or on a TCP address (the
 // optional loopback metrics endpoint). Requests are read with a body
 // limit and an idle timeout, passed to one handler, and answered; keep-alive is
-// honoured. Handlers run on the server's I/O threads and may block briefly
-// (fsync); run the io_context on several threads.
+// honoured. Handlers run on the server's I/O threads and may block briefly;
+// run the io_context on several threads. Requests that may wait for the disk
+// can be sent to a pool of their own (Options::may_wait).
 #pragma once
 
 #include <atomic>
@@ -14,6 +15,7 @@
 
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "logger.h"
 #include "stowage/status.h"
@@ -51,6 +53,13 @@ class HttpServer {
     std::chrono::seconds idle_timeout{120};  // per request, header to last body byte
     size_t max_connections = 4096;
     std::string name = "http";  // for logs and request IDs
+    // Requests for which this returns true may wait for the disk (a journal
+    // flush): their handler runs on `wait_pool` instead of an I/O thread, so
+    // a flush that stalls cannot occupy every I/O thread and hold up the
+    // requests that never wait (Docker's Mount, Get, Path). Set both or
+    // neither; the pool must outlive the server and its connections' work.
+    std::function<bool(const HttpRequest&)> may_wait;
+    boost::asio::thread_pool* wait_pool = nullptr;
   };
 
   // Binds and listens on options.socket_path (a stale socket file there is

@@ -8,6 +8,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -84,17 +86,22 @@ struct Fixture {
     }
   }
 
+  static HttpResponse echo(const HttpRequest& r) {
+    HttpResponse out;
+    out.body = r.body;
+    return out;
+  }
+
   void listen(size_t max_connections) {
     HttpServer::Options o;
-    o.socket_path = socket();
     o.max_connections = max_connections;
+    listen_with(std::move(o), echo);
+  }
+
+  void listen_with(HttpServer::Options o, HttpHandler handler) {
+    o.socket_path = socket();
     auto s = HttpServer::listen(
-        ioc, o,
-        [](const HttpRequest& r) {
-          HttpResponse out;
-          out.body = r.body;
-          return out;
-        },
+        ioc, std::move(o), std::move(handler),
         [](int status, std::string_view msg) {
           HttpResponse out;
           out.status = status;
@@ -165,6 +172,69 @@ TEST(HttpServer, ConnectionsPastTheLimitAreClosedUnansweredAndLogged) {
   int refusals = 0;
   for (const auto& l : f.log_lines) refusals += l.find("too many connections") != std::string::npos;
   EXPECT_EQ(refusals, kClients - 5);
+}
+
+// Requests that may wait (Options::may_wait) run on their own pool: with
+// more of them blocked than there are I/O threads, another request is still
+// answered. Without the pool, the two I/O threads would both be blocked and
+// the slow handlers would never all start (the wait below gives up after
+// 60 s, a bound on liveness, not a speed goal).
+TEST(HttpServer, RequestsThatMayWaitDoNotHoldUpTheOthers) {
+  Fixture f;
+  boost::asio::thread_pool wait_pool(8);
+  std::mutex mu;
+  std::condition_variable cv;
+  int waiting = 0;
+  bool open = false;
+  HttpServer::Options o;
+  o.wait_pool = &wait_pool;
+  o.may_wait = [](const HttpRequest& r) { return r.body.rfind("slow", 0) == 0; };
+  f.listen_with(std::move(o), [&](const HttpRequest& r) {
+    if (r.body.rfind("slow", 0) == 0) {
+      std::unique_lock lock(mu);
+      ++waiting;
+      cv.notify_all();
+      cv.wait(lock, [&] { return open; });
+    }
+    return Fixture::echo(r);
+  });
+  auto threads = f.run();  // two I/O threads
+  constexpr int kSlow = 6;
+  std::vector<int> slow;
+  for (int i = 0; i < kSlow; ++i) {
+    const int fd = connect_to(f.socket());
+    ASSERT_GE(fd, 0);
+    f.clients.push_back(fd);
+    slow.push_back(fd);
+    send_request(fd, "slow-" + std::to_string(i));
+  }
+  bool all_started = false;
+  {
+    std::unique_lock lock(mu);
+    all_started = cv.wait_for(lock, std::chrono::seconds(60), [&] { return waiting == kSlow; });
+    EXPECT_TRUE(all_started) << waiting << " of " << kSlow << " slow handlers started";
+  }
+  if (all_started) {
+    const int fast = connect_to(f.socket());
+    ASSERT_GE(fast, 0);
+    f.clients.push_back(fast);
+    send_request(fast, "fast");
+    EXPECT_NE(read_response(fast, "fast").find("fast"), std::string::npos);
+  }
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(waiting, kSlow);  // all still blocked when the fast one was answered
+    open = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < kSlow; ++i) {
+    const std::string body = "slow-" + std::to_string(i);
+    const std::string got = read_response(slow[static_cast<size_t>(i)], body);
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+    EXPECT_NE(got.find(body), std::string::npos);
+  }
+  f.stop(threads);
+  wait_pool.join();
 }
 
 TEST(HttpServer, StopEndsAcceptingAndRemovesTheSocket) {
