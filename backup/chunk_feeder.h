@@ -33,8 +33,8 @@ struct ParentChunk {
   ChunkSum sum;
 };
 
-// The previous version's chunks, in order and tiling [0, size()) without
-// gaps, cut by the same Chunker. Why reusing one cuts where split() would:
+// The previous version's chunks, in order and tiling its stream from 0
+// without gaps, cut by the same Chunker. Why reusing one cuts where split() would:
 // every offset where the feeder looks for a parent chunk is a cut point of
 // split() on the new stream (induction from 0). From such a point, cut()
 // returns the same length for the same bytes whenever the stream goes on at
@@ -50,7 +50,6 @@ class ParentChunks {
   explicit ParentChunks(std::vector<ParentChunk> chunks) : chunks_(std::move(chunks)) {}
 
   bool empty() const { return chunks_.empty(); }
-  uint64_t size() const { return chunks_.empty() ? 0 : chunks_.back().offset + chunks_.back().length; }
 
   // The chunk that starts at `offset`, or nullptr. Offsets asked for must
   // not decrease from one call to the next (a cursor moves forward).
@@ -142,9 +141,6 @@ class ChunkFeeder {
     pos_ = 0;
     return Status::ok();
   }
-
-  // Stream bytes handed out so far.
-  uint64_t offset() const { return offset_; }
 
  private:
   // The length of the chunk that starts the bytes head + tail (at stream
