@@ -437,12 +437,18 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
   report.snapshots = snaps->size();
   for (const auto& s : *snaps) {
     Walker w{repo, index, BlobCodec{}, {}, {}, {}, nullptr};
-    auto damage = [&](const std::vector<std::string>& dir, const std::string* name, const std::string& problem) {
+    auto path_of = [](const std::vector<std::string>& dir, const std::string* name) {
       std::vector<std::string> p = dir;
       if (name) p.push_back(*name);
-      const std::string path = repo_util::display_path(p);
-      report.damaged.push_back({s.id, path, problem});
+      return repo_util::display_path(p);
+    };
+    auto error = [&](const std::string& path, const std::string& problem) {
       report.errors.push_back("snapshot " + s.id.hex() + ": " + path + ": " + problem);
+    };
+    auto damage = [&](const std::vector<std::string>& dir, const std::string* name, const std::string& problem) {
+      const std::string path = path_of(dir, name);
+      report.damaged.push_back({s.id, path, problem});
+      error(path, problem);
     };
     w.on_error = [&](const std::vector<std::string>& dir, const Status& st) { damage(dir, nullptr, st.message()); };
     w.on_entry = [&](const std::vector<std::string>& dir, const TreeEntry& e) {
@@ -469,11 +475,8 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
         auto it = std::lower_bound(sums.begin(), sums.end(), e.chunks[i],
                                    [](const auto& entry, const BlobId& id) { return entry.first < id; });
         if (it != sums.end() && it->first == e.chunks[i] && it->second != e.chunk_sums[i]) {
-          std::vector<std::string> p = dir;
-          p.push_back(e.name);
-          report.errors.push_back("snapshot " + s.id.hex() + ": " + repo_util::display_path(p) + ": chunk " +
-                                  std::to_string(i) + " (data blob " + e.chunks[i].hex() +
-                                  ") does not have the recorded chunk_xxh128 sum");
+          error(path_of(dir, &e.name), "chunk " + std::to_string(i) + " (data blob " + e.chunks[i].hex() +
+                                           ") does not have the recorded chunk_xxh128 sum");
           break;
         }
       }
