@@ -340,12 +340,7 @@ class HostileTest : public UpkeepTest {
       EXPECT_TRUE(e.is_ok() && w.add(*e).is_ok());
       roots.push_back(e->id);
     }
-    auto pack = w.finish();
-    EXPECT_TRUE(pack.is_ok());
-    EXPECT_TRUE(repo_->save_pack(*pack).is_ok());
-    IndexFile f;
-    f.packs.push_back({pack->id, static_cast<uint32_t>(pack->data.size()), pack->blobs});
-    EXPECT_TRUE(repo_->save_index(f).is_ok());
+    store(w);
     SnapshotManifest m;
     m.volume = "evil";
     m.hostname = "h";
@@ -355,6 +350,15 @@ class HostileTest : public UpkeepTest {
     auto id = repo_->save_snapshot(*json);
     EXPECT_TRUE(id.is_ok());
     return *id;
+  }
+  // Finishes `w`, stores the pack and an index file listing it.
+  void store(PackWriter& w) {
+    auto pack = w.finish();
+    ASSERT_TRUE(pack.is_ok());
+    ASSERT_TRUE(repo_->save_pack(*pack).is_ok());
+    IndexFile f;
+    f.packs.push_back({pack->id, static_cast<uint32_t>(pack->data.size()), pack->blobs});
+    ASSERT_TRUE(repo_->save_index(f).is_ok());
   }
   // Restores `id` into a fresh target inside an otherwise empty sandbox and
   // checks that it fails naming `entry`, and that nothing appeared next to the target.
@@ -396,11 +400,7 @@ TEST_F(HostileTest, SymlinkThenFileThroughItAcrossSplitTreesIsRefused) {
   // The sub tree must be stored too: plant it as data of the same pack.
   PackWriter w;
   ASSERT_TRUE(w.add(*sub_blob).is_ok());
-  auto pack = w.finish();
-  ASSERT_TRUE(repo_->save_pack(*pack).is_ok());
-  IndexFile f;
-  f.packs.push_back({pack->id, static_cast<uint32_t>(pack->data.size()), pack->blobs});
-  ASSERT_TRUE(repo_->save_index(f).is_ok());
+  ASSERT_NO_FATAL_FAILURE(store(w));
   expect_refused(plant({link, dir}), "a");
 }
 
@@ -433,12 +433,7 @@ TEST_F(HostileTest, AnErrorEarlyInALargeTreeStopsTheTreesReadAhead) {
             R"(,"subtree":[")" + blob->id.hex() + R"("]})";
   }
   root += "]}";
-  auto pack = w.finish();
-  ASSERT_TRUE(pack.is_ok());
-  ASSERT_TRUE(repo_->save_pack(*pack).is_ok());
-  IndexFile f;
-  f.packs.push_back({pack->id, static_cast<uint32_t>(pack->data.size()), pack->blobs});
-  ASSERT_TRUE(repo_->save_index(f).is_ok());
+  ASSERT_NO_FATAL_FAILURE(store(w));
   expect_refused(plant({root}, {data}), "d00/f");
 }
 
