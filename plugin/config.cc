@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -373,6 +374,12 @@ Result<DaemonOptions> load_config(const ConfigInput& in) {
   text("plugin_socket", opts.plugin_socket);
   text("admin_socket", opts.admin_socket);
   text("docker_socket", opts.docker_socket);
+  if (std::filesystem::path(opts.plugin_socket).lexically_normal() ==
+      std::filesystem::path(opts.admin_socket).lexically_normal()) {
+    return Status::invalid_argument("plugin_socket (from " + where(vals, "plugin_socket") + ") and admin_socket (from " +
+                                    where(vals, "admin_socket") + ") are the same path, " + opts.plugin_socket +
+                                    "; the two APIs need a socket each");
+  }
   if (auto it = vals.find("threads"); it != vals.end()) opts.threads = static_cast<unsigned>(it->second.number);
   if (auto it = vals.find("log.format"); it != vals.end()) {
     opts.log_format = it->second.text == "json" ? LogFormat::kJson : LogFormat::kLogfmt;

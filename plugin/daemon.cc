@@ -46,6 +46,7 @@ Result<int> lock_state_root(const std::string& root) {
     std::string holder;
     char buf[32] = {};
     if (::pread(fd, buf, sizeof buf - 1, 0) > 0) holder = buf;
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
     ::close(fd);
     if (err == EWOULDBLOCK) {
       return Status::failed_precondition("another stowaged (pid " + holder + ") is using state root " + root);

@@ -1,7 +1,11 @@
 #include "http_server.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <optional>
 #include <random>
@@ -51,6 +55,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::atomic<size_t> connections{0};
   std::atomic<uint64_t> next_request{1};
   std::atomic<bool> stopped{false};
+  // The socket file this server bound (0/0 for TCP): stop() removes the path
+  // only while it is still that file, never a socket another process bound there.
+  dev_t socket_dev = 0;
+  ino_t socket_ino = 0;
 };
 
 namespace {
@@ -198,6 +206,29 @@ void HttpServer::Impl::accept() {
 
 namespace {
 
+// kAlreadyExists if a process accepts connections on the unix socket `path`;
+// ok if nobody listens there (ECONNREFUSED: a socket its server left behind).
+Status refuse_live_socket(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno_status(errno, "socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  int rc;
+  do {
+    rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  } while (rc != 0 && errno == EINTR);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0 || err == EAGAIN) {  // EAGAIN: a live server with a full backlog
+    return Status::already_exists("socket " + path +
+                                  " is in use: another process accepts connections on it (another stowaged?); "
+                                  "stop it or choose another socket path");
+  }
+  if (err == ECONNREFUSED) return Status::ok();
+  return errno_status(err, "probe existing socket " + path);
+}
+
 std::string random_id_part() {
   std::random_device rd;
   char buf[16];
@@ -219,8 +250,14 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(asio::io_context& ioc, Opt
   }
   if (!ec) impl->acceptor.bind(endpoint, ec);
   if (ec) return Status::io_error("bind " + std::string(where) + ": " + ec.message());
-  if (endpoint.protocol().family() == AF_UNIX && ::chmod(impl->opts.socket_path.c_str(), impl->opts.socket_mode) != 0) {
-    return errno_status(errno, "chmod " + impl->opts.socket_path);
+  if (endpoint.protocol().family() == AF_UNIX) {
+    struct stat st {};
+    if (::chmod(impl->opts.socket_path.c_str(), impl->opts.socket_mode) != 0 ||
+        ::lstat(impl->opts.socket_path.c_str(), &st) != 0) {
+      return errno_status(errno, "chmod " + impl->opts.socket_path);
+    }
+    impl->socket_dev = st.st_dev;
+    impl->socket_ino = st.st_ino;
   }
   impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (!ec) impl->acceptor.non_blocking(true, ec);  // for accept()'s batch
@@ -242,7 +279,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::listen(asio::io_context& ioc, Op
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return Status::already_exists(path + " exists and is not a socket; refusing to replace it");
-    // The daemon lock is held, so no live daemon of ours owns this socket.
+    // The state-root lock does not cover sockets: another daemon, with another
+    // state root, may be serving this one. Replace it only if nobody answers.
+    STOWAGE_RETURN_IF_ERROR(refuse_live_socket(path));
     if (::unlink(path.c_str()) != 0) return errno_status(errno, "remove stale socket " + path);
   }
   return start(ioc, std::move(options), std::move(handler), std::move(on_error), log,
@@ -276,7 +315,11 @@ void HttpServer::stop() {
     beast::error_code ec;
     impl->acceptor.close(ec);
   });
-  if (!impl_->opts.socket_path.empty()) ::unlink(impl_->opts.socket_path.c_str());
+  struct stat st {};
+  if (!impl_->opts.socket_path.empty() && ::lstat(impl_->opts.socket_path.c_str(), &st) == 0 &&
+      st.st_dev == impl_->socket_dev && st.st_ino == impl_->socket_ino) {
+    ::unlink(impl_->opts.socket_path.c_str());
+  }
 }
 
 uint16_t HttpServer::local_port() const {

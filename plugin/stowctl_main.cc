@@ -46,7 +46,15 @@ std::optional<json> call(const std::string& socket, const std::string& method, c
     return std::nullopt;
   }
   if (r->status != 200) {
-    std::cerr << "stowctl: " << j["error"].value("message", "request failed") << "\n";
+    // The admin API answers {"error": {"message": ...}}; anything else is not
+    // the admin API (e.g. --admin-socket naming the plugin socket).
+    const json err = j.is_object() ? j.value("error", json()) : json();
+    if (err.is_object() && err.contains("message") && err["message"].is_string()) {
+      std::cerr << "stowctl: " << err["message"].get<std::string>() << "\n";
+    } else {
+      std::cerr << "stowctl: unexpected reply from " << socket << " (HTTP " << r->status
+                << "); is it stowaged's admin socket?\n";
+    }
     return std::nullopt;
   }
   return j;

@@ -250,6 +250,13 @@ TEST_F(ConfigTest, ErrorLeaseRenewNotBelowTtlNamesBothSources) {
                 "than 'lease.ttl_seconds' (30, from config file " + file() + ")");
 }
 
+TEST_F(ConfigTest, ErrorOneSocketForBothApis) {
+  env_["STOWAGE_ADMIN_SOCKET"] = "/run/x/../s.sock";
+  std::string e = error(R"({"plugin_socket": "/run/s.sock"})");
+  EXPECT_HAS(e, "plugin_socket (from config file " + file() + ") and admin_socket (from environment variable "
+                "STOWAGE_ADMIN_SOCKET) are the same path");
+}
+
 TEST_F(ConfigTest, ErrorS3WithoutCredentials) {
   std::string e = error(R"({"repository": {"url": "s3://bkt"}})");
   EXPECT_HAS(e, "repository s3://bkt (from config file " + file() + "): s3: no credentials");

@@ -313,6 +313,15 @@ TEST_F(DaemonTest, AdminSocketIsPrivateAndStowctlWorks) {
   ASSERT_EQ(daemon_.stowctl("volume release alpha", &out), 0) << out;
   EXPECT_NE(out.find("released 1"), std::string::npos) << out;
   EXPECT_EQ(call("Remove", {{"Name", "alpha"}}).status, 200);
+
+  // An easy mistake: the plugin socket given as the admin socket. Its error
+  // replies are not the admin API's, and stowctl says so instead of aborting.
+  for (const char* cmd : {"volume ls", "volume inspect alpha"}) {
+    EXPECT_EQ(test::run_shell(test::bin_dir() + "/stowctl --admin-socket " + daemon_.plugin_socket() + " " + cmd, &out),
+              1)
+        << cmd << ": " << out;
+    EXPECT_NE(out.find("is it stowaged's admin socket?"), std::string::npos) << out;
+  }
 }
 
 TEST_F(DaemonTest, SnapshotCommandsThroughStowctl) {

@@ -253,5 +253,67 @@ TEST(HttpServer, StopEndsAcceptingAndRemovesTheSocket) {
   for (auto& t : threads) t.join();
 }
 
+
+Result<std::unique_ptr<HttpServer>> listen_at(boost::asio::io_context& ioc, const std::string& path, Logger& log) {
+  HttpServer::Options o;
+  o.socket_path = path;
+  return HttpServer::listen(ioc, std::move(o), Fixture::echo, [](int, std::string_view) { return HttpResponse{}; },
+                            log);
+}
+
+// Leaves a socket file at `path` that nobody listens on, as a killed server does.
+void leave_stale_socket(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  ::close(fd);
+}
+
+// A second daemon with another state root does not contend for the first
+// one's state-root lock: the socket itself must tell that it is in use.
+TEST(HttpServer, RefusesASocketAnotherServerListensOn) {
+  Fixture f;
+  f.listen(4096);
+  auto threads = f.run();
+  Fixture other;
+  auto second = listen_at(other.ioc, f.socket(), other.log);
+  ASSERT_FALSE(second.is_ok()) << "took over a socket in use";
+  EXPECT_EQ(second.status().code(), Code::kAlreadyExists);
+  EXPECT_NE(second.status().message().find("is in use"), std::string::npos) << second.status().message();
+  int fd = connect_to(f.socket());
+  ASSERT_GE(fd, 0) << "the first server lost its socket";
+  send_request(fd, "still-served");
+  EXPECT_NE(read_response(fd, "still-served").find("still-served"), std::string::npos);
+  ::close(fd);
+  f.stop(threads);
+}
+
+TEST(HttpServer, ReplacesASocketNobodyListensOn) {
+  Fixture f;
+  leave_stale_socket(f.socket());
+  f.listen(4096);
+  auto threads = f.run();
+  int fd = connect_to(f.socket());
+  ASSERT_GE(fd, 0);
+  send_request(fd, "new-server");
+  EXPECT_NE(read_response(fd, "new-server").find("new-server"), std::string::npos);
+  ::close(fd);
+  f.stop(threads);
+}
+
+// stop() removes its own socket file only: one that replaced it at the same
+// path (a newer daemon's) stays.
+TEST(HttpServer, StopLeavesASocketFileThatIsNotItsOwn) {
+  Fixture f;
+  f.listen(4096);
+  auto threads = f.run();
+  ASSERT_EQ(::unlink(f.socket().c_str()), 0);
+  leave_stale_socket(f.socket());
+  f.stop(threads);
+  EXPECT_EQ(::access(f.socket().c_str(), F_OK), 0) << "stop() removed another server's socket";
+}
+
 }  // namespace
 }  // namespace stowage
