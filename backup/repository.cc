@@ -24,7 +24,13 @@ Result<std::unique_ptr<Repository>> Repository::init(std::unique_ptr<ObjectStore
   if (!check.is_ok()) return Status::invalid_argument("init: " + check.status().message());
   const std::string where = store->describe();
   if (Status s = store->put(kConfigKey, text, {.create_only = true}); !s.is_ok()) {
-    return s.with_context("init repository " + where);
+    // A retried put whose first attempt was stored after all meets itself:
+    // the config holds a fresh random id, so identical bytes are our own.
+    if (s.code() != Code::kAlreadyExists) return s.with_context("init repository " + where);
+    auto stored = store->get(kConfigKey);
+    if (!stored.is_ok() || *stored != text) {
+      return Status::already_exists("init repository " + where + ": a repository already exists there");
+    }
   }
   return std::unique_ptr<Repository>(new Repository(std::move(store), std::move(check).value()));
 }
@@ -34,7 +40,9 @@ Result<std::unique_ptr<Repository>> Repository::open(std::unique_ptr<ObjectStore
   auto text = store->get(kConfigKey);
   if (!text.is_ok()) {
     if (text.status().code() == Code::kNotFound) {
-      return Status::not_found("no repository at " + where + " (config missing; run init)");
+      // The store's message tells a missing config from, say, a missing bucket.
+      return Status::not_found("no repository at " + where + " (" + text.status().message() +
+                               "); 'stowctl repo init' creates one");
     }
     return text.status().with_context("open repository " + where);
   }

@@ -92,6 +92,21 @@ TEST(Repository, InitThenOpenAndNeverOverwriteConfig) {
   ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
   EXPECT_EQ((*opened)->config(), new_config());
 
+  // A retried create-only put whose first attempt landed although its answer
+  // was lost (a timeout) gets "already exists" from its own write: init
+  // succeeds, since the config it finds is byte for byte the one it wrote.
+  TempDir dir3;
+  {
+    auto store = file_store(dir3);
+    ASSERT_TRUE(store->put(std::string(kConfigKey), serialize_config(new_config()), {.create_only = true}).is_ok());
+  }
+  auto met_itself = Repository::init(file_store(dir3), new_config());
+  ASSERT_TRUE(met_itself.is_ok()) << met_itself.status().to_string();
+  auto other_there = Repository::init(file_store(dir3), other);
+  ASSERT_FALSE(other_there.is_ok());
+  EXPECT_EQ(other_there.status().code(), Code::kAlreadyExists);
+  EXPECT_NE(other_there.status().message().find("a repository already exists there"), std::string::npos);
+
   RepositoryConfig bad = new_config();
   bad.chunker.avg_size = 1000;
   TempDir dir2;
