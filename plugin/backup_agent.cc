@@ -12,6 +12,7 @@
 #include "fs_util.h"
 #include "stowage/backup_pipeline.h"
 #include "stowage/repo_config.h"
+#include "stowage/store_deadline.h"
 
 namespace stowage {
 
@@ -142,10 +143,23 @@ Status BackupAgent::connect() {
   return Status::ok();
 }
 
+namespace {
+
+// `cap`, or less if the calling thread's StoreDeadline leaves less.
+std::chrono::nanoseconds time_left(int64_t cap_ns) {
+  auto left = std::chrono::nanoseconds(cap_ns);
+  if (auto deadline = StoreDeadline::current()) {
+    left = std::min(left, std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - StoreDeadline::Clock::now()));
+  }
+  return std::max(left, std::chrono::nanoseconds(0));
+}
+
+}  // namespace
+
 Status BackupAgent::need_repository(std::string_view ctx) {
   if (connected()) return Status::ok();
   std::unique_lock lk(connect_mu_);
-  connect_cv_.wait_for(lk, std::chrono::nanoseconds(opts_.mount_wait_ns), [&] { return attempts_ > 0; });
+  connect_cv_.wait_for(lk, time_left(opts_.mount_wait_ns), [&] { return attempts_ > 0; });
   if (connected()) return Status::ok();
   return Status::unavailable(std::string(ctx) + ": the backup repository has not been reached yet" +
                              (connect_error_.empty() ? std::string() : " (" + connect_error_ + ")") +
@@ -442,6 +456,9 @@ Status BackupAgent::ensure_local(const std::string& name) {
 
 Status BackupAgent::after_create(const std::string& name, bool created_now) {
   if (!enabled(name)) return Status::ok();
+  // Docker gives up on a plugin call after 120 s: a stalled repository must
+  // not hold the call past the budget (docs/MIGRATION.md).
+  StoreDeadline deadline{std::chrono::nanoseconds(opts_.call_budget_ns)};
   auto info = volumes_.get(name, false);
   if (!info.is_ok()) return info.status();
   auto v = vol(name);
@@ -476,9 +493,12 @@ Status BackupAgent::after_create(const std::string& name, bool created_now) {
 }
 
 Status BackupAgent::before_mount(const std::string& name) {
+  // Everything before the Mount's answer, restore wait included (as in after_create).
+  StoreDeadline deadline{std::chrono::nanoseconds(opts_.call_budget_ns)};
   STOWAGE_RETURN_IF_ERROR(ensure_local(name));
   if (!enabled(name)) return Status::ok();
-  STOWAGE_RETURN_IF_ERROR(need_repository("volume '" + name + "' has backups and a lease"));
+  STOWAGE_RETURN_IF_ERROR(
+      need_repository("volume '" + name + "' needs its lease from the backup repository (volumes with -o backup=off do not)"));
   auto v = vol(name);
   {
     // Counted under lease_mu, where a finishing final backup decides whether
@@ -616,7 +636,7 @@ Status BackupAgent::restore_into(Vol& v, const Hash256& id) {
 Status BackupAgent::wait_restored(Vol& v, const Hash256& id, int64_t wait_ns) {
   std::unique_lock lk(v.mu);
   auto done = [&] { return !v.restore_running || (v.synced == id && !v.restore_pending); };
-  v.cv.wait_for(lk, std::chrono::nanoseconds(wait_ns), done);
+  v.cv.wait_for(lk, time_left(wait_ns), done);
   if (v.synced == id && !v.restore_pending) return Status::ok();
   if (!v.restore_running) {
     return Status::unavailable("volume '" + v.name + "' could not be restored from snapshot " + id.hex().substr(0, 12) +

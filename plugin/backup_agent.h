@@ -49,6 +49,11 @@ class BackupAgent {
     // How long the first Mount waits for a restore before it fails with
     // "still restoring" (the restore goes on; a retry succeeds once it is done).
     int64_t mount_wait_ns = 90'000'000'000;
+    // The longest a Docker call (Create, Mount) spends on the repository,
+    // retries and the restore wait included: store calls made for it stop at
+    // this deadline (StoreDeadline), so a stalled repository cannot hold a
+    // call past Docker's plugin timeout. The daemon sets it to mount_wait_ns.
+    int64_t call_budget_ns = 100'000'000'000;
     // A live file changed less than this before a backup's copy began is read
     // again rather than recognised by its ctime (BackupOptions::identity_root).
     // 0 = the kernel's dirty-page writeback window plus 1 s: a write through

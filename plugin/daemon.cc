@@ -140,6 +140,7 @@ Status run_daemon(const DaemonOptions& opts) {
     aopts.lease.ttl_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.lease_ttl).count();
     aopts.renew_interval_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.lease_renew).count();
     aopts.mount_wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.mount_wait).count();
+    aopts.call_budget_ns = aopts.mount_wait_ns;
     STOWAGE_ASSIGN_OR_RETURN(agent, BackupAgent::open(std::move(aopts), *volumes, log));
     status_hooks.lease = [a = agent.get()](const std::string& v) { return a->lease_json(v); };
     status_hooks.last_backup = [a = agent.get()](const std::string& v) { return a->last_backup_json(v); };

@@ -4,6 +4,7 @@
 #include <string>
 #include <tuple>
 
+#include "stowage/store_deadline.h"
 #include "stowage/store_faults.h"
 
 namespace stowage {
@@ -116,8 +117,17 @@ class FaultStore final : public FaultInjectingStore {
   Status maybe_fail(CallRng& rng, std::string_view op, std::string_view key) {
     if (plan_.delay_rate > 0 && rng.chance(plan_.delay_rate)) {
       count(&FaultStats::delayed);
-      env_->sleep_for(std::chrono::milliseconds(
-          static_cast<int64_t>(rng.uniform01() * static_cast<double>(plan_.max_delay.count()))));
+      const std::chrono::milliseconds delay(
+          static_cast<int64_t>(rng.uniform01() * static_cast<double>(plan_.max_delay.count())));
+      // Like a network store, a delayed call ends at the calling thread's
+      // deadline (StoreDeadline) without reaching the inner store.
+      if (auto deadline = StoreDeadline::current(); deadline && StoreDeadline::Clock::now() + delay >= *deadline) {
+        env_->sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::max(*deadline - StoreDeadline::Clock::now(), StoreDeadline::Clock::duration::zero())));
+        return Status::deadline_exceeded("injected delay past the deadline: " + std::string(op) + " '" +
+                                         std::string(key) + "'");
+      }
+      env_->sleep_for(delay);
     }
     if (!rng.chance(plan_.fail_rate)) return Status::ok();
     count(&FaultStats::failed);

@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "stowage/store_deadline.h"
 #include "stowage/store_retry.h"
 
 namespace stowage {
@@ -102,6 +103,11 @@ class RetryingStoreImpl final : public RetryingStore {
       last_cost = cost;
       if (policy_.on_retry) policy_.on_retry();
       auto delay = retry_backoff(policy_, attempt, env_->uniform01());
+      if (auto deadline = StoreDeadline::current();
+          deadline && std::chrono::steady_clock::now() + delay >= *deadline) {
+        return Status(Code::kDeadlineExceeded,
+                      "out of time after " + std::to_string(attempt) + " attempts: " + st.message(), true);
+      }
       env_->sleep_for(delay);
       std::lock_guard lock(mu_);
       stats_.slept += delay;

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "s3_protocol.h"
+#include "stowage/store_deadline.h"
 #include "stowage/store_s3.h"
 
 namespace stowage {
@@ -319,7 +320,12 @@ class S3Store final : public ObjectStore {
   // Sends one request. Transport failures become statuses; any HTTP answer is
   // returned for the caller to interpret.
   Result<Response> perform(const Request& rq, const std::string& ctx) {
-    slots_.acquire();
+    const auto deadline = StoreDeadline::current();
+    if (!deadline) {
+      slots_.acquire();
+    } else if (!slots_.try_acquire_until(*deadline)) {
+      return Status::deadline_exceeded(ctx + ": out of time waiting for a free connection");
+    }
     struct Release {
       std::counting_semaphore<>& s;
       ~Release() { s.release(); }
@@ -354,6 +360,10 @@ class S3Store final : public ObjectStore {
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(cfg_.connect_timeout.count()));
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, cfg_.low_speed_bytes);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(cfg_.low_speed_time.count()));
+    if (deadline) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - StoreDeadline::Clock::now());
+      curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<int64_t>(1, left.count())));
+    }
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, cfg_.verify_tls ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, cfg_.verify_tls ? 2L : 0L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);

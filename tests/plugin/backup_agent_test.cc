@@ -24,7 +24,8 @@ struct Host {
   // connection attempt.
   Host(const std::string& root, const std::string& repo, const std::string& id, int64_t mount_wait_ns,
        std::chrono::milliseconds read_delay = 0ms, std::chrono::milliseconds write_delay = 0ms,
-       std::shared_ptr<std::atomic<bool>> reachable = nullptr, int64_t identity_margin_ns = 1'000'000'000)
+       std::shared_ptr<std::atomic<bool>> reachable = nullptr, int64_t identity_margin_ns = 1'000'000'000,
+       int64_t call_budget_ns = 100'000'000'000)
       : log(LogFormat::kLogfmt, LogLevel::kDebug, [](std::string_view) {}) {
     VolumeManager::Options o;
     o.state_root = root;
@@ -52,6 +53,7 @@ struct Host {
     a.lease.ttl_ns = 30'000'000'000;
     a.renew_interval_ns = 10'000'000'000;
     a.mount_wait_ns = mount_wait_ns;
+    a.call_budget_ns = call_budget_ns;
     a.identity_margin_ns = identity_margin_ns;  // 1 s: the tests write through write(2), not mmap
     auto ag = BackupAgent::open(std::move(a), *volumes, log);
     EXPECT_TRUE(ag.is_ok()) << ag.status().to_string();
@@ -191,6 +193,22 @@ TEST_F(BackupAgentTest, SlowRestoreFailsTheMountButFinishesInTheBackground) {
     EXPECT_EQ(test::read_file(b->data("big") + "/f" + std::to_string(i)), std::string(300000, 'a' + i));
   }
   EXPECT_EQ(b->agent->lease_json("big")["holder"], "node-b");
+}
+
+// A repository that stalls (every write takes up to 10 minutes, like radosgw
+// stopped with SIGSTOP) must not hold a Docker call past the call budget.
+TEST_F(BackupAgentTest, AStalledRepositoryFailsTheMountAtTheCallBudget) {
+  host("node-0");  // makes the repository, so that connecting writes nothing
+  Host a(dir_ / "node-a", dir_ / "repo", "node-a", 60'000'000'000, 0ms, 600'000ms, nullptr, 1'000'000'000,
+         /*call_budget_ns=*/500'000'000);
+  ASSERT_TRUE(a.volumes->create("db", {}).is_ok());
+  const auto start = std::chrono::steady_clock::now();
+  Status st = a.mount("db", "c1");
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(st.is_ok()) << "the lease cannot have been written";
+  EXPECT_EQ(st.code(), Code::kDeadlineExceeded) << st.to_string();
+  EXPECT_LT(took, 60s) << "held far past its 0.5 s budget";
+  EXPECT_TRUE(a.volumes->get("db", false)->record.mount_ids.empty());
 }
 
 TEST_F(BackupAgentTest, StaleCopyIsNotBackedUpOverNewerData) {

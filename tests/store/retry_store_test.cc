@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <optional>
+#include <thread>
 
 #include "store_test_util.h"
 #include "stowage/store_faults.h"
 #include "stowage/store_file.h"
+#include "stowage/store_deadline.h"
 #include "stowage/store_retry.h"
 #include "support/test_support.h"
 
@@ -49,6 +52,44 @@ TEST(RetryingStore, RetriesTransientErrorsThenSucceeds) {
   EXPECT_EQ(w.inner->calls(), 3);
   EXPECT_EQ(w.env->sleeps(), (std::vector<milliseconds>{milliseconds(500), milliseconds(1000)}));
   EXPECT_EQ(w.store->stats().retries, 2u);
+}
+
+// Inside a StoreDeadline scope no backoff starts that would end past the
+// deadline (jitter 0.5: backoffs of 500 then 1000 ms; the deadline is 700 ms
+// away and the fake sleeps take no time).
+TEST(RetryingStore, StopsRetryingWhenTheBackoffWouldPassTheThreadsDeadline) {
+  auto w = wrap();
+  w.inner->script({Status::unavailable("503"), Status::unavailable("503"), Status::unavailable("503")});
+  {
+    StoreDeadline deadline(milliseconds(700));
+    auto r = w.store->get("k");
+    EXPECT_EQ(r.status().code(), Code::kDeadlineExceeded);
+    EXPECT_NE(r.status().message().find("out of time after 2 attempts: 503"), std::string::npos) << r.status().message();
+  }
+  EXPECT_EQ(w.inner->calls(), 2);
+  EXPECT_EQ(w.env->sleeps(), std::vector<milliseconds>{milliseconds(500)});
+  EXPECT_FALSE(StoreDeadline::current().has_value()) << "the scope ended";
+  // Without a deadline the same script is retried to the end.
+  auto w2 = wrap();
+  w2.inner->script({Status::unavailable("503"), Status::unavailable("503"), Status::unavailable("503")});
+  EXPECT_TRUE(w2.store->get("k").is_ok());
+  EXPECT_EQ(w2.inner->calls(), 4);
+}
+
+TEST(StoreDeadline, NestedScopesKeepTheEarlierDeadline) {
+  EXPECT_FALSE(StoreDeadline::current().has_value());
+  StoreDeadline outer(std::chrono::seconds(10));
+  const auto first = *StoreDeadline::current();
+  {
+    StoreDeadline inner(std::chrono::seconds(60));
+    EXPECT_EQ(*StoreDeadline::current(), first) << "a later inner deadline does not extend the outer one";
+    StoreDeadline tighter(std::chrono::seconds(1));
+    EXPECT_LT(*StoreDeadline::current(), first);
+  }
+  EXPECT_EQ(*StoreDeadline::current(), first);
+  std::optional<StoreDeadline::Clock::time_point> elsewhere = first;
+  std::thread([&] { elsewhere = StoreDeadline::current(); }).join();
+  EXPECT_FALSE(elsewhere.has_value()) << "deadlines are per thread";
 }
 
 TEST(RetryingStore, NeverRetriesPermanentErrors) {
