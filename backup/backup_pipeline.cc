@@ -77,6 +77,9 @@ struct Node {
   std::vector<std::unique_ptr<Node>> children;
   Node* link_leader = nullptr;  // hard-link follower: content comes from the leader
   bool live_identity = false;   // inode/ctime are the original's (BackupOptions::identity_root)
+  // A file gone (or no longer a regular file) when a worker came to read it:
+  // left out of the snapshot. Set by the worker, read after workers joined.
+  bool vanished = false;
 };
 
 struct FileJob {
@@ -201,6 +204,7 @@ class Pipeline {
   void encoder_loop();
   // `job.parent` is used up (its cursor moves); reused chunks' ids point into
   // it until the file's batches are encoded, which this waits for.
+  // A file that is gone when it is opened is marked vanished, with a warning.
   Status process_file(FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec);
   // Adds `chunk` to `batch` (a batch of `file`): in place when it lies in
   // batch.lent, else copied; hands the batch to the encoders once it holds
@@ -226,6 +230,8 @@ class Pipeline {
   void upload_loop();
   Status wait_uploads();
   Status write_pending_index(bool all);
+  // Leaves vanished files out (and the hard links of a vanished leader, which
+  // have nothing to carry), with the walk's totals.
   Result<std::vector<BlobId>> build_tree(Node& dir, BlobCodec& codec);
   // The parent's entry of the same name, if it is a file.
   static const TreeEntry* parent_file(const TreeEntry& fresh, const std::vector<TreeEntry>* parent);
@@ -279,7 +285,9 @@ class Pipeline {
   // Hard-link groups: (dev, inode) of multi-link files → their first node.
   std::map<std::pair<uint64_t, uint64_t>, Node*> links_;
   uint64_t next_link_group_ = 1;
-  std::vector<Node*> followers_;  // hard-link followers, filled from their leader before trees are built
+  // Hard-link followers (and their paths, for warnings), filled from their
+  // leader before trees are built.
+  std::vector<std::pair<Node*, std::string>> followers_;
   uint64_t files_ = 0, dirs_ = 0, bytes_ = 0;
   std::atomic<uint64_t> bytes_matched_{0};
 };
@@ -379,7 +387,7 @@ Status Pipeline::add_node(int dirfd, int live_fd, const std::string& path, const
           if (leader->entry.hardlink == 0) leader->entry.hardlink = next_link_group_++;
           e.hardlink = leader->entry.hardlink;
           node->link_leader = leader;
-          followers_.push_back(node.get());
+          followers_.emplace_back(node.get(), full);
           progress_->files_done += 1;
           progress_->bytes_done += e.size;
           break;
@@ -694,7 +702,18 @@ void Pipeline::encoder_loop() {
 
 Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec) {
   TreeEntry& e = job.node->entry;
-  STOWAGE_ASSIGN_OR_RETURN(fs_util::DataMap map, fs_util::map_data(job.path));
+  if (opts_.before_read) opts_.before_read(job.path);
+  auto mapped = fs_util::map_data(job.path);
+  if (mapped.status().code() == Code::kNotFound) {
+    // Like a file gone between listing and stat: the snapshot is what the
+    // walk saw minus this file, never an entry without its content.
+    warn("vanished during backup, skipped: " + repo_util::display_name(job.path) + " (" +
+         mapped.status().message() + ")");
+    job.node->vanished = true;
+    progress_->files_done += 1;
+    return Status::ok();
+  }
+  STOWAGE_ASSIGN_OR_RETURN(fs_util::DataMap map, std::move(mapped));
   // A large file's chunks are hashed and encoded by the encoders (in file
   // order of their slots); a small file's right here.
   const bool offload = map.size >= kOffloadMinSize;
@@ -733,8 +752,8 @@ Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, Blo
   if (map.holes.empty() && offload) {
     // The encoders use the chunks in the reader's buffer itself, which they
     // keep until they are done with it (each buffer is one batch).
-    auto n = reader.read_file_lending(
-        job.path, [&](uint64_t, std::span<const std::byte> data, const BufferHold& hold) -> Status {
+    auto n = reader.read_open_lending(
+        map.fd.get(), job.path, [&](uint64_t, std::span<const std::byte> data, const BufferHold& hold) -> Status {
           if (aborted_) return Status::failed_precondition("backup aborted");
           progress_->bytes_read += data.size();
           batch.lent = std::string_view(reinterpret_cast<const char*>(data.data()), data.size());
@@ -747,7 +766,7 @@ Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, Blo
     read = n.status();
     if (n.is_ok()) e.size = *n;
   } else if (map.holes.empty()) {
-    auto n = reader.read_file(job.path, [&](uint64_t, std::span<const std::byte> data) -> Status {
+    auto n = reader.read_open(map.fd.get(), job.path, [&](uint64_t, std::span<const std::byte> data) -> Status {
       if (aborted_) return Status::failed_precondition("backup aborted");
       progress_->bytes_read += data.size();
       return feeder.feed(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
@@ -792,6 +811,11 @@ Result<std::vector<BlobId>> Pipeline::build_tree(Node& dir, BlobCodec& codec) {
     return Status::ok();
   };
   for (auto& child : dir.children) {
+    if (child->vanished) {
+      --files_;
+      bytes_ -= child->entry.size;
+      continue;
+    }
     if (child->entry.type == NodeType::kDir) {
       STOWAGE_ASSIGN_OR_RETURN(child->entry.subtree, build_tree(*child, codec));
     }
@@ -903,7 +927,13 @@ Result<BackupResult> Pipeline::run() {
   std::vector<BlobId> root_tree;
   if (s.is_ok()) {
     // Every node is still alive here; build_tree() moves entries out.
-    for (Node* f : followers_) {
+    for (const auto& [f, path] : followers_) {
+      if (f->link_leader->vanished) {
+        // Its content was to come from a file that could not be read.
+        warn("hard link to a file that vanished during backup, skipped: " + repo_util::display_name(path));
+        f->vanished = true;
+        continue;
+      }
       const TreeEntry& l = f->link_leader->entry;
       f->entry.size = l.size;
       f->entry.chunks = l.chunks;

@@ -95,14 +95,20 @@ Result<std::string> read_link_at(int dirfd, const std::string& name) {
 }
 
 Result<DataMap> map_data(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);  // not the owner
+  // O_NONBLOCK: a fifo put in the file's place must not block the open.
+  constexpr int kFlags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+  int fd = ::open(path.c_str(), kFlags | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), kFlags);  // not the owner
+  if (fd < 0 && errno == ELOOP) return Status::not_found("open: replaced by a symlink");
   if (fd < 0) return errno_status(errno, "open");
   DataMap map;
   map.fd = Fd(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) return errno_status(errno, "fstat");
-  if (!S_ISREG(st.st_mode)) return Status::invalid_argument("not a regular file any more");
+  if (!S_ISREG(st.st_mode)) return Status::not_found("open: not a regular file any more");
+  // Reads of a regular file ignore O_NONBLOCK, but io_uring need not: off.
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) return errno_status(errno, "fcntl");
   map.inode = st.st_ino;
   map.size = static_cast<uint64_t>(st.st_size);
   map.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;

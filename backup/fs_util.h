@@ -58,7 +58,9 @@ struct DataMap {
 };
 
 // Opens `path` (never through a final symlink) and maps its holes when it
-// occupies fewer blocks than its size. kInvalidArgument if not a regular file.
+// occupies fewer blocks than its size. kNotFound when `path` no longer names a
+// regular file: removed, or replaced by a symlink, a directory or any other
+// kind of entry (a fifo does not block the open).
 [[nodiscard]] Result<DataMap> map_data(const std::string& path);
 
 // Reads every byte of `map` outside its holes, in order, in pieces of at most

@@ -19,44 +19,56 @@ using copy_internal::UniqueFd;
 
 constexpr size_t kAlign = 4096;
 
-Result<UniqueFd> open_for_reading(const std::string& path, struct stat* st_out = nullptr) {
+// Checks that `fd` is something to read and hints sequential reading.
+Status prepare_for_reading(int fd, const std::string& name, struct stat* st_out) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return errno_status(errno, "stat '" + name + "'");
+  if (st_out) *st_out = st;
+  if (S_ISDIR(st.st_mode)) return Status::invalid_argument("read '" + name + "': is a directory");
+  // Doubles the kernel's readahead window: our queue plus its own.
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  return Status::ok();
+}
+
+Result<UniqueFd> open_for_reading(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return errno_status(errno, "read '" + path + "'");
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return errno_status(errno, "stat '" + path + "'");
-  if (st_out) *st_out = st;
-  if (S_ISDIR(st.st_mode)) return Status::invalid_argument("read '" + path + "': is a directory");
-  // Doubles the kernel's readahead window: our queue plus its own.
-  (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   return fd;
 }
 
-// A second descriptor of the same file with O_DIRECT, or an invalid one when
-// the file system refuses it or `path` no longer names the file `st` describes.
-UniqueFd open_direct(const std::string& path, const struct stat& st) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+// A second descriptor of the file open at `fd` with O_DIRECT, or an invalid
+// one when the file system refuses it or /proc is not there. Reopening
+// through /proc/self/fd gives the same file even if it was renamed, unlinked
+// or replaced since `fd` was opened (checked all the same).
+UniqueFd open_direct(int fd, const struct stat& st) {
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  UniqueFd dfd(::open(self.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC | O_NOATIME));
+  if (!dfd.valid() && errno == EPERM) {  // not the owner
+    dfd.reset(::open(self.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+  }
   struct stat again;
-  if (!fd.valid() || ::fstat(fd.get(), &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+  if (!dfd.valid() || ::fstat(dfd.get(), &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
     return UniqueFd();
   }
-  return fd;
+  return dfd;
 }
 
 class PreadReader final : public FileReader {
  public:
   explicit PreadReader(size_t chunk) : chunk_(chunk), buf_(std::make_shared<std::vector<std::byte>>(chunk)) {}
 
-  Result<uint64_t> read_file(const std::string& path, const ChunkCallback& on_chunk) override {
-    return read(path, &on_chunk, nullptr);
+  Result<uint64_t> read_open(int fd, const std::string& name, const ChunkCallback& on_chunk) override {
+    return read(fd, name, &on_chunk, nullptr);
   }
-  Result<uint64_t> read_file_lending(const std::string& path, const LendingChunkCallback& on_chunk) override {
-    return read(path, nullptr, &on_chunk);
+  Result<uint64_t> read_open_lending(int fd, const std::string& name, const LendingChunkCallback& on_chunk) override {
+    return read(fd, name, nullptr, &on_chunk);
   }
   bool uses_io_uring() const override { return false; }
 
  private:
-  Result<uint64_t> read(const std::string& path, const ChunkCallback* plain, const LendingChunkCallback* lending) {
-    STOWAGE_ASSIGN_OR_RETURN(UniqueFd fd, open_for_reading(path));
+  Result<uint64_t> read(int fd, const std::string& name, const ChunkCallback* plain,
+                        const LendingChunkCallback* lending) {
+    STOWAGE_RETURN_IF_ERROR(prepare_for_reading(fd, name, nullptr));
     uint64_t off = 0;
     for (;;) {
       // A buffer a lending callback kept is its own now (only this thread
@@ -65,10 +77,10 @@ class PreadReader final : public FileReader {
       std::vector<std::byte>& buf = *buf_;
       size_t filled = 0;
       while (filled < buf.size()) {
-        ssize_t n = ::pread(fd.get(), buf.data() + filled, buf.size() - filled, static_cast<off_t>(off + filled));
+        ssize_t n = ::pread(fd, buf.data() + filled, buf.size() - filled, static_cast<off_t>(off + filled));
         if (n < 0) {
           if (errno == EINTR) continue;
-          return errno_status(errno, "read '" + path + "'");
+          return errno_status(errno, "read '" + name + "'");
         }
         if (n == 0) break;
         filled += static_cast<size_t>(n);
@@ -128,11 +140,11 @@ class UringReader final : public FileReader {
         direct_min_(direct_min),
         pool_(std::make_shared<BufferPool>(ring_->buffers())) {}
 
-  Result<uint64_t> read_file(const std::string& path, const ChunkCallback& on_chunk) override {
-    return read(path, &on_chunk, nullptr);
+  Result<uint64_t> read_open(int fd, const std::string& name, const ChunkCallback& on_chunk) override {
+    return read(fd, name, &on_chunk, nullptr);
   }
-  Result<uint64_t> read_file_lending(const std::string& path, const LendingChunkCallback& on_chunk) override {
-    return read(path, nullptr, &on_chunk);
+  Result<uint64_t> read_open_lending(int fd, const std::string& name, const LendingChunkCallback& on_chunk) override {
+    return read(fd, name, nullptr, &on_chunk);
   }
   bool uses_io_uring() const override { return true; }
   uint64_t direct_bytes() const override { return direct_bytes_; }
@@ -143,11 +155,12 @@ class UringReader final : public FileReader {
   // Each slot reads into a buffer taken from pool_ and gives it back when the
   // read is over, unless it was delivered to a lending callback: then a hold
   // gives it back when dropped, and the slot takes another.
-  Result<uint64_t> read(const std::string& path, const ChunkCallback* plain, const LendingChunkCallback* lending) {
+  Result<uint64_t> read(int fd, const std::string& name, const ChunkCallback* plain,
+                        const LendingChunkCallback* lending) {
     struct stat st;
-    STOWAGE_ASSIGN_OR_RETURN(UniqueFd fd, open_for_reading(path, &st));
+    STOWAGE_RETURN_IF_ERROR(prepare_for_reading(fd, name, &st));
     UniqueFd dfd;
-    if (direct_min_ > 0 && static_cast<uint64_t>(st.st_size) >= direct_min_) dfd = open_direct(path, st);
+    if (direct_min_ > 0 && static_cast<uint64_t>(st.st_size) >= direct_min_) dfd = open_direct(fd, st);
     struct Slot {
       uint64_t chunk = 0;
       size_t filled = 0;
@@ -176,7 +189,7 @@ class UringReader final : public FileReader {
       // Buffers and chunk_ are 4 KiB aligned: only the rest of a short read
       // can be unaligned (the end of the file); it goes through the page cache.
       s.direct = dfd.valid() && s.filled % kAlign == 0;
-      ring_->prep_read(sqe, s.direct ? dfd.get() : fd.get(), s.buf, s.filled, static_cast<unsigned>(chunk_ - s.filled),
+      ring_->prep_read(sqe, s.direct ? dfd.get() : fd, s.buf, s.filled, static_cast<unsigned>(chunk_ - s.filled),
                        s.chunk * chunk_ + s.filled);
       io_uring_sqe_set_data64(sqe, k);
       s.busy = true;
@@ -202,7 +215,7 @@ class UringReader final : public FileReader {
         dfd.reset();
         issue(static_cast<unsigned>(c->user_data));
       } else if (c->res < 0) {
-        if (error.is_ok()) error = errno_status(-c->res, "read '" + path + "'");
+        if (error.is_ok()) error = errno_status(-c->res, "read '" + name + "'");
       } else if (c->res > 0) {  // 0 is EOF: the slot stays short and ends the file
         s.filled += static_cast<size_t>(c->res);
         if (s.direct) s.direct_bytes += static_cast<uint64_t>(c->res);
@@ -260,6 +273,16 @@ class UringReader final : public FileReader {
 };
 
 }  // namespace
+
+Result<uint64_t> FileReader::read_file(const std::string& path, const ChunkCallback& on_chunk) {
+  STOWAGE_ASSIGN_OR_RETURN(UniqueFd fd, open_for_reading(path));
+  return read_open(fd.get(), path, on_chunk);
+}
+
+Result<uint64_t> FileReader::read_file_lending(const std::string& path, const LendingChunkCallback& on_chunk) {
+  STOWAGE_ASSIGN_OR_RETURN(UniqueFd fd, open_for_reading(path));
+  return read_open_lending(fd.get(), path, on_chunk);
+}
 
 Result<std::unique_ptr<FileReader>> FileReader::create(FileReaderOptions opts) {
   if (opts.chunk_size == 0) return Status::invalid_argument("file reader: chunk_size must be > 0");

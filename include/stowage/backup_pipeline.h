@@ -66,6 +66,11 @@ struct BackupOptions {
   // Test seam: called after every data pack is stored and before any index
   // file, tree or manifest is written. A non-OK status aborts the backup there.
   std::function<Status()> after_data_uploaded;
+  // Test seam: called by a worker with a file's path (source path + '/' +
+  // relative path) just before it opens the file to read it, after the walk
+  // listed and stat'ed it; may be called on several threads at once. Lets a
+  // test change the file system between the walk and the read.
+  std::function<void(const std::string& path)> before_read;
   // Written as the manifest's lease_generation (FORMAT.md §7); 0 = no lease.
   uint64_t lease_generation = 0;
   // Called after every index file is stored and just before the manifest is

@@ -61,8 +61,7 @@ class FileReader {
   // read is read until a read returns 0). Returns the number of bytes delivered.
   // Errors: kNotFound if missing, kInvalidArgument for a directory, the
   // callback's status if it stops the read, I/O errors as errno_status().
-  [[nodiscard]] virtual Result<uint64_t> read_file(const std::string& path,
-                                                   const ChunkCallback& on_chunk) = 0;
+  [[nodiscard]] Result<uint64_t> read_file(const std::string& path, const ChunkCallback& on_chunk);
 
   // As read_file(), but the callback may keep the buffer it is given by
   // copying `hold` (so a consumer on another thread can use the bytes without
@@ -70,7 +69,18 @@ class FileReader {
   // (queue_depth + lend_buffers in all) and, when every one is held, waits
   // until a hold is dropped on another thread; the pread reader allocates a
   // new buffer. Every hold must be dropped before the reader is destroyed.
-  [[nodiscard]] virtual Result<uint64_t> read_file_lending(const std::string& path,
+  [[nodiscard]] Result<uint64_t> read_file_lending(const std::string& path, const LendingChunkCallback& on_chunk);
+
+  // As read_file() and read_file_lending(), of the file the caller has open
+  // at `fd` (read from offset 0 with positioned reads; neither closed nor
+  // moved). Nothing is looked up by name, so what is read is the file the
+  // caller opened, wherever it is now (a backup opens it relative to a
+  // directory descriptor). `name` is only for error messages. O_DIRECT reads
+  // go through a second descriptor reopened from /proc/self/fd/<fd>; without
+  // /proc the file is read buffered.
+  [[nodiscard]] virtual Result<uint64_t> read_open(int fd, const std::string& name,
+                                                   const ChunkCallback& on_chunk) = 0;
+  [[nodiscard]] virtual Result<uint64_t> read_open_lending(int fd, const std::string& name,
                                                            const LendingChunkCallback& on_chunk) = 0;
 
   // True when reads go through io_uring.

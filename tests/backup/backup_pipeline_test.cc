@@ -6,6 +6,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -543,6 +544,67 @@ TEST_F(PipelineTest, StoreFailureWhileLargeFilesAreEncodedEndsTheBackup) {
   }
   const auto ok = backup(src, "large");
   expect_restores_to(ok.snapshot_id, src);
+}
+
+// A file removed between the walk and its read, or put back as something
+// else than a regular file, is left out of the snapshot with a warning (as
+// one gone between listing and stat is), and so are the hard links of such
+// a file: the backup succeeds and restores to the source without them.
+TEST_F(PipelineTest, FilesGoneWhenTheyAreReadAreLeftOutWithAWarning) {
+  const std::string src = dir_ / "van";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  const std::string big = test::random_bytes(6u << 20, 1);  // read on the encoders
+  test::write_file(src + "/big", big);
+  test::write_file(src + "/kept", "kept");
+  test::write_file(src + "/large_gone", test::random_bytes(5u << 20, 2));
+  test::write_file(src + "/link1", "every name removed");
+  ASSERT_EQ(::link((src + "/link1").c_str(), (src + "/link2").c_str()), 0);
+  test::write_file(src + "/to_fifo", "becomes a fifo");
+  test::write_file(src + "/to_link", "becomes a symlink");
+  test::write_file(src + "/zz", "removed");
+  struct stat dir_st {};
+  ASSERT_EQ(::stat(src.c_str(), &dir_st), 0);
+  // The directory's times as the walk recorded them, so that the restore
+  // compares equal to the source after the removals.
+  auto reset_dir_times = [&] {
+    const timespec times[2] = {dir_st.st_atim, dir_st.st_mtim};
+    ASSERT_EQ(::utimensat(AT_FDCWD, src.c_str(), times, 0), 0);
+  };
+  BackupOptions o = test::backup_opts(src, "van");
+  o.workers = 1;
+  o.before_read = [&](const std::string& path) {
+    const std::string name = path.substr(src.size() + 1);
+    if (name == "zz" || name == "large_gone") {
+      ASSERT_EQ(::unlink(path.c_str()), 0);
+    } else if (name == "link1") {
+      ASSERT_EQ(::unlink(path.c_str()), 0);
+      ASSERT_EQ(::unlink((src + "/link2").c_str()), 0);
+    } else if (name == "to_fifo") {
+      ASSERT_EQ(::unlink(path.c_str()), 0);
+      ASSERT_EQ(::mkfifo(path.c_str(), 0644), 0);  // must not block the read
+    } else if (name == "to_link") {
+      ASSERT_EQ(::unlink(path.c_str()), 0);
+      ASSERT_EQ(::symlink("kept", path.c_str()), 0);
+    } else {
+      return;
+    }
+    reset_dir_times();
+  };
+  const auto r = run_backup(*repo_, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->manifest.stats.files, 2u);
+  EXPECT_EQ(r->manifest.stats.bytes, big.size() + 4);
+  for (const char* name : {"large_gone", "link1", "link2", "to_fifo", "to_link", "zz"}) {
+    const std::string path = src + "/" + name;
+    EXPECT_TRUE(std::any_of(r->warnings.begin(), r->warnings.end(),
+                            [&](const std::string& w) { return w.find(path) != std::string::npos; }))
+        << name << ": " << ::testing::PrintToString(r->warnings);
+  }
+  ASSERT_EQ(::unlink((src + "/to_fifo").c_str()), 0);
+  ASSERT_EQ(::unlink((src + "/to_link").c_str()), 0);
+  reset_dir_times();
+  expect_restores_to(r->snapshot_id, src);
+  expect_check_clean();
 }
 
 TEST_F(PipelineTest, ConcurrentBackupsIntoOneRepository) {
