@@ -775,13 +775,16 @@ Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, Blo
     if (n.is_ok()) e.size = *n;
   } else {
     // Sparse: only the data ranges are read; holes are recorded, not stored.
-    e.holes = map.holes;
-    e.size = map.size;
-    read = fs_util::read_ranges(map, kReadSize, [&](std::string_view data) -> Status {
+    auto n = fs_util::read_ranges(map, kReadSize, [&](std::string_view data) -> Status {
       if (aborted_) return Status::failed_precondition("backup aborted");
       progress_->bytes_read += data.size();
       return feeder.feed(data);
     });
+    read = n.status();
+    if (n.is_ok()) {
+      e.size = *n;
+      e.holes = fs_util::holes_within(map.holes, *n);
+    }
   }
   if (read.is_ok()) read = feeder.finish();
   if (read.is_ok()) read = flush_batch(batch);

@@ -151,8 +151,18 @@ std::vector<Hole> data_ranges(uint64_t size, const std::vector<Hole>& holes) {
   return out;
 }
 
-Status read_ranges(const DataMap& map, size_t piece, const std::function<Status(std::string_view)>& fn) {
+std::vector<Hole> holes_within(const std::vector<Hole>& holes, uint64_t size) {
+  std::vector<Hole> out;
+  for (const auto& h : holes) {
+    if (h.offset >= size) break;
+    out.push_back({h.offset, std::min(h.length, size - h.offset)});
+  }
+  return out;
+}
+
+Result<uint64_t> read_ranges(const DataMap& map, size_t piece, const std::function<Status(std::string_view)>& fn) {
   std::string buf(piece, '\0');
+  uint64_t read_end = 0;  // just past the last byte read
   for (const auto& r : data_ranges(map.size, map.holes)) {
     uint64_t off = r.offset;
     const uint64_t end = r.offset + r.length;
@@ -163,12 +173,18 @@ Status read_ranges(const DataMap& map, size_t piece, const std::function<Status(
         if (errno == EINTR) continue;
         return errno_status(errno, "read");
       }
-      if (n == 0) return Status::failed_precondition("file shrank while it was read");
+      if (n == 0) {
+        // Shrank meanwhile: it ends at or before `off`.
+        struct stat st {};
+        if (::fstat(map.fd.get(), &st) != 0) return errno_status(errno, "fstat");
+        return std::max(read_end, std::min(off, static_cast<uint64_t>(st.st_size)));
+      }
       STOWAGE_RETURN_IF_ERROR(fn(std::string_view(buf.data(), static_cast<size_t>(n))));
       off += static_cast<uint64_t>(n);
+      read_end = off;
     }
   }
-  return Status::ok();
+  return map.size;
 }
 
 }  // namespace stowage::fs_util

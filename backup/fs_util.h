@@ -64,9 +64,16 @@ struct DataMap {
 [[nodiscard]] Result<DataMap> map_data(const std::string& path);
 
 // Reads every byte of `map` outside its holes, in order, in pieces of at most
-// `piece` bytes. A file that shrank meanwhile is kFailedPrecondition (the
-// backup would otherwise record a size it did not read).
-[[nodiscard]] Status read_ranges(const DataMap& map, size_t piece, const std::function<Status(std::string_view)>& fn);
+// `piece` bytes. Returns the size to record with what was read: map.size, or
+// for a file that shrank meanwhile, where it ended (where it ends now if that
+// is in a hole past the last byte read, never before that byte) — a dense
+// file's read records what it read the same way. Cut the holes to it with
+// holes_within(). What a file grew by past map.size is not read.
+[[nodiscard]] Result<uint64_t> read_ranges(const DataMap& map, size_t piece,
+                                           const std::function<Status(std::string_view)>& fn);
+
+// `holes` cut to a file of `size` bytes.
+std::vector<Hole> holes_within(const std::vector<Hole>& holes, uint64_t size);
 
 // The data ranges of a file of `size` bytes with `holes` ([offset, length]).
 std::vector<Hole> data_ranges(uint64_t size, const std::vector<Hole>& holes);
