@@ -83,7 +83,12 @@ struct Node {
 };
 
 struct FileJob {
-  std::string path;
+  std::string path;  // for messages and BackupOptions::before_read
+  // The directory the walk found the file in, held open until it is read:
+  // the file is opened relative to it, so no path is looked up (of any
+  // length, or through a symlink put in place of a directory meanwhile).
+  std::shared_ptr<const fs_util::Fd> dir;
+  std::string name;
   Node* node = nullptr;
   // A changed file's chunks in the parent snapshot, when they carry chunk
   // sums: those still in place are reused (ChunkFeeder), not cut or hashed.
@@ -192,10 +197,12 @@ class Pipeline {
     return s.is_ok() ? Status::internal(what) : s;
   }
 
-  Status walk_dir(int dirfd, int live_fd, const std::string& path, Node& dir, const std::vector<TreeEntry>* parent,
-                  std::vector<std::string>& rel, int depth);
-  Status add_node(int dirfd, int live_fd, const std::string& path, const std::string& name, Node& dir,
+  // `dirfd` is the directory being walked, shared with the jobs of its files.
+  Status walk_dir(const std::shared_ptr<const fs_util::Fd>& dirfd, int live_fd, const std::string& path, Node& dir,
                   const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth);
+  Status add_node(const std::shared_ptr<const fs_util::Fd>& dirfd, int live_fd, const std::string& path,
+                  const std::string& name, Node& dir, const std::vector<TreeEntry>* parent,
+                  std::vector<std::string>& rel, int depth);
   // BackupOptions::identity_root: gives `node` the identity of the original
   // of the copy `st` (entry `name` of the original directory `live_fd`)
   // when the original provably has not changed since the copy was made.
@@ -348,15 +355,20 @@ void Pipeline::adopt_live_identity(int live_fd, const std::string& name, const s
   node.live_identity = true;
 }
 
-Status Pipeline::add_node(int dirfd, int live_fd, const std::string& path, const std::string& name, Node& dir,
-                          const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth) {
+Status Pipeline::add_node(const std::shared_ptr<const fs_util::Fd>& dir_fd, int live_fd, const std::string& path,
+                          const std::string& name, Node& dir, const std::vector<TreeEntry>* parent,
+                          std::vector<std::string>& rel, int depth) {
+  // Everything is looked up relative to `dirfd` by `name` (never by `full`,
+  // which may be longer than PATH_MAX).
+  const int dirfd = dir_fd->get();
   const std::string full = path + "/" + name;
+  auto vanished = [&] {
+    warn("vanished during backup, skipped: " + repo_util::display_name(full));
+    return Status::ok();
+  };
   struct stat st {};
   if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) {
-      warn("vanished during backup, skipped: " + repo_util::display_name(full));
-      return Status::ok();
-    }
+    if (errno == ENOENT) return vanished();
     return errno_status(errno, "stat " + repo_util::display_name(full));
   }
   auto node = std::make_unique<Node>();
@@ -368,9 +380,12 @@ Status Pipeline::add_node(int dirfd, int live_fd, const std::string& path, const
   e.mtime_ns = ns_of(st.st_mtim);
   e.ctime_ns = ns_of(st.st_ctim);
   e.inode = st.st_ino;
-  const auto xattrs = fs_util::read_xattrs(full);
-  if (!xattrs.is_ok()) return xattrs.status();
-  e.xattrs = *xattrs;
+  if (!S_ISDIR(st.st_mode)) {  // a directory's are read through the descriptor it is walked with
+    auto xattrs = fs_util::read_xattrs_at(dirfd, name);
+    if (xattrs.status().code() == Code::kNotFound) return vanished();
+    if (!xattrs.is_ok()) return xattrs.status().with_context(repo_util::display_name(full));
+    e.xattrs = std::move(xattrs).value();
+  }
   switch (st.st_mode & S_IFMT) {
     case S_IFREG: {
       e.type = NodeType::kFile;
@@ -403,17 +418,23 @@ Status Pipeline::add_node(int dirfd, int live_fd, const std::string& path, const
         progress_->bytes_done += e.size;
       } else if (e.size == 0) {
         progress_->files_done += 1;  // nothing to read
-      } else if (!jobs_.push(FileJob{full, node.get(), parent_chunks(old)})) {
+      } else if (!jobs_.push(FileJob{full, dir_fd, name, node.get(), parent_chunks(old)})) {
         return first_error();
       }
       break;
     }
     case S_IFDIR: {
       e.type = NodeType::kDir;
-      ++dirs_;
       if (depth + 1 > kMaxDepth) return Status::invalid_argument("directory nesting deeper than 4096: " + full);
       const int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      // Gone, or replaced by a symlink or a non-directory since the stat.
+      if (fd < 0 && (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)) return vanished();
       if (fd < 0) return errno_status(errno, "open directory " + repo_util::display_name(full));
+      const auto sub = std::make_shared<const fs_util::Fd>(fd);
+      auto xattrs = fs_util::read_xattrs(fd, repo_util::display_name(full));
+      if (!xattrs.is_ok()) return xattrs.status();
+      e.xattrs = std::move(xattrs).value();
+      ++dirs_;
       std::vector<TreeEntry> sub_parent;
       bool have_parent = false;
       if (parent) {
@@ -433,16 +454,16 @@ Status Pipeline::add_node(int dirfd, int live_fd, const std::string& path, const
       const int live_sub =
           live_fd < 0 ? -1 : ::openat(live_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       rel.push_back(name);
-      Status s = walk_dir(fd, live_sub, full, *node, have_parent ? &sub_parent : nullptr, rel, depth + 1);
+      Status s = walk_dir(sub, live_sub, full, *node, have_parent ? &sub_parent : nullptr, rel, depth + 1);
       rel.pop_back();
       if (live_sub >= 0) ::close(live_sub);
-      ::close(fd);
       STOWAGE_RETURN_IF_ERROR(s);
       break;
     }
     case S_IFLNK: {
       e.type = NodeType::kSymlink;
       auto target = fs_util::read_link_at(dirfd, name);
+      if (target.status().code() == Code::kNotFound) return vanished();
       if (!target.is_ok()) return target.status().with_context(repo_util::display_name(full));
       e.target = std::move(target).value();
       break;
@@ -467,9 +488,9 @@ Status Pipeline::add_node(int dirfd, int live_fd, const std::string& path, const
   return Status::ok();
 }
 
-Status Pipeline::walk_dir(int dirfd, int live_fd, const std::string& path, Node& dir,
-                          const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth) {
-  STOWAGE_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_util::list_dir(dirfd));
+Status Pipeline::walk_dir(const std::shared_ptr<const fs_util::Fd>& dirfd, int live_fd, const std::string& path,
+                          Node& dir, const std::vector<TreeEntry>* parent, std::vector<std::string>& rel, int depth) {
+  STOWAGE_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_util::list_dir(dirfd->get()));
   std::sort(names.begin(), names.end());
   for (const auto& name : names) {
     if (aborted_) return first_error();
@@ -703,7 +724,7 @@ void Pipeline::encoder_loop() {
 Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, BlobCodec& codec) {
   TreeEntry& e = job.node->entry;
   if (opts_.before_read) opts_.before_read(job.path);
-  auto mapped = fs_util::map_data(job.path);
+  auto mapped = fs_util::map_data(job.dir->get(), job.name);
   if (mapped.status().code() == Code::kNotFound) {
     // Like a file gone between listing and stat: the snapshot is what the
     // walk saw minus this file, never an entry without its content.
@@ -834,25 +855,17 @@ Result<std::vector<BlobId>> Pipeline::build_tree(Node& dir, BlobCodec& codec) {
 Result<BackupResult> Pipeline::run() {
   const int root_fd = ::open(opts_.source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) return errno_status(errno, "open source directory " + opts_.source);
+  auto root_dir = std::make_shared<const fs_util::Fd>(root_fd);
   // The directory's own metadata goes into the manifest (FORMAT.md §6.1).
   RootMeta root_meta;
   {
     struct stat st {};
-    if (::fstat(root_fd, &st) != 0) {
-      Status e = errno_status(errno, "stat source directory " + opts_.source);
-      ::close(root_fd);
-      return e;
-    }
+    if (::fstat(root_fd, &st) != 0) return errno_status(errno, "stat source directory " + opts_.source);
     root_meta.mode = st.st_mode & 07777;
     root_meta.uid = st.st_uid;
     root_meta.gid = st.st_gid;
     root_meta.mtime_ns = ns_of(st.st_mtim);
-    auto xattrs = fs_util::read_xattrs(opts_.source);
-    if (!xattrs.is_ok()) {
-      ::close(root_fd);
-      return xattrs.status();
-    }
-    root_meta.xattrs = std::move(xattrs).value();
+    STOWAGE_ASSIGN_OR_RETURN(root_meta.xattrs, fs_util::read_xattrs(root_fd, opts_.source));
   }
 
   // Parent snapshot: the newest of the same source and host, unless given.
@@ -864,10 +877,7 @@ Result<BackupResult> Pipeline::run() {
       parent_id = opts_.parent;
     } else {
       auto all = repo_util::load_snapshots(repo_);
-      if (!all.is_ok()) {
-        ::close(root_fd);
-        return all.status();
-      }
+      if (!all.is_ok()) return all.status();
       for (auto it = all->rbegin(); it != all->rend(); ++it) {
         if (it->manifest.volume == opts_.name && it->manifest.hostname == opts_.hostname) {
           parent_id = it->id;
@@ -905,9 +915,9 @@ Result<BackupResult> Pipeline::run() {
     live_root = ::open(opts_.identity_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (live_root < 0) warn("originals not readable, every file is read: " + opts_.identity_root + ": " + std::strerror(errno));
   }
-  Status walked = walk_dir(root_fd, live_root, opts_.source, root, have_parent ? &parent_root : nullptr, rel, 0);
+  Status walked = walk_dir(root_dir, live_root, opts_.source, root, have_parent ? &parent_root : nullptr, rel, 0);
   if (live_root >= 0) ::close(live_root);
-  ::close(root_fd);
+  root_dir.reset();  // closed once the last job of its files is read
   progress_->walk_done = true;
   if (!walked.is_ok()) fail(walked);
   jobs_.close();

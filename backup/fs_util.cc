@@ -37,23 +37,28 @@ Result<std::vector<std::string>> list_dir(int dirfd) {
   return names;
 }
 
-Result<std::vector<Xattr>> read_xattrs(const std::string& path) {
+namespace {
+
+// The xattrs `list` and `get` (llistxattr/lgetxattr or their f- twins, bound
+// to one file) give; `what` names the file in errors.
+template <typename List, typename Get>
+Result<std::vector<Xattr>> read_xattrs_with(const List& list, const Get& get, const std::string& what) {
   std::vector<Xattr> out;
   std::string names;
   for (;;) {
-    const ssize_t n = ::llistxattr(path.c_str(), nullptr, 0);
+    const ssize_t n = list(nullptr, 0);
     if (n < 0) {
       if (errno == ENOTSUP || errno == ENODATA) return out;
-      return errno_status(errno, "list xattrs of " + path);
+      return errno_status(errno, "list xattrs of " + what);
     }
     if (n == 0) return out;
     names.resize(static_cast<size_t>(n));
-    const ssize_t m = ::llistxattr(path.c_str(), names.data(), names.size());
+    const ssize_t m = list(names.data(), names.size());
     if (m >= 0) {
       names.resize(static_cast<size_t>(m));
       break;
     }
-    if (errno != ERANGE) return errno_status(errno, "list xattrs of " + path);  // ERANGE: grew meanwhile
+    if (errno != ERANGE) return errno_status(errno, "list xattrs of " + what);  // ERANGE: grew meanwhile
   }
   for (size_t pos = 0; pos < names.size();) {
     const size_t end = names.find('\0', pos);
@@ -62,23 +67,44 @@ Result<std::vector<Xattr>> read_xattrs(const std::string& path) {
     if (name.empty()) continue;
     std::string value;
     for (;;) {
-      const ssize_t n = ::lgetxattr(path.c_str(), name.c_str(), nullptr, 0);
+      const ssize_t n = get(name.c_str(), nullptr, 0);
       if (n < 0) {
         if (errno == ENODATA) break;  // removed meanwhile
-        return errno_status(errno, "read xattr " + name + " of " + path);
+        return errno_status(errno, "read xattr " + name + " of " + what);
       }
       value.resize(static_cast<size_t>(n));
-      const ssize_t m = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+      const ssize_t m = get(name.c_str(), value.data(), value.size());
       if (m >= 0) {
         value.resize(static_cast<size_t>(m));
         out.push_back({name, value});
         break;
       }
-      if (errno != ERANGE) return errno_status(errno, "read xattr " + name + " of " + path);
+      if (errno != ERANGE) return errno_status(errno, "read xattr " + name + " of " + what);
     }
   }
   std::sort(out.begin(), out.end(), [](const Xattr& a, const Xattr& b) { return a.name < b.name; });
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<Xattr>> read_xattrs(int fd, const std::string& what) {
+  return read_xattrs_with([&](char* buf, size_t n) { return ::flistxattr(fd, buf, n); },
+                          [&](const char* name, void* buf, size_t n) { return ::fgetxattr(fd, name, buf, n); }, what);
+}
+
+Result<std::vector<Xattr>> read_xattrs_at(int dirfd, const std::string& name) {
+  // The l- calls do not follow `name`; only the descriptor's magic link is.
+  const std::string dir = "/proc/self/fd/" + std::to_string(dirfd);
+  const std::string path = dir + "/" + name;
+  auto xattrs =
+      read_xattrs_with([&](char* buf, size_t n) { return ::llistxattr(path.c_str(), buf, n); },
+                       [&](const char* x, void* buf, size_t n) { return ::lgetxattr(path.c_str(), x, buf, n); }, name);
+  if (xattrs.status().code() == Code::kNotFound && ::access(dir.c_str(), F_OK) != 0) {
+    return Status::failed_precondition("list xattrs of " + name + ": " + dir +
+                                       " is missing (xattrs are read through /proc; is it mounted?)");
+  }
+  return xattrs;
 }
 
 Result<std::string> read_link_at(int dirfd, const std::string& name) {
@@ -94,11 +120,11 @@ Result<std::string> read_link_at(int dirfd, const std::string& name) {
   }
 }
 
-Result<DataMap> map_data(const std::string& path) {
+Result<DataMap> map_data(int dirfd, const std::string& name) {
   // O_NONBLOCK: a fifo put in the file's place must not block the open.
   constexpr int kFlags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-  int fd = ::open(path.c_str(), kFlags | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), kFlags);  // not the owner
+  int fd = ::openat(dirfd, name.c_str(), kFlags | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = ::openat(dirfd, name.c_str(), kFlags);  // not the owner
   if (fd < 0 && errno == ELOOP) return Status::not_found("open: replaced by a symlink");
   if (fd < 0) return errno_status(errno, "open");
   DataMap map;

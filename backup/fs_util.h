@@ -40,9 +40,17 @@ class Fd {
 // Names in the directory open at `dirfd`, without "." and "..", unsorted.
 [[nodiscard]] Result<std::vector<std::string>> list_dir(int dirfd);
 
-// Extended attributes of `path` without following a final symlink, sorted by
-// name. A file system without xattr support gives an empty list.
-[[nodiscard]] Result<std::vector<Xattr>> read_xattrs(const std::string& path);
+// Extended attributes of the file or directory open at `fd`, sorted by name.
+// A file system without xattr support gives an empty list. `what` names it in
+// errors.
+[[nodiscard]] Result<std::vector<Xattr>> read_xattrs(int fd, const std::string& what);
+
+// As read_xattrs(), of the entry `name` of the directory open at `dirfd`,
+// without following it if it is a symlink and without opening it (a fifo, a
+// device): through /proc/self/fd/<dirfd>/<name>, a path of any depth's
+// entry that is short and crosses no symlink but the descriptor's own.
+// kNotFound if the entry is gone; kFailedPrecondition if /proc is missing.
+[[nodiscard]] Result<std::vector<Xattr>> read_xattrs_at(int dirfd, const std::string& name);
 
 // Target of the symlink `name` in `dirfd`, of any length.
 [[nodiscard]] Result<std::string> read_link_at(int dirfd, const std::string& name);
@@ -57,11 +65,12 @@ struct DataMap {
   std::vector<Hole> holes;  // empty unless the file is sparse
 };
 
-// Opens `path` (never through a final symlink) and maps its holes when it
-// occupies fewer blocks than its size. kNotFound when `path` no longer names a
-// regular file: removed, or replaced by a symlink, a directory or any other
-// kind of entry (a fifo does not block the open).
-[[nodiscard]] Result<DataMap> map_data(const std::string& path);
+// Opens the entry `name` of the directory open at `dirfd` (never through a
+// symlink) and maps its holes when it occupies fewer blocks than its size.
+// kNotFound when `name` no longer names a regular file: removed, or replaced
+// by a symlink, a directory or any other kind of entry (a fifo does not block
+// the open).
+[[nodiscard]] Result<DataMap> map_data(int dirfd, const std::string& name);
 
 // Reads every byte of `map` outside its holes, in order, in pieces of at most
 // `piece` bytes. Returns the size to record with what was read: map.size, or

@@ -607,6 +607,109 @@ TEST_F(PipelineTest, FilesGoneWhenTheyAreReadAreLeftOutWithAWarning) {
   expect_check_clean();
 }
 
+// Entries whose paths are longer than PATH_MAX (4096 bytes): 17 nested
+// directories of 250-byte names, holding every kind of entry, xattrs on a
+// file and a directory, and a file large enough for O_DIRECT reads. The
+// backup looks everything up relative to directory descriptors, so it
+// succeeds, and the restore is the same tree. Compared level by level
+// through /proc/self/fd, as paths this long cannot be compared by name.
+TEST_F(PipelineTest, PathsLongerThanPathMaxBackUpAndRestore) {
+  const std::string src = dir_ / "long";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  std::vector<std::string> names;
+  size_t length = src.size();
+  int fd = ::open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (int i = 0; i < 17; ++i) {
+    names.push_back(std::string(249, static_cast<char>('a' + i)) + "d");
+    ASSERT_EQ(::mkdirat(fd, names.back().c_str(), 0750), 0);
+    const int next = ::openat(fd, names.back().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(next, 0);
+    ::close(fd);
+    fd = next;
+    length += 1 + names.back().size();
+  }
+  ASSERT_GT(length + std::strlen("/small"), 4096u);
+  auto write_at = [&](const char* name, const std::string& data, off_t at) {
+    const int f = ::openat(fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(f, 0);
+    ASSERT_EQ(::pwrite(f, data.data(), data.size(), at), static_cast<ssize_t>(data.size()));
+    if (std::string_view(name) == "small") {
+      ASSERT_EQ(::fsetxattr(f, "user.deep", "x\0y", 3, 0), 0);
+    }
+    ::close(f);
+  };
+  write_at("small", "deep down", 0);
+  write_at("big", test::random_bytes(5u << 20, 1), 0);
+  write_at("sparse", test::random_bytes(100000, 2), 8 << 20);
+  ASSERT_EQ(::symlinkat("small", fd, "link"), 0);
+  ASSERT_EQ(::mkfifoat(fd, "fifo", 0640), 0);
+  ASSERT_EQ(::linkat(fd, "small", fd, "hard", 0), 0);
+  ASSERT_EQ(::mkdirat(fd, "sub", 0700), 0);
+  {
+    const int sub = ::openat(fd, "sub", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(sub, 0);
+    ASSERT_EQ(::fsetxattr(sub, "user.dir", "d", 1, 0), 0);
+    ::close(sub);
+  }
+  ::close(fd);
+
+  const auto b = backup(src, "long");
+  EXPECT_EQ(b.manifest.stats.files, 4u);  // small, hard, big, sparse
+  const std::string target = dir_ / "restored";
+  auto r = run_restore(*repo_, b.snapshot_id, test::restore_opts(target));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  int a = ::open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int t = ::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(t, 0);
+  for (const auto& name : names) {
+    SCOPED_TRACE(name.substr(0, 1));
+    const int next_a = ::openat(a, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const int next_t = ::openat(t, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ::close(a);
+    ::close(t);
+    a = next_a;
+    t = next_t;
+    ASSERT_GE(a, 0);
+    ASSERT_GE(t, 0) << "not restored";
+    struct stat sa {}, st {};
+    ASSERT_EQ(::fstat(a, &sa), 0);
+    ASSERT_EQ(::fstat(t, &st), 0);
+    EXPECT_EQ(sa.st_mode, st.st_mode);
+    EXPECT_EQ(sa.st_mtim.tv_sec, st.st_mtim.tv_sec);
+    EXPECT_EQ(sa.st_mtim.tv_nsec, st.st_mtim.tv_nsec);
+  }
+  const auto diffs = test::diff_trees("/proc/self/fd/" + std::to_string(a), "/proc/self/fd/" + std::to_string(t));
+  EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
+  ::close(a);
+  ::close(t);
+}
+
+// A directory replaced by a symlink after the walk listed it: its files are
+// read from the directory the walk listed (opened relative to its
+// descriptor), never through the symlink, which could lead out of the
+// source.
+TEST_F(PipelineTest, FilesAreReadFromTheDirectoryTheWalkListedNotThroughASymlink) {
+  const std::string src = dir_ / "swap", outside = dir_ / "outside";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((src + "/d").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(outside.c_str(), 0755), 0);
+  test::write_file(src + "/d/f", "inside the source");
+  test::write_file(outside + "/f", "outside the source");
+  BackupOptions o = test::backup_opts(src, "swap");
+  o.before_read = [&](const std::string& path) {
+    if (path != src + "/d/f") return;
+    ASSERT_EQ(::rename((src + "/d").c_str(), (src + "/moved").c_str()), 0);
+    ASSERT_EQ(::symlink(outside.c_str(), (src + "/d").c_str()), 0);
+  };
+  const auto r = run_backup(*repo_, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  const std::string target = dir_ / "restored";
+  auto restored = run_restore(*repo_, r->snapshot_id, test::restore_opts(target));
+  ASSERT_TRUE(restored.is_ok()) << restored.status().to_string();
+  EXPECT_EQ(test::read_file(target + "/d/f"), "inside the source");
+}
+
 TEST_F(PipelineTest, ConcurrentBackupsIntoOneRepository) {
   std::vector<std::string> srcs;
   for (int i = 0; i < 3; ++i) {

@@ -44,7 +44,7 @@ TEST(ReadRanges, SparseFileTruncatedWhileReadEndsWhereItEnded) {
                        Case{39 * kMiB, 39 * kMiB, 5 * kMiB}}) {                                 // in a hole
     SCOPED_TRACE(c.truncate_to);
     ASSERT_EQ(::truncate(path.c_str(), 73 * kMiB), 0);  // the size the map sees
-    auto map = fs_util::map_data(path);
+    auto map = fs_util::map_data(AT_FDCWD, path);
     ASSERT_TRUE(map.is_ok()) << map.status().to_string();
     ASSERT_FALSE(map->holes.empty());
     std::string got;
