@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <random>
@@ -340,9 +341,13 @@ int cmd_check(const BackupCliState& st) {
   return 0;
 }
 
+// No envname("STOWAGE_REPOSITORY") here: every subcommand has its own --repo
+// bound to st.repo, and CLI11 applies an option's environment variable even
+// when another subcommand's --repo was given, overwriting it. The variable is
+// read once, after parsing, in run_backup_command().
 CLI::Option* repo_option(CLI::App* cmd, BackupCliState& st) {
-  return cmd->add_option("--repo,-r", st.repo, "Repository URL (file:///abs/path or s3://bucket/prefix)")
-      ->envname("STOWAGE_REPOSITORY");
+  return cmd->add_option("--repo,-r", st.repo,
+                         "Repository URL (file:///abs/path or s3://bucket/prefix); default: $STOWAGE_REPOSITORY");
 }
 
 }  // namespace
@@ -410,7 +415,11 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.check->add_flag("--json", st.json, "Print JSON for scripts");
 }
 
-std::optional<int> run_backup_command(const BackupCliState& st) {
+std::optional<int> run_backup_command(const BackupCliState& parsed) {
+  BackupCliState st = parsed;
+  if (st.repo.empty()) {
+    if (const char* env = std::getenv("STOWAGE_REPOSITORY")) st.repo = env;  // an explicit --repo wins
+  }
   if (st.init && st.init->parsed()) return cmd_init(st);
   if (st.create && st.create->parsed()) return cmd_create(st);
   if (st.ls && st.ls->parsed()) return cmd_ls(st);

@@ -47,7 +47,8 @@ struct BackupCliState {
 // Adds the subcommands to `app`; `state` must outlive parsing and the run.
 void add_backup_commands(CLI::App& app, BackupCliState& state);
 
-// Runs the parsed backup command and returns the process exit code (0 ok,
+// Runs the parsed backup command (with $STOWAGE_REPOSITORY as the repository
+// when no --repo was given) and returns the process exit code (0 ok,
 // 1 failure with a message on stderr), or nullopt when the command line
 // chose none of them.
 std::optional<int> run_backup_command(const BackupCliState& state);

@@ -37,6 +37,13 @@ class StowctlTest : public ::testing::Test {
     EXPECT_FALSE(j.is_discarded()) << out;
     return j;
   }
+  // dir/src holding one file.
+  std::string small_source() {
+    const std::string src = dir_ / "src";
+    EXPECT_EQ(::mkdir(src.c_str(), 0755), 0);
+    test::write_file(src + "/f", "data");
+    return src;
+  }
   TempDir dir_{"stowage-cli"};
 };
 
@@ -105,6 +112,32 @@ TEST_F(StowctlTest, InitBackupLsRestoreCheckForgetPrune) {
   const std::string again = dir_ / "again";
   EXPECT_EQ(stowctl("restore latest --to '" + again + "'"), 0);
   EXPECT_TRUE(test::diff_trees(src, again).empty());
+}
+
+// $STOWAGE_REPOSITORY (set by stowctl() to dir/repo) is only the fallback:
+// an explicit --repo names the repository every command works on. It used to
+// be overwritten by the variable, so forget deleted in the wrong repository.
+TEST_F(StowctlTest, ExplicitRepoWinsOverEnvironment) {
+  const std::string src = small_source();
+  const std::string other = "--repo 'file://" + dir_.path() + "/other'";
+  ASSERT_EQ(stowctl("repo init"), 0);
+  std::string err;
+  ASSERT_EQ(stowctl("repo init " + other, nullptr, &err), 0) << err;
+  EXPECT_EQ(stowctl_json("backup create '" + src + "' --name env")["name"], "env");
+  EXPECT_EQ(stowctl_json("backup create '" + src + "' --name env")["name"], "env");
+  const json mine = stowctl_json("backup create '" + src + "' --name explicit " + other);
+  const json listed = stowctl_json("backup ls " + other);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["id"], mine["snapshot"]);
+  EXPECT_EQ(stowctl_json("backup ls").size(), 2u);
+
+  // forget --keep-last 1 on the explicit repository leaves the other alone.
+  EXPECT_EQ(stowctl_json("forget --keep-last 1 " + other)["remove"].size(), 0u);
+  EXPECT_EQ(stowctl_json("backup ls").size(), 2u);
+  const std::string target = dir_ / "restored";
+  EXPECT_EQ(stowctl_json("restore latest --to '" + target + "' " + other)["snapshot"], mine["snapshot"]);
+  EXPECT_EQ(stowctl_json("check " + other)["snapshots"], 1);
+  EXPECT_EQ(stowctl_json("prune " + other)["packs_deleted"], 0);
 }
 
 }  // namespace
