@@ -3,12 +3,14 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "repo_util.h"
@@ -43,7 +45,7 @@ int64_t bucket_of(int64_t time_ns, Bucket b) {
   return 0;
 }
 
-// Calls fn(dir path, entry) for every entry under the tree blobs `roots`;
+// Calls on_entry(dir path, entry) for every entry under the tree blobs `roots`;
 // on_tree(dir path, id) for every tree blob before it is read; tree errors
 // go to on_error (the walk continues elsewhere). With `seen`, a tree blob
 // already visited is skipped (prune needs blobs, not paths).
@@ -82,6 +84,119 @@ struct Walker {
       }
     }
   }
+};
+
+// Checks each directory (the tree blobs of one `subtree`) once and remembers
+// what it found, so a repository whose trees share subtrees (even a crafted
+// one reaching one tree through 2^n paths) is checked in time linear in its
+// distinct directories. report() then walks one snapshot's directories,
+// each once: findings are named by the first path that reaches it; every
+// other path to a directory with damage at or below it is reported as such,
+// naming that first path (so the output stays linear too). Nesting depth
+// depends on the path, not the directory: report() judges it.
+class DirChecker {
+ public:
+  struct Finding {
+    std::string name;  // the entry; empty: the directory itself
+    std::string problem;
+    bool damage;       // false: an error that does not hurt a restore
+  };
+  using FileCheck = std::function<void(const TreeEntry&, std::vector<Finding>&)>;
+  using OnFinding = std::function<void(const std::string& path, const Finding&)>;
+  using OnShared = std::function<void(const std::string& path, const std::string& first_path)>;
+
+  DirChecker(Repository& repo, const Index& index, FileCheck check_file)
+      : repo_(repo), index_(index), check_file_(std::move(check_file)) {}
+
+  // Calls on_finding(path, finding) for every finding in the directories
+  // under the tree blobs `root`, checking those not checked before, and
+  // on_shared(path, first path) for each further path to a directory with
+  // damage at or below it.
+  void report(const std::vector<BlobId>& root, const OnFinding& on_finding, const OnShared& on_shared) {
+    std::unordered_map<size_t, std::string> first;  // handle -> first path (kept only where damaged)
+    std::vector<std::string> path;
+    visit(check(root, 0), path, first, on_finding, on_shared);
+  }
+
+ private:
+  static constexpr int kMaxDepth = 4096;  // FORMAT.md §6.2
+  static constexpr size_t kUnchecked = SIZE_MAX;
+  struct Subdir {
+    std::string name;
+    std::vector<BlobId> ids;
+    size_t handle;  // kUnchecked: below the depth check() stopped at
+  };
+  struct Dir {
+    std::vector<Finding> findings;
+    std::vector<Subdir> subdirs;
+    bool damage_below = false;  // as far as checked
+  };
+
+  // Checks the directory made of the tree blobs `ids`, first met at `depth`,
+  // and what is below it, unless done before; returns its handle.
+  size_t check(const std::vector<BlobId>& ids, int depth) {
+    auto [it, fresh] = handles_.emplace(ids, dirs_.size());
+    if (!fresh) return it->second;
+    const size_t me = dirs_.size();
+    dirs_.emplace_back();
+    auto entries = repo_util::load_dir(repo_, index_, codec_, ids);
+    if (!entries.is_ok()) {
+      dirs_[me].findings.push_back({"", entries.status().message(), true});
+      dirs_[me].damage_below = true;
+      return me;
+    }
+    for (auto& e : *entries) {
+      std::vector<Finding> found;
+      if (e.type == NodeType::kFile) check_file_(e, found);
+      for (auto& f : found) {
+        if (f.damage) dirs_[me].damage_below = true;
+        dirs_[me].findings.push_back(std::move(f));
+      }
+      if (e.type != NodeType::kDir) continue;
+      // Deeper than any path may go from here: visit() refuses it, or
+      // checks it when a shorter path reaches it.
+      const size_t sub = depth + 1 > kMaxDepth ? kUnchecked : check(e.subtree, depth + 1);
+      if (sub != kUnchecked && dirs_[sub].damage_below) dirs_[me].damage_below = true;
+      dirs_[me].subdirs.push_back({std::move(e.name), std::move(e.subtree), sub});
+    }
+    return me;
+  }
+
+  void visit(size_t dir, std::vector<std::string>& path, std::unordered_map<size_t, std::string>& first,
+             const OnFinding& on_finding, const OnShared& on_shared) {
+    first.emplace(dir, dirs_[dir].damage_below ? repo_util::display_path(path) : std::string());
+    for (const auto& f : dirs_[dir].findings) {
+      if (!f.name.empty()) path.push_back(f.name);
+      on_finding(repo_util::display_path(path), f);
+      if (!f.name.empty()) path.pop_back();
+    }
+    for (size_t i = 0; i < dirs_[dir].subdirs.size(); ++i) {
+      path.push_back(dirs_[dir].subdirs[i].name);
+      const int depth = static_cast<int>(path.size());
+      if (depth > kMaxDepth) {
+        on_finding(repo_util::display_path(path), {"", "nesting deeper than 4096", true});
+      } else {
+        if (dirs_[dir].subdirs[i].handle == kUnchecked) {
+          const size_t handle = check(dirs_[dir].subdirs[i].ids, depth);  // may grow dirs_
+          dirs_[dir].subdirs[i].handle = handle;
+        }
+        const size_t sub = dirs_[dir].subdirs[i].handle;
+        if (auto it = first.find(sub); it == first.end()) {
+          visit(sub, path, first, on_finding, on_shared);
+        } else if (dirs_[sub].damage_below) {
+          on_shared(repo_util::display_path(path), it->second);
+        }
+      }
+      path.pop_back();
+    }
+  }
+
+  Repository& repo_;
+  const Index& index_;
+  FileCheck check_file_;
+  BlobCodec codec_;
+  std::map<std::vector<BlobId>, size_t> handles_;
+  std::vector<Dir> dirs_;
 };
 
 }  // namespace
@@ -427,7 +542,9 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
   }
   report.damaged_packs.assign(damaged.begin(), damaged.end());
 
-  // Snapshots: every tree readable, every chunk indexed and intact.
+  // Snapshots: every tree readable, every chunk indexed and intact. Each
+  // directory is checked once (DirChecker), however many paths and snapshots
+  // share it.
   auto snaps = repo_util::load_snapshots(repo);
   if (!snaps.is_ok()) {
     if (snaps.status().code() != Code::kCorruption) return snaps.status();
@@ -435,54 +552,51 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
     return report;
   }
   report.snapshots = snaps->size();
+  auto check_file = [&](const TreeEntry& e, std::vector<DirChecker::Finding>& out) {
+    uint64_t data = 0;
+    for (const auto& c : e.chunks) {
+      auto loc = index.find(c);
+      if (!loc) {
+        out.push_back({e.name, "data blob " + c.hex() + " is not in the index", true});
+        return;
+      }
+      if (bad_blobs.count(c)) {
+        out.push_back({e.name, "data blob " + c.hex() + " in pack " + loc->pack.hex() + " is damaged", true});
+        return;
+      }
+      data += loc->raw_length;
+    }
+    uint64_t holes = 0;
+    for (const auto& h : e.holes) holes += h.length;
+    if (data + holes != e.size) out.push_back({e.name, "size does not match its chunks and holes", true});
+    // A wrong sum does not hurt a restore, but the next backup of the file
+    // would trust it to find the chunk in place: an error, not damage.
+    for (size_t i = 0; i < e.chunk_sums.size() && i < e.chunks.size(); ++i) {
+      auto it = std::lower_bound(sums.begin(), sums.end(), e.chunks[i],
+                                 [](const auto& entry, const BlobId& id) { return entry.first < id; });
+      if (it != sums.end() && it->first == e.chunks[i] && it->second != e.chunk_sums[i]) {
+        out.push_back({e.name,
+                       "chunk " + std::to_string(i) + " (data blob " + e.chunks[i].hex() +
+                           ") does not have the recorded chunk_xxh128 sum",
+                       false});
+        break;
+      }
+    }
+  };
+  DirChecker dirs(repo, index, check_file);
   for (const auto& s : *snaps) {
-    Walker w{repo, index, BlobCodec{}, {}, {}, {}, nullptr};
-    auto path_of = [](const std::vector<std::string>& dir, const std::string* name) {
-      std::vector<std::string> p = dir;
-      if (name) p.push_back(*name);
-      return repo_util::display_path(p);
-    };
     auto error = [&](const std::string& path, const std::string& problem) {
       report.errors.push_back("snapshot " + s.id.hex() + ": " + path + ": " + problem);
     };
-    auto damage = [&](const std::vector<std::string>& dir, const std::string* name, const std::string& problem) {
-      const std::string path = path_of(dir, name);
+    auto damage = [&](const std::string& path, const std::string& problem) {
       report.damaged.push_back({s.id, path, problem});
       error(path, problem);
     };
-    w.on_error = [&](const std::vector<std::string>& dir, const Status& st) { damage(dir, nullptr, st.message()); };
-    w.on_entry = [&](const std::vector<std::string>& dir, const TreeEntry& e) {
-      if (e.type != NodeType::kFile) return;
-      uint64_t data = 0;
-      for (const auto& c : e.chunks) {
-        auto loc = index.find(c);
-        if (!loc) {
-          damage(dir, &e.name, "data blob " + c.hex() + " is not in the index");
-          return;
-        }
-        if (bad_blobs.count(c)) {
-          damage(dir, &e.name, "data blob " + c.hex() + " in pack " + loc->pack.hex() + " is damaged");
-          return;
-        }
-        data += loc->raw_length;
-      }
-      uint64_t holes = 0;
-      for (const auto& h : e.holes) holes += h.length;
-      if (data + holes != e.size) damage(dir, &e.name, "size does not match its chunks and holes");
-      // A wrong sum does not hurt a restore, but the next backup of the file
-      // would trust it to find the chunk in place: an error, not damage.
-      for (size_t i = 0; i < e.chunk_sums.size() && i < e.chunks.size(); ++i) {
-        auto it = std::lower_bound(sums.begin(), sums.end(), e.chunks[i],
-                                   [](const auto& entry, const BlobId& id) { return entry.first < id; });
-        if (it != sums.end() && it->first == e.chunks[i] && it->second != e.chunk_sums[i]) {
-          error(path_of(dir, &e.name), "chunk " + std::to_string(i) + " (data blob " + e.chunks[i].hex() +
-                                           ") does not have the recorded chunk_xxh128 sum");
-          break;
-        }
-      }
-    };
-    std::vector<std::string> path;
-    w.walk(s.manifest.tree, path, 0);
+    dirs.report(s.manifest.tree, [&](const std::string& path, const DirChecker::Finding& f) {
+      f.damage ? damage(path, f.problem) : error(path, f.problem);
+    }, [&](const std::string& path, const std::string& first) {
+      damage(path, "the same directory as " + first + ", which holds damage reported there");
+    });
   }
   return report;
 }

@@ -379,6 +379,11 @@ std::string file_entry(const std::string& name, const std::string& extra = "") {
          extra + "}";
 }
 
+std::string dir_entry(const std::string& name, const BlobId& subtree) {
+  return R"({"type":"dir","name":")" + name + R"(","mode":493,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":2,"subtree":[")" +
+         subtree.hex() + R"("]})";
+}
+
 TEST_F(HostileTest, DotDotSlashAbsoluteAndDuplicateNamesAreRefused) {
   expect_refused(plant({R"({"entries":[)" + file_entry("..") + "]}"}), "..");
   expect_refused(plant({R"({"entries":[)" + file_entry("a/../../escape") + "]}"}), "a/../../escape");
@@ -459,6 +464,41 @@ TEST_F(HostileTest, ReadDataFindsAChunkSumThatDoesNotMatchItsChunk) {
   EXPECT_TRUE(c.damaged.empty());
   EXPECT_TRUE(run_restore(*repo_, bad, test::restore_opts(dir_ / "restored")).is_ok());
   EXPECT_EQ(test::read_file(dir_ / "restored/f"), data);
+}
+
+// 40 levels of directories {a, b}, both naming the same subtree, over one
+// file whose chunk is missing: 2^40 paths, 41 distinct trees. check reads
+// each tree once (it used to walk every path: hours), reports the file at
+// the first path that reaches it, and each other way into the damaged
+// subtree once, naming that first path.
+TEST_F(HostileTest, CheckReadsASharedSubtreeOnceAndNamesEachWayIntoIt) {
+  const std::string missing = sha256("not stored").hex();
+  BlobCodec codec;
+  PackWriter w;
+  std::string tree = R"({"entries":[{"type":"file","name":"f","mode":420,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":1,"size":3,"chunks":[")" +
+                     missing + R"("]}]})";
+  constexpr int kLevels = 40;
+  for (int level = 0; level < kLevels; ++level) {
+    auto blob = codec.encode(BlobType::kTree, tree);
+    ASSERT_TRUE(blob.is_ok());
+    ASSERT_TRUE(w.add(*blob).is_ok());
+    tree = R"({"entries":[)" + dir_entry("a", blob->id) + "," + dir_entry("b", blob->id) + "]}";
+  }
+  ASSERT_NO_FATAL_FAILURE(store(w));
+  const Hash256 id = plant({tree});
+  const auto c = check(false);
+  ASSERT_EQ(c.damaged.size(), kLevels + 1u);
+  std::string deepest;
+  for (int i = 0; i < kLevels; ++i) deepest += "a/";
+  EXPECT_EQ(c.damaged[0].snapshot, id);
+  EXPECT_EQ(c.damaged[0].path, deepest + "f");
+  EXPECT_NE(c.damaged[0].problem.find(missing), std::string::npos) << c.damaged[0].problem;
+  // Deepest first: the walk finds the file before it returns to each "b".
+  EXPECT_EQ(c.damaged[1].path, deepest.substr(0, 2 * (kLevels - 1)) + "b");
+  EXPECT_NE(c.damaged[1].problem.find("same directory as " + deepest.substr(0, 2 * kLevels - 1)), std::string::npos)
+      << c.damaged[1].problem;
+  EXPECT_EQ(c.damaged.back().path, "b");
+  EXPECT_EQ(c.errors.size(), c.damaged.size());
 }
 
 // A symlink planted in a target that the user restores into with overwrite
