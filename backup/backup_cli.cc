@@ -127,6 +127,14 @@ json stats_json(const SnapshotStats& s) {
           {"new_bytes", s.new_bytes},   {"stored_bytes", s.stored_bytes}};
 }
 
+// Names each snapshot whose manifest cannot be read, on stderr, and how to remove it.
+void warn_unreadable(const repo_util::SnapshotList& all) {
+  for (const auto& u : all.unreadable) {
+    std::cerr << "stowctl: warning: skipped " << u.problem.to_string() << " (remove it with 'stowctl forget "
+              << u.id.hex() << "')\n";
+  }
+}
+
 int cmd_init(const BackupCliState& st) {
   if (st.repo.empty()) return fail("repo init", Status::invalid_argument("pass --repo URL or set STOWAGE_REPOSITORY"));
   auto store = open_object_store(st.repo);
@@ -196,11 +204,12 @@ int cmd_create(const BackupCliState& st) {
 int cmd_ls(const BackupCliState& st) {
   auto repo = open_repo(st.repo);
   if (!repo.is_ok()) return fail("backup ls", repo.status());
-  auto snaps = repo_util::load_snapshots(**repo);
+  auto snaps = repo_util::scan_snapshots(**repo);
   if (!snaps.is_ok()) return fail("backup ls", snaps.status());
+  warn_unreadable(*snaps);
   json out = json::array();
   if (!st.json) std::printf("%-12s  %-30s  %-20s  %-16s  %10s  %s\n", "ID", "TIME", "NAME", "HOST", "SIZE", "TAGS");
-  for (const auto& s : *snaps) {
+  for (const auto& s : snaps->readable) {
     const auto& m = s.manifest;
     if (!st.name.empty() && m.volume != st.name) continue;
     if (st.json) {
@@ -228,7 +237,10 @@ int cmd_ls(const BackupCliState& st) {
 int cmd_restore(const BackupCliState& st) {
   auto repo = open_repo(st.repo);
   if (!repo.is_ok()) return fail("restore", repo.status());
-  auto snap = repo_util::resolve_snapshot(**repo, st.snapshot, st.name);
+  auto all = repo_util::scan_snapshots(**repo);
+  if (!all.is_ok()) return fail("restore " + st.snapshot, all.status());
+  if (st.snapshot == "latest") warn_unreadable(*all);  // one of them may be newer
+  auto snap = repo_util::resolve_snapshot(*all, st.snapshot, st.name);
   if (!snap.is_ok()) return fail("restore " + st.snapshot, snap.status());
   RestoreOptions o;
   o.target = st.target;
@@ -266,20 +278,25 @@ int cmd_forget(const BackupCliState& st) {
   o.policy = {st.keep_last, st.keep_hourly, st.keep_daily, st.keep_weekly, st.keep_monthly, st.keep_yearly, st.keep_tags};
   o.name = st.name;
   o.dry_run = st.dry_run;
+  o.snapshots = st.forget_ids;
   auto r = run_forget(**repo, o);
   if (!r.is_ok()) return fail("forget", r.status());
   json keep = json::array(), remove = json::array();
   for (const auto& d : *r) {
+    json entry = {{"id", d.id.hex()}, {"name", d.manifest.volume}};
+    if (d.unreadable) entry["unreadable"] = true;
     if (d.keep) {
-      keep.push_back({{"id", d.id.hex()}, {"name", d.manifest.volume}, {"reasons", d.reasons}});
+      entry["reasons"] = d.reasons;
+      keep.push_back(std::move(entry));
     } else {
-      remove.push_back({{"id", d.id.hex()}, {"name", d.manifest.volume}});
+      remove.push_back(std::move(entry));
     }
     if (!st.json) {
       std::string why;
       for (const auto& x : d.reasons) why += (why.empty() ? "" : ",") + x;
       std::printf("%-6s %s  %s  %s  %s\n", d.keep ? "keep" : (st.dry_run ? "would" : "forget"),
-                  d.id.hex().substr(0, 12).c_str(), format_rfc3339_ns(d.manifest.time_ns).c_str(),
+                  d.id.hex().substr(0, 12).c_str(),
+                  d.unreadable ? "(manifest unreadable)" : format_rfc3339_ns(d.manifest.time_ns).c_str(),
                   d.manifest.volume.c_str(), why.c_str());
     }
   }
@@ -389,7 +406,11 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.restore->add_option("--workers", st.workers, "Packs fetched in parallel (default: 2 per core)");
   st.restore->add_flag("--json", st.json, "Print JSON for scripts");
 
-  st.forget = app.add_subcommand("forget", "Remove snapshots by retention policy (data stays until prune)");
+  st.forget = app.add_subcommand(
+      "forget", "Remove snapshots by retention policy, or the ones named (data stays until prune)");
+  st.forget->add_option("snapshot", st.forget_ids,
+                        "Snapshot ids (unique prefixes) to forget instead of a policy; also removes a manifest "
+                        "that cannot be read");
   repo_option(st.forget, st);
   st.forget->add_option("--keep-last", st.keep_last, "Keep the N newest snapshots");
   st.forget->add_option("--keep-hourly", st.keep_hourly, "Keep the newest snapshot of each of the last N hours");

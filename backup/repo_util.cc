@@ -13,24 +13,38 @@ namespace {
 constexpr std::string_view kMarkPrefix = "prune/";
 }  // namespace
 
-Result<std::vector<SnapshotRef>> load_snapshots(Repository& repo) {
+Result<SnapshotList> scan_snapshots(Repository& repo) {
   STOWAGE_ASSIGN_OR_RETURN(const std::vector<Hash256> ids, repo.list_snapshots());
-  std::vector<SnapshotRef> out;
-  out.reserve(ids.size());
+  SnapshotList out;
+  out.readable.reserve(ids.size());
   for (const auto& id : ids) {
     auto bytes = repo.load_snapshot(id);
     if (!bytes.is_ok()) {
       if (bytes.status().code() == Code::kNotFound) continue;  // forgotten meanwhile
-      return bytes.status();
+      if (bytes.status().code() != Code::kCorruption) return bytes.status();
+      out.unreadable.push_back({id, bytes.status().with_context(snapshot_key(id))});
+      continue;
     }
     auto m = parse_snapshot(*bytes);
-    if (!m.is_ok()) return m.status().with_context(snapshot_key(id));
-    out.push_back({id, std::move(m).value()});
+    if (!m.is_ok()) {
+      out.unreadable.push_back({id, m.status().with_context(snapshot_key(id))});
+      continue;
+    }
+    out.readable.push_back({id, std::move(m).value()});
   }
-  std::sort(out.begin(), out.end(), [](const SnapshotRef& a, const SnapshotRef& b) {
+  std::sort(out.readable.begin(), out.readable.end(), [](const SnapshotRef& a, const SnapshotRef& b) {
     return a.manifest.time_ns != b.manifest.time_ns ? a.manifest.time_ns < b.manifest.time_ns : a.id < b.id;
   });
   return out;
+}
+
+Result<std::vector<SnapshotRef>> load_snapshots(Repository& repo) {
+  STOWAGE_ASSIGN_OR_RETURN(SnapshotList all, scan_snapshots(repo));
+  if (!all.unreadable.empty()) {
+    const Status& p = all.unreadable.front().problem;
+    return p.code() == Code::kCorruption ? p : Status::corruption(p.message());
+  }
+  return std::move(all.readable);
 }
 
 const SnapshotRef* newest_snapshot(const std::vector<SnapshotRef>& all, std::string_view name) {
@@ -44,27 +58,39 @@ const SnapshotRef* newest_snapshot(const std::vector<SnapshotRef>& all, std::str
   return best;
 }
 
-Result<SnapshotRef> resolve_snapshot(Repository& repo, std::string_view what, std::string_view name) {
-  STOWAGE_ASSIGN_OR_RETURN(std::vector<SnapshotRef> all, load_snapshots(repo));
-  if (what == "latest") {
-    if (const SnapshotRef* s = newest_snapshot(all, name)) return *s;
-    return Status::not_found(name.empty() ? "no snapshots in the repository"
-                                          : "no snapshot of source '" + std::string(name) + "'");
-  }
+Result<Hash256> resolve_snapshot_id(const SnapshotList& all, std::string_view what) {
   if (what.empty() || what.size() > 64 ||
       !std::all_of(what.begin(), what.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); })) {
     return Status::invalid_argument("'" + std::string(what) + "' is neither 'latest' nor a lowercase hex snapshot id prefix");
   }
-  std::vector<SnapshotRef*> hits;
-  for (auto& s : all) {
-    if (s.id.hex().compare(0, what.size(), what) == 0) hits.push_back(&s);
-  }
+  std::vector<Hash256> hits;
+  auto match = [&](const Hash256& id) {
+    if (id.hex().compare(0, what.size(), what) == 0) hits.push_back(id);
+  };
+  for (const auto& s : all.readable) match(s.id);
+  for (const auto& s : all.unreadable) match(s.id);
   if (hits.empty()) return Status::not_found("no snapshot id starts with " + std::string(what));
   if (hits.size() > 1) {
     return Status::invalid_argument("snapshot prefix " + std::string(what) + " is ambiguous (" +
                                     std::to_string(hits.size()) + " snapshots)");
   }
-  return std::move(*hits[0]);
+  return hits[0];
+}
+
+Result<SnapshotRef> resolve_snapshot(const SnapshotList& all, std::string_view what, std::string_view name) {
+  if (what == "latest") {
+    if (const SnapshotRef* s = newest_snapshot(all.readable, name)) return *s;
+    return Status::not_found(name.empty() ? "no snapshots in the repository"
+                                          : "no snapshot of source '" + std::string(name) + "'");
+  }
+  STOWAGE_ASSIGN_OR_RETURN(const Hash256 id, resolve_snapshot_id(all, what));
+  for (const auto& s : all.readable) {
+    if (s.id == id) return s;
+  }
+  for (const auto& s : all.unreadable) {
+    if (s.id == id) return s.problem;
+  }
+  return Status::internal("resolve_snapshot: lost " + id.hex());
 }
 
 Result<std::vector<TreeEntry>> load_dir(Repository& repo, const Index& index, BlobCodec& codec,

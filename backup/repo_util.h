@@ -24,8 +24,24 @@ struct SnapshotRef {
   SnapshotManifest manifest;
 };
 
-// Every snapshot, oldest first (by time, then id). A snapshot deleted by a
-// concurrent forget while listing is skipped; a damaged one is an error.
+// A snapshot manifest that cannot be used: its bytes do not match its name,
+// or they do not parse (damaged, or written by a newer Stowage).
+struct UnreadableSnapshot {
+  Hash256 id;
+  Status problem;  // with the object's key as context
+};
+
+struct SnapshotList {
+  std::vector<SnapshotRef> readable;        // oldest first (by time, then id)
+  std::vector<UnreadableSnapshot> unreadable;  // by id
+};
+
+// Every snapshot. A snapshot deleted by a concurrent forget while listing is
+// skipped; a damaged manifest is listed in `unreadable` and the rest are
+// still read. Fails only when the store cannot be read.
+[[nodiscard]] Result<SnapshotList> scan_snapshots(Repository& repo);
+
+// Every snapshot, oldest first; a damaged one is an error (kCorruption).
 [[nodiscard]] Result<std::vector<SnapshotRef>> load_snapshots(Repository& repo);
 
 // The newest of `all` whose manifest names `name` (any when `name` is empty),
@@ -33,10 +49,16 @@ struct SnapshotRef {
 // nullptr when none does.
 const SnapshotRef* newest_snapshot(const std::vector<SnapshotRef>& all, std::string_view name);
 
-// "latest" (newest_snapshot(), optionally only of source `name`) or a unique hex prefix
-// of a snapshot id. kNotFound if nothing matches, kInvalidArgument if the
-// prefix is ambiguous or not hex.
-[[nodiscard]] Result<SnapshotRef> resolve_snapshot(Repository& repo, std::string_view what, std::string_view name = {});
+// "latest" (newest_snapshot() of the readable ones, optionally only of source
+// `name`) or a unique hex prefix of a snapshot id. kNotFound if nothing
+// matches, kInvalidArgument if the prefix is ambiguous or not hex, the
+// manifest's problem if the prefix names an unreadable snapshot.
+[[nodiscard]] Result<SnapshotRef> resolve_snapshot(const SnapshotList& all, std::string_view what,
+                                                   std::string_view name = {});
+
+// The id of the snapshot, readable or not, whose id starts with the hex
+// prefix `what` (errors as resolve_snapshot()).
+[[nodiscard]] Result<Hash256> resolve_snapshot_id(const SnapshotList& all, std::string_view what);
 
 // Reads the tree blobs `ids` of one directory and returns their entries in
 // order. Consecutive blobs must continue the name order (FORMAT.md §6.2: one

@@ -248,13 +248,32 @@ std::vector<ForgetDecision> apply_forget_policy(const std::vector<std::pair<Hash
 }
 
 Result<std::vector<ForgetDecision>> run_forget(Repository& repo, const ForgetOptions& opts) {
-  if (opts.policy.empty()) return Status::invalid_argument("forget: no keep rule given (refusing to forget everything)");
-  STOWAGE_ASSIGN_OR_RETURN(const auto all, repo_util::load_snapshots(repo));
-  std::vector<std::pair<Hash256, SnapshotManifest>> chosen;
-  for (const auto& s : all) {
-    if (opts.name.empty() || s.manifest.volume == opts.name) chosen.emplace_back(s.id, s.manifest);
+  if (!opts.snapshots.empty() && !opts.policy.empty()) {
+    return Status::invalid_argument("forget: give snapshot ids or keep rules, not both");
   }
-  auto decisions = apply_forget_policy(chosen, opts.policy);
+  if (opts.snapshots.empty() && opts.policy.empty()) {
+    return Status::invalid_argument("forget: no keep rule given (refusing to forget everything)");
+  }
+  STOWAGE_ASSIGN_OR_RETURN(const auto all, repo_util::scan_snapshots(repo));
+  std::vector<ForgetDecision> decisions;
+  if (!opts.snapshots.empty()) {
+    for (const auto& what : opts.snapshots) {
+      STOWAGE_ASSIGN_OR_RETURN(const Hash256 id, repo_util::resolve_snapshot_id(all, what));
+      auto it = std::find_if(all.readable.begin(), all.readable.end(), [&](const SnapshotRef& s) { return s.id == id; });
+      if (it != all.readable.end()) {
+        decisions.push_back({id, it->manifest, false, {}});
+      } else {
+        decisions.push_back({id, {}, false, {}, true});
+      }
+    }
+  } else {
+    std::vector<std::pair<Hash256, SnapshotManifest>> chosen;
+    for (const auto& s : all.readable) {
+      if (opts.name.empty() || s.manifest.volume == opts.name) chosen.emplace_back(s.id, s.manifest);
+    }
+    decisions = apply_forget_policy(chosen, opts.policy);
+    for (const auto& u : all.unreadable) decisions.push_back({u.id, {}, true, {"unreadable"}, true});
+  }
   if (!opts.dry_run) {
     for (const auto& d : decisions) {
       if (d.keep) continue;
@@ -274,7 +293,15 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
   // Marks first: a mark written after the snapshots were listed must not be
   // swept on the strength of that older list.
   STOWAGE_ASSIGN_OR_RETURN(const auto marks, repo_util::load_marks(repo));
-  STOWAGE_ASSIGN_OR_RETURN(const auto snaps, repo_util::load_snapshots(repo));
+  STOWAGE_ASSIGN_OR_RETURN(const auto all, repo_util::scan_snapshots(repo));
+  if (!all.unreadable.empty()) {
+    const auto& u = all.unreadable.front();
+    return Status::failed_precondition(
+        "prune: " + u.problem.message() + ": it may reference any pack, so prune deletes nothing while it is there. " +
+        "Put back an intact copy of " + snapshot_key(u.id) + ", or remove it with 'stowctl forget " + u.id.hex() +
+        "' (what only it references is then deleted)");
+  }
+  const auto& snaps = all.readable;
   STOWAGE_ASSIGN_OR_RETURN(const auto files, repo.load_index_files());
   STOWAGE_ASSIGN_OR_RETURN(const auto stored, repo.list_packs());
   Index index;
@@ -545,13 +572,12 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
   // Snapshots: every tree readable, every chunk indexed and intact. Each
   // directory is checked once (DirChecker), however many paths and snapshots
   // share it.
-  auto snaps = repo_util::load_snapshots(repo);
-  if (!snaps.is_ok()) {
-    if (snaps.status().code() != Code::kCorruption) return snaps.status();
-    report.errors.push_back(snaps.status().message());
-    return report;
+  STOWAGE_ASSIGN_OR_RETURN(const auto all, repo_util::scan_snapshots(repo));
+  for (const auto& u : all.unreadable) {
+    report.errors.push_back(u.problem.message() + " (remove it with 'stowctl forget " + u.id.hex() + "')");
   }
-  report.snapshots = snaps->size();
+  const auto& snaps = all.readable;
+  report.snapshots = snaps.size() + all.unreadable.size();
   auto check_file = [&](const TreeEntry& e, std::vector<DirChecker::Finding>& out) {
     uint64_t data = 0;
     for (const auto& c : e.chunks) {
@@ -584,7 +610,7 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
     }
   };
   DirChecker dirs(repo, index, check_file);
-  for (const auto& s : *snaps) {
+  for (const auto& s : snaps) {
     auto error = [&](const std::string& path, const std::string& problem) {
       report.errors.push_back("snapshot " + s.id.hex() + ": " + path + ": " + problem);
     };

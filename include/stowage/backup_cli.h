@@ -29,6 +29,7 @@ struct BackupCliState {
   // forget
   int keep_last = 0, keep_hourly = 0, keep_daily = 0, keep_weekly = 0, keep_monthly = 0, keep_yearly = 0;
   std::vector<std::string> keep_tags;
+  std::vector<std::string> forget_ids;
   bool dry_run = false;
   // prune
   std::string grace = "24h";

@@ -36,9 +36,10 @@ struct ForgetPolicy {
 
 struct ForgetDecision {
   Hash256 id;
-  SnapshotManifest manifest;
+  SnapshotManifest manifest;  // empty when `unreadable`
   bool keep = false;
   std::vector<std::string> reasons;  // "last", "daily", … for kept ones
+  bool unreadable = false;           // the manifest is damaged (see run_forget)
 };
 
 // The policy applied to `snapshots` (any order). Pure: the same input gives the
@@ -50,10 +51,16 @@ struct ForgetOptions {
   ForgetPolicy policy;
   std::string name = {};  // only snapshots of this source; empty = all
   bool dry_run = false;
+  // Instead of a policy: exactly these snapshots (unique id prefixes), also
+  // ones whose manifest is damaged and cannot be read.
+  std::vector<std::string> snapshots = {};
 };
 
-// Applies the policy and removes the manifests of forgotten snapshots (their
-// data stays until prune). kInvalidArgument for an empty policy.
+// Applies the policy (or takes opts.snapshots) and removes the manifests of
+// forgotten snapshots (their data stays until prune). A policy never forgets
+// a snapshot whose manifest cannot be read: it is kept with the reason
+// "unreadable" and `unreadable` set. kInvalidArgument for an empty policy
+// without snapshots, or for both.
 [[nodiscard]] Result<std::vector<ForgetDecision>> run_forget(Repository& repo, const ForgetOptions& opts);
 
 // ---- prune
@@ -82,6 +89,8 @@ struct PruneReport {
 // are unreferenced now. Packs a running backup has uploaded but not indexed
 // are only marked, never deleted before the grace period; a snapshot that
 // references a marked pack by the time of the sweep rescues it.
+// kFailedPrecondition, deleting and marking nothing, while any snapshot
+// manifest cannot be read: it might reference any pack.
 [[nodiscard]] Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts);
 
 // ---- check

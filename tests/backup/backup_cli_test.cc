@@ -114,6 +114,40 @@ TEST_F(StowctlTest, InitBackupLsRestoreCheckForgetPrune) {
   EXPECT_TRUE(test::diff_trees(src, again).empty());
 }
 
+// A manifest whose bytes do not match its name: ls warns naming it and lists
+// the rest, restore of another snapshot works, restore of it fails naming
+// it, prune refuses, `forget <id>` removes it.
+TEST_F(StowctlTest, AnUnreadableManifestIsNamedAndCanBeForgotten) {
+  const std::string src = small_source();
+  ASSERT_EQ(stowctl("repo init"), 0);
+  const json good = stowctl_json("backup create '" + src + "' --name db");
+  const std::string bad(64, 'e');
+  test::write_file(dir_.path() + "/repo/snapshots/" + bad, R"({"version":1})");
+
+  std::string out, err;
+  ASSERT_EQ(stowctl("backup ls --json", &out, &err), 0) << err;
+  const json ls = json::parse(out);
+  ASSERT_EQ(ls.size(), 1u);
+  EXPECT_EQ(ls[0]["id"], good["snapshot"]);
+  EXPECT_NE(err.find("snapshots/" + bad), std::string::npos) << err;
+  EXPECT_NE(err.find("stowctl forget " + bad), std::string::npos) << err;
+  EXPECT_EQ(stowctl_json("restore latest --to '" + dir_.path() + "/latest'")["snapshot"], good["snapshot"]);
+  EXPECT_EQ(stowctl("restore " + good["snapshot"].get<std::string>().substr(0, 8) + " --to '" + dir_.path() + "/r'"), 0);
+  EXPECT_NE(stowctl("restore eee --to '" + dir_.path() + "/bad'", nullptr, &err), 0);
+  EXPECT_NE(err.find("snapshots/" + bad), std::string::npos) << err;
+  EXPECT_NE(stowctl("prune", nullptr, &err), 0);
+  EXPECT_NE(err.find("stowctl forget " + bad), std::string::npos) << err;
+  EXPECT_NE(stowctl("check", &out), 0);
+  EXPECT_NE(out.find("snapshots/" + bad), std::string::npos) << out;
+
+  const json forgot = stowctl_json("forget eee");
+  ASSERT_EQ(forgot["remove"].size(), 1u);
+  EXPECT_EQ(forgot["remove"][0]["id"], bad);
+  EXPECT_EQ(forgot["remove"][0]["unreadable"], true);
+  EXPECT_EQ(stowctl_json("check")["ok"], true);
+  EXPECT_EQ(stowctl_json("prune")["packs_deleted"], 0);
+}
+
 // $STOWAGE_REPOSITORY (set by stowctl() to dir/repo) is only the fallback:
 // an explicit --repo names the repository every command works on. It used to
 // be overwritten by the variable, so forget deleted in the wrong repository.
