@@ -314,11 +314,17 @@ int cmd_prune(const BackupCliState& st) {
   o.dry_run = st.dry_run;
   auto r = run_prune(**repo, o);
   if (!r.is_ok()) return fail("prune", r.status());
+  json lost = json::array();
+  for (const auto& p : r->lost_packs) {
+    lost.push_back(p.hex());
+    std::cerr << "stowctl: prune: pack " << p.hex() << " is missing from the store: "
+              << (st.dry_run ? "would drop" : "dropped") << " its index entries (the next backup stores that data again)\n";
+  }
   if (st.json) {
     std::cout << json{{"packs_marked", r->packs_marked},       {"packs_deleted", r->packs_deleted},
                       {"bytes_deleted", r->bytes_deleted},     {"packs_rescued", r->packs_rescued},
                       {"marks_pending", r->marks_pending},     {"index_files_rewritten", r->index_files_rewritten},
-                      {"packs_partly_used", r->packs_partly_used}}
+                      {"packs_partly_used", r->packs_partly_used}, {"lost_packs", lost}}
                      .dump(2)
               << "\n";
   } else {
@@ -332,19 +338,25 @@ int cmd_prune(const BackupCliState& st) {
 int cmd_check(const BackupCliState& st) {
   auto repo = open_repo(st.repo);
   if (!repo.is_ok()) return fail("check", repo.status());
-  auto r = run_check(**repo, {.read_data = st.read_data});
+  auto r = run_check(**repo, {.read_data = st.read_data, .repair = st.repair});
   if (!r.is_ok()) return fail("check", r.status());
   if (st.json) {
     json damaged = json::array();
     for (const auto& d : r->damaged) damaged.push_back({{"snapshot", d.snapshot.hex()}, {"path", d.path}, {"problem", d.problem}});
-    json packs = json::array();
+    json packs = json::array(), unindexed = json::array();
     for (const auto& p : r->damaged_packs) packs.push_back(p.hex());
+    for (const auto& p : r->packs_unindexed) unindexed.push_back(p.hex());
     std::cout << json{{"ok", r->ok()},          {"snapshots", r->snapshots}, {"packs", r->packs},
                       {"blobs", r->blobs},      {"blobs_read", r->blobs_read}, {"errors", r->errors},
-                      {"warnings", r->warnings}, {"damaged_packs", packs},  {"damaged", damaged}}
+                      {"warnings", r->warnings}, {"damaged_packs", packs},  {"damaged", damaged},
+                      {"packs_unindexed", unindexed}, {"packs_salvaged", r->packs_salvaged}}
                      .dump(2)
               << "\n";
   } else {
+    for (const auto& p : r->packs_unindexed) {
+      std::cout << "repaired: pack " << p.hex() << " taken out of the index (the next backup stores its data again)\n";
+    }
+    if (r->packs_salvaged) std::cout << "repaired: intact blobs copied into " << r->packs_salvaged << " new packs\n";
     for (const auto& w : r->warnings) std::cout << "warning: " << w << "\n";
     for (const auto& e : r->errors) std::cout << "error: " << e << "\n";
     std::cout << (r->ok() ? "no errors" : std::to_string(r->errors.size()) + " errors") << " in " << r->snapshots
@@ -433,6 +445,9 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.check = app.add_subcommand("check", "Verify the repository's structure (and with --read-data every blob)");
   repo_option(st.check, st);
   st.check->add_flag("--read-data", st.read_data, "Download, decompress and hash every blob");
+  st.check->add_flag("--repair", st.repair,
+                     "Take damaged packs out of the index so the next backup stores their data again "
+                     "(snapshots that used damaged data stay damaged until it is backed up again)");
   st.check->add_flag("--json", st.json, "Print JSON for scripts");
 }
 

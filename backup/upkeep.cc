@@ -199,6 +199,65 @@ class DirChecker {
   std::vector<Dir> dirs_;
 };
 
+// Writes one index file superseding every file of `files` that names a pack
+// in `drop`, listing the rest of their packs (FORMAT.md §8.3 step 1), and
+// returns the ids it superseded; the caller deletes those once nothing needs
+// them any more. Writes nothing when no file names a pack in `drop`.
+Result<std::vector<Hash256>> supersede_index_files(Repository& repo, const std::map<Hash256, IndexFile>& files,
+                                                   const std::set<PackId>& drop, std::vector<IndexPack> add = {}) {
+  IndexFile replacement;
+  replacement.packs = std::move(add);
+  for (const auto& [id, f] : files) {
+    if (std::none_of(f.packs.begin(), f.packs.end(), [&](const IndexPack& p) { return drop.count(p.id) > 0; })) {
+      continue;
+    }
+    replacement.supersedes.push_back(id);
+    for (const auto& p : f.packs) {
+      if (!drop.count(p.id)) replacement.packs.push_back(p);
+    }
+  }
+  if (replacement.supersedes.empty()) return replacement.supersedes;  // and `add` stays unindexed
+  auto saved = repo.save_index(replacement);
+  if (!saved.is_ok()) return saved.status().with_context("write replacement index");
+  return replacement.supersedes;
+}
+
+// Takes the packs `drop` out of the index (indexing the packs `add`, already
+// stored, in their place): supersedes the files naming them, then deletes
+// those files. The packs themselves are left alone.
+Status drop_from_index(Repository& repo, const std::map<Hash256, IndexFile>& files, const std::set<PackId>& drop,
+                       std::vector<IndexPack> add = {}) {
+  STOWAGE_ASSIGN_OR_RETURN(const auto superseded, supersede_index_files(repo, files, drop, std::move(add)));
+  for (const auto& id : superseded) STOWAGE_RETURN_IF_ERROR(repo.store().remove(index_key(id)));
+  return Status::ok();
+}
+
+// Copies the blobs of the damaged pack `rec` that are not in `bad` into a new
+// pack and stores it; nullopt when none is left. Only after check
+// --read-data decoded and hashed every blob of `rec`: then each blob not in
+// `bad` is intact, and taking `rec` out of the index loses only what is
+// really damaged.
+Result<std::optional<IndexPack>> salvage_pack(Repository& repo, const IndexPack& rec,
+                                              const std::unordered_set<BlobId, Hash256Hasher>& bad) {
+  auto data = repo.store().get(pack_key(rec.id));
+  if (!data.is_ok()) {
+    if (data.status().code() == Code::kNotFound) return std::optional<IndexPack>();
+    return data.status().with_context("salvage pack " + rec.id.hex());
+  }
+  PackWriter w;
+  size_t kept = 0;
+  for (const auto& b : rec.blobs) {
+    if (bad.count(b.id) || uint64_t{b.offset} + b.stored_length > data->size()) continue;
+    STOWAGE_RETURN_IF_ERROR(
+        w.add({b.id, b.type, b.compression, b.raw_length, std::string_view(*data).substr(b.offset, b.stored_length)}));
+    ++kept;
+  }
+  if (kept == 0) return std::optional<IndexPack>();
+  STOWAGE_ASSIGN_OR_RETURN(auto pack, w.finish());
+  STOWAGE_RETURN_IF_ERROR(repo.save_pack(pack).with_context("salvage pack " + rec.id.hex()));
+  return std::optional<IndexPack>(IndexPack{pack.id, static_cast<uint32_t>(pack.data.size()), pack.blobs});
+}
+
 }  // namespace
 
 std::vector<ForgetDecision> apply_forget_policy(const std::vector<std::pair<Hash256, SnapshotManifest>>& snapshots,
@@ -302,8 +361,24 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
         "' (what only it references is then deleted)");
   }
   const auto& snaps = all.readable;
-  STOWAGE_ASSIGN_OR_RETURN(const auto files, repo.load_index_files());
+  STOWAGE_ASSIGN_OR_RETURN(auto files, repo.load_index_files());
   STOWAGE_ASSIGN_OR_RETURN(const auto stored, repo.list_packs());
+  // Index entries of packs that are gone (deleted by hand, lost by the
+  // store): backups would keep deduplicating against them. A backup stores
+  // a pack before indexing it and prune drops a pack from the index before
+  // deleting it, so such an entry can only be a loss. Dropped first: the
+  // walk below may fail on the very trees they held.
+  std::set<PackId> lost;
+  for (const auto& [id, f] : files) {
+    for (const auto& p : f.packs) {
+      if (!stored.count(p.id)) lost.insert(p.id);
+    }
+  }
+  report.lost_packs.assign(lost.begin(), lost.end());
+  if (!lost.empty() && !opts.dry_run) {
+    STOWAGE_RETURN_IF_ERROR(drop_from_index(repo, files, lost).with_context("prune: drop index entries of missing packs"));
+    STOWAGE_ASSIGN_OR_RETURN(files, repo.load_index_files());
+  }
   Index index;
   std::map<PackId, const IndexPack*> indexed;
   for (const auto& [id, f] : files) {
@@ -375,30 +450,16 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
   for (const auto& p : doomed) pending.erase(p);
   if (!opts.dry_run && (!doomed.empty() || !swept.empty())) {
     // 1. Supersede every index file naming a doomed pack.
-    IndexFile replacement;
-    for (const auto& [id, f] : files) {
-      if (std::none_of(f.packs.begin(), f.packs.end(), [&](const IndexPack& p) { return doomed.count(p.id) > 0; })) {
-        continue;
-      }
-      replacement.supersedes.push_back(id);
-      for (const auto& p : f.packs) {
-        if (!doomed.count(p.id)) replacement.packs.push_back(p);
-      }
-    }
-    if (!replacement.supersedes.empty()) {
-      auto saved = repo.save_index(replacement);
-      if (!saved.is_ok()) return saved.status().with_context("prune: write replacement index");
-      report.index_files_rewritten = replacement.supersedes.size();
-    }
+    auto superseded = supersede_index_files(repo, files, doomed);
+    if (!superseded.is_ok()) return superseded.status().with_context("prune");
+    report.index_files_rewritten = superseded->size();
     // 2. Delete packs, 3. then superseded index files and the marks.
     for (const auto& p : doomed) {
       STOWAGE_RETURN_IF_ERROR(repo.store().remove(pack_key(p)).with_context("prune"));
       report.bytes_deleted += stored.at(p);
       ++report.packs_deleted;
     }
-    for (const auto& id : replacement.supersedes) {
-      STOWAGE_RETURN_IF_ERROR(repo.store().remove(index_key(id)).with_context("prune"));
-    }
+    for (const auto& id : *superseded) STOWAGE_RETURN_IF_ERROR(repo.store().remove(index_key(id)).with_context("prune"));
     for (const auto& id : swept) STOWAGE_RETURN_IF_ERROR(repo.store().remove(repo_util::mark_key(id)).with_context("prune"));
   } else {
     report.packs_deleted = doomed.size();
@@ -623,6 +684,18 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
     }, [&](const std::string& path, const std::string& first) {
       damage(path, "the same directory as " + first + ", which holds damage reported there");
     });
+  }
+  if (opts.repair && !damaged.empty()) {
+    std::vector<IndexPack> salvaged;
+    for (const auto& p : damaged) {
+      auto it = indexed.find(p);
+      if (!opts.read_data || it == indexed.end()) continue;  // bad_blobs then has all of them
+      STOWAGE_ASSIGN_OR_RETURN(auto copy, salvage_pack(repo, *it->second, bad_blobs));
+      if (copy) salvaged.push_back(std::move(*copy));
+    }
+    report.packs_salvaged = salvaged.size();
+    STOWAGE_RETURN_IF_ERROR(drop_from_index(repo, *files, damaged, std::move(salvaged)).with_context("check --repair"));
+    report.packs_unindexed = report.damaged_packs;
   }
   return report;
 }

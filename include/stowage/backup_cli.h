@@ -34,7 +34,7 @@ struct BackupCliState {
   // prune
   std::string grace = "24h";
   // check
-  bool read_data = false;
+  bool read_data = false, repair = false;
 
   CLI::App* init = nullptr;
   CLI::App* create = nullptr;

@@ -81,6 +81,10 @@ struct PruneReport {
   size_t marks_pending = 0;        // marks younger than the grace period
   size_t index_files_rewritten = 0;
   size_t packs_partly_used = 0;    // kept whole: repacking is not implemented
+  // Packs an index file listed but the store no longer has: their index
+  // entries were dropped (with dry_run: would be), so backups upload that
+  // data again.
+  std::vector<PackId> lost_packs;
 };
 
 // One prune run: first sweeps marks older than the grace period (deleting the
@@ -88,7 +92,9 @@ struct PruneReport {
 // files that supersede every index naming them), then marks the packs that
 // are unreferenced now. Packs a running backup has uploaded but not indexed
 // are only marked, never deleted before the grace period; a snapshot that
-// references a marked pack by the time of the sweep rescues it.
+// references a marked pack by the time of the sweep rescues it. Before all
+// that, index entries of packs missing from the store are dropped
+// (PruneReport::lost_packs).
 // kFailedPrecondition, deleting and marking nothing, while any snapshot
 // manifest cannot be read: it might reference any pack.
 [[nodiscard]] Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts);
@@ -98,6 +104,14 @@ struct PruneReport {
 struct CheckOptions {
   bool read_data = false;  // download, decompress and hash every indexed blob
   unsigned workers = 0;    // parallel pack downloads for read_data; 0 = 4
+  // Take the damaged packs (CheckReport::damaged_packs) out of the index, so
+  // backups stop deduplicating against their blobs and upload that data
+  // again. With read_data, the blobs of a damaged pack that were read intact
+  // are first copied into a new, indexed pack. The damaged packs stay in
+  // data/ (prune deletes them once unindexed for the grace period);
+  // snapshots that used their damaged blobs stay damaged until a backup
+  // stores the same data again.
+  bool repair = false;
 };
 
 // A file or directory of a snapshot whose content is damaged or missing.
@@ -111,6 +125,8 @@ struct CheckReport {
   std::vector<std::string> errors;    // the repository is damaged
   std::vector<std::string> warnings;  // harmless (unindexed packs of a running or crashed backup)
   std::vector<PackId> damaged_packs;
+  std::vector<PackId> packs_unindexed;  // with repair: damaged packs taken out of the index
+  size_t packs_salvaged = 0;            // with repair: new packs holding their intact blobs
   std::vector<DamagedEntry> damaged;  // which snapshots and files the damage affects
   size_t snapshots = 0, packs = 0, blobs = 0, blobs_read = 0;
   bool ok() const { return errors.empty(); }

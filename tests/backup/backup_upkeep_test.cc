@@ -119,6 +119,35 @@ class UpkeepTest : public ::testing::Test {
     EXPECT_TRUE(c.is_ok()) << c.status().to_string();
     return c.is_ok() ? std::move(c).value() : CheckReport{};
   }
+  // Where the index has the first chunk of `data`, cut the way backups do.
+  std::optional<BlobLocation> first_chunk_of(const std::string& data) {
+    auto index = repo_->load_index();
+    EXPECT_TRUE(index.is_ok());
+    auto chunker = Chunker::create(repo_->config().chunker);
+    EXPECT_TRUE(chunker.is_ok());
+    if (!index.is_ok() || !chunker.is_ok()) return std::nullopt;
+    return index->find(sha256(std::string_view(data).substr(0, chunker->cut(data))));
+  }
+  // Flips one bit in the middle of the blob at `loc`.
+  void flip_byte(const BlobLocation& loc) {
+    const std::string pack_path = repo_dir_ + "/" + pack_key(loc.pack);
+    const int fd = ::open(pack_path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    char c;
+    ASSERT_EQ(::pread(fd, &c, 1, loc.offset + loc.stored_length / 2), 1);
+    c ^= 0x40;
+    ASSERT_EQ(::pwrite(fd, &c, 1, loc.offset + loc.stored_length / 2), 1);
+    ::close(fd);
+  }
+  // A source with sub/victim (random_bytes(victim_size, 77)) and bystander.
+  std::string make_victim_source(size_t victim_size = 200000) {
+    const std::string a = dir_ / "a";
+    EXPECT_EQ(::mkdir(a.c_str(), 0755), 0);
+    EXPECT_EQ(::mkdir((a + "/sub").c_str(), 0755), 0);
+    test::write_file(a + "/sub/victim", test::random_bytes(victim_size, 77));
+    test::write_file(a + "/bystander", test::random_bytes(150000, 78));
+    return a;
+  }
   size_t count(const std::string& prefix) {
     auto l = repo_->store().list(prefix);
     EXPECT_TRUE(l.is_ok());
@@ -273,11 +302,7 @@ TEST_F(UpkeepTest, FlakyStoreWithRetriesStillRoundTrips) {
 // A flipped byte in a data blob of a pack: structure check may pass (the
 // header is intact); --read-data finds it and names every snapshot and file.
 TEST_F(UpkeepTest, ReadDataFindsACorruptedPackAndNamesSnapshotsAndFiles) {
-  const std::string a = dir_ / "a";
-  ASSERT_EQ(::mkdir(a.c_str(), 0755), 0);
-  ASSERT_EQ(::mkdir((a + "/sub").c_str(), 0755), 0);
-  test::write_file(a + "/sub/victim", test::random_bytes(200000, 77));
-  test::write_file(a + "/bystander", test::random_bytes(150000, 78));
+  const std::string a = make_victim_source();
   auto s1 = backup(*repo_, a, "a", kT0);
   ASSERT_TRUE(s1.is_ok());
   test::write_file(a + "/later", "x");
@@ -285,28 +310,9 @@ TEST_F(UpkeepTest, ReadDataFindsACorruptedPackAndNamesSnapshotsAndFiles) {
   ASSERT_TRUE(s2.is_ok());
 
   // Find the pack and blob holding victim's first chunk, flip a byte in it.
-  auto index = repo_->load_index();
-  ASSERT_TRUE(index.is_ok());
-  // The victim's first chunk: cut it the way the backup did.
-  std::optional<BlobLocation> loc;
-  {
-    auto chunker = Chunker::create(repo_->config().chunker);
-    ASSERT_TRUE(chunker.is_ok());
-    const std::string data = test::random_bytes(200000, 77);
-    const size_t first = chunker->cut(data);
-    loc = index->find(sha256(std::string_view(data).substr(0, first)));
-  }
+  const auto loc = first_chunk_of(test::random_bytes(200000, 77));
   ASSERT_TRUE(loc.has_value());
-  const std::string pack_path = repo_dir_ + "/" + pack_key(loc->pack);
-  {
-    const int fd = ::open(pack_path.c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    char c;
-    ASSERT_EQ(::pread(fd, &c, 1, loc->offset + loc->stored_length / 2), 1);
-    c ^= 0x40;
-    ASSERT_EQ(::pwrite(fd, &c, 1, loc->offset + loc->stored_length / 2), 1);
-    ::close(fd);
-  }
+  ASSERT_NO_FATAL_FAILURE(flip_byte(*loc));
   const auto c = check(true);
   EXPECT_FALSE(c.ok());
   ASSERT_EQ(c.damaged_packs.size(), 1u);
@@ -378,6 +384,79 @@ TEST_F(UpkeepTest, UnreadableManifestsAreReportedKeptByPoliciesAndBlockPruneUnti
   ASSERT_TRUE(run_prune(*repo_, {.grace_ns = 0}).is_ok());
   EXPECT_TRUE(check(true).ok());
   expect_restores_to(s2->snapshot_id, a);
+}
+
+// A pack lost from the store used to poison every later backup: the index
+// still listed its blobs, backups deduplicated against them ("0 B new") and
+// prune kept the entries. prune now drops the index entries of missing
+// packs; until the next backup only the old snapshot is damaged, and that
+// backup stores the data again (which makes the old snapshot whole too).
+TEST_F(UpkeepTest, PruneDropsTheIndexEntriesOfALostPackSoTheNextBackupStoresItsDataAgain) {
+  // Victim's first chunk is in a pack filled (1 MiB) before the tree blobs
+  // are written: s1's trees stay readable.
+  const size_t kVictim = 3u << 20;
+  const std::string a = make_victim_source(kVictim);
+  auto s1 = backup(*repo_, a, "a", kT0);
+  ASSERT_TRUE(s1.is_ok());
+  const auto loc = first_chunk_of(test::random_bytes(kVictim, 77));
+  ASSERT_TRUE(loc.has_value());
+  ASSERT_EQ(::unlink((repo_dir_ + "/" + pack_key(loc->pack)).c_str()), 0);
+
+  auto dry = run_prune(*repo_, {.grace_ns = 0, .dry_run = true});
+  ASSERT_TRUE(dry.is_ok()) << dry.status().to_string();
+  EXPECT_EQ(dry->lost_packs, std::vector<PackId>{loc->pack});
+  auto p = run_prune(*repo_, {.grace_ns = 0});
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_EQ(p->lost_packs, std::vector<PackId>{loc->pack});
+  EXPECT_FALSE(first_chunk_of(test::random_bytes(kVictim, 77)).has_value());
+  auto c = check(false);
+  EXPECT_FALSE(c.damaged.empty());
+  for (const auto& d : c.damaged) EXPECT_EQ(d.snapshot, s1->snapshot_id) << d.path << ": " << d.problem;
+
+  auto s2 = backup(*repo_, a, "a", kT0 + kHour);
+  ASSERT_TRUE(s2.is_ok()) << s2.status().to_string();
+  EXPECT_GT(s2->manifest.stats.new_bytes, 0u);
+  expect_restores_to(s2->snapshot_id, a);
+  // The same blobs are indexed again: s1, which uses them, is whole again too.
+  c = check(true);
+  EXPECT_TRUE(c.ok()) << ::testing::PrintToString(c.errors);
+  expect_restores_to(s1->snapshot_id, a);
+}
+
+// check --read-data --repair takes a damaged pack out of the index after
+// copying its intact blobs into a new pack: only the damaged file of the
+// old snapshot is then damaged, and the next backup stores its data again.
+TEST_F(UpkeepTest, CheckRepairTakesADamagedPackOutOfServiceAndKeepsItsIntactBlobs) {
+  const std::string a = make_victim_source();
+  auto s1 = backup(*repo_, a, "a", kT0);
+  ASSERT_TRUE(s1.is_ok());
+  const auto loc = first_chunk_of(test::random_bytes(200000, 77));
+  ASSERT_TRUE(loc.has_value());
+  ASSERT_NO_FATAL_FAILURE(flip_byte(*loc));
+
+  auto repaired = run_check(*repo_, {.read_data = true, .repair = true});
+  ASSERT_TRUE(repaired.is_ok()) << repaired.status().to_string();
+  EXPECT_EQ(repaired->packs_unindexed, std::vector<PackId>{loc->pack});
+  EXPECT_EQ(repaired->packs_salvaged, 1u);
+  using Hits = std::set<std::pair<Hash256, std::string>>;
+  auto hits = [](const CheckReport& c) {
+    Hits h;
+    for (const auto& d : c.damaged) h.emplace(d.snapshot, d.path);
+    return h;
+  };
+  EXPECT_EQ(hits(*repaired), (Hits{{s1->snapshot_id, "sub/victim"}}));
+  auto after = check(true);
+  EXPECT_TRUE(after.damaged_packs.empty());
+  EXPECT_EQ(hits(after), (Hits{{s1->snapshot_id, "sub/victim"}}));
+
+  auto s2 = backup(*repo_, a, "a", kT0 + kHour);
+  ASSERT_TRUE(s2.is_ok()) << s2.status().to_string();
+  EXPECT_GT(s2->manifest.stats.new_bytes, 0u);
+  expect_restores_to(s2->snapshot_id, a);
+  // The damaged blob is stored again under its id: s1 is whole again too.
+  after = check(true);
+  EXPECT_TRUE(after.ok()) << ::testing::PrintToString(after.errors);
+  expect_restores_to(s1->snapshot_id, a);
 }
 
 // ---- hostile snapshots
