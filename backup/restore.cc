@@ -36,6 +36,18 @@ constexpr uint64_t kCoalesceGap = 256 * 1024;
 constexpr uint64_t kMaxRange = 8u << 20;  // bounds a fetcher's buffer
 constexpr size_t kFdCache = 64;           // open files/dirs kept per fetcher
 
+// Nanoseconds since the epoch as a timespec: seconds rounded down, so that
+// tv_nsec is in [0, 1e9) also before 1970 (utimensat refuses a negative one).
+timespec timespec_of(int64_t ns) {
+  constexpr int64_t kSec = 1'000'000'000;
+  int64_t secs = ns / kSec, rest = ns % kSec;
+  if (rest < 0) {
+    --secs;
+    rest += kSec;
+  }
+  return {static_cast<time_t>(secs), static_cast<long>(rest)};
+}
+
 struct DirRec {
   size_t parent = 0;  // index into dirs_; the root is its own parent
   std::string name;
@@ -473,8 +485,8 @@ Status Restorer::apply_meta(int dirfd, const std::string& name, const TreeEntry&
     }
     if (rc != 0) warn("xattr " + repo_util::display_name(x.name) + " not restored on " + what + ": " + std::strerror(errno));
   }
-  const timespec times[2] = {{e.mtime_ns / 1'000'000'000, e.mtime_ns % 1'000'000'000},
-                             {e.mtime_ns / 1'000'000'000, e.mtime_ns % 1'000'000'000}};
+  const timespec mtime = timespec_of(e.mtime_ns);
+  const timespec times[2] = {mtime, mtime};
   const int rc = fd >= 0 ? ::futimens(fd, times) : ::utimensat(dirfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW);
   if (rc != 0) return errno_status(errno, "set times of " + what);
   return Status::ok();

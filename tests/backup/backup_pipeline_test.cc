@@ -174,6 +174,34 @@ TEST_F(PipelineTest, RestoreGivesTheTargetTheSourceRootsMetadata) {
   EXPECT_EQ(test::read_file(plain + "/f"), "data");
 }
 
+// Times before 1970 with a fraction of a second (mtime_ns -500000000 is
+// 1969-12-31T23:59:59.5Z) used to be restored as {0, -500000000}, which
+// utimensat refuses: "set times of f: Invalid argument".
+TEST_F(PipelineTest, TimesBefore1970WithAFractionOfASecondRoundTrip) {
+  const std::string src = dir_ / "src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((src + "/d").c_str(), 0755), 0);
+  test::write_file(src + "/f", "old");
+  test::write_file(src + "/d/g", "older");
+  auto set = [](const std::string& path, time_t sec, long nsec) {
+    const timespec t[2] = {{sec, nsec}, {sec, nsec}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), t, AT_SYMLINK_NOFOLLOW), 0) << path;
+  };
+  set(src + "/f", -1, 500000000);
+  set(src + "/d/g", -86400 * 365, 1);
+  set(src + "/d", -2, 999999999);
+  set(src, -1, 500000000);
+  const auto b = backup(src, "vol");
+  ASSERT_TRUE(b.manifest.root.has_value());
+  EXPECT_EQ(b.manifest.root->mtime_ns, -500000000);
+  const std::string target = dir_ / "restored";
+  test::expect_restores_to(*repo_, b.snapshot_id, target, src);
+  struct stat root {};
+  ASSERT_EQ(::stat(target.c_str(), &root), 0);
+  EXPECT_EQ(root.st_mtim.tv_sec, -1);
+  EXPECT_EQ(root.st_mtim.tv_nsec, 500000000);
+}
+
 // A backup of a copy (a volume's temporary snapshot) records the originals'
 // identities where they provably did not change since the copy began, so an
 // unchanged file is read neither by the next backup of a fresh copy nor by a
