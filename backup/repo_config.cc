@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_util.h"
+
 namespace stowage {
 
 namespace {
@@ -38,10 +40,13 @@ Result<RepositoryConfig> parse_config(std::string_view text) {
   };
   RepositoryConfig c;
   try {
-    const auto j = nlohmann::json::parse(text);
+    // Integers through get_field: range-checked, where a bare get<uint32_t>()
+    // would take 4294967297 as 1.
+    using json_util::get_field;
+    const auto j = json_util::Json::parse(text);
     if (!j.is_object()) return corrupt("not a JSON object");
     if (j.at("format").get<std::string>() != kFormatName) return corrupt("not a Stowage repository config");
-    c.version = j.at("version").get<uint32_t>();
+    c.version = get_field<uint32_t>(j, "version");
     if (c.version != kRepositoryVersion) return unsupported("format version " + std::to_string(c.version));
     // Refusals that matter for correctness come before anything else is trusted.
     c.encryption = j.at("encryption").at("scheme").get<std::string>();
@@ -60,15 +65,17 @@ Result<RepositoryConfig> parse_config(std::string_view text) {
     auto id = Hash256::from_hex(j.at("id").get<std::string>());
     if (!id.is_ok()) return corrupt(id.status().message());
     c.id = *id;
-    c.created_ns = j.at("created_ns").get<int64_t>();
-    c.chunker.gear_seed = ch.at("gear_seed").get<uint64_t>();
-    c.chunker.normalization = ch.at("normalization").get<uint32_t>();
-    c.chunker.min_size = ch.at("min_size").get<uint32_t>();
-    c.chunker.avg_size = ch.at("avg_size").get<uint32_t>();
-    c.chunker.max_size = ch.at("max_size").get<uint32_t>();
-    c.compression_level = comp.at("level").get<int>();
-    c.pack_size = j.at("pack_size").get<uint32_t>();
+    c.created_ns = get_field<int64_t>(j, "created_ns");
+    c.chunker.gear_seed = get_field<uint64_t>(ch, "gear_seed");
+    c.chunker.normalization = get_field<uint32_t>(ch, "normalization");
+    c.chunker.min_size = get_field<uint32_t>(ch, "min_size");
+    c.chunker.avg_size = get_field<uint32_t>(ch, "avg_size");
+    c.chunker.max_size = get_field<uint32_t>(ch, "max_size");
+    c.compression_level = get_field<int>(comp, "level");
+    c.pack_size = get_field<uint32_t>(j, "pack_size");
   } catch (const nlohmann::json::exception& e) {
+    return corrupt(e.what());
+  } catch (const std::invalid_argument& e) {
     return corrupt(e.what());
   }
   if (Status s = c.chunker.validate(); !s.is_ok()) return corrupt(s.message());

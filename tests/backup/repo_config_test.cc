@@ -38,11 +38,13 @@ TEST(RepositoryConfig, UnknownFieldsAreIgnored) {
   EXPECT_EQ(*parsed, sample());
 }
 
-Code parse_code_after(const std::function<void(nlohmann::json&)>& edit) {
+Status parse_status_after(const std::function<void(nlohmann::json&)>& edit) {
   auto j = nlohmann::json::parse(serialize_config(sample()));
   edit(j);
-  return parse_config(j.dump()).status().code();
+  return parse_config(j.dump()).status();
 }
+
+Code parse_code_after(const std::function<void(nlohmann::json&)>& edit) { return parse_status_after(edit).code(); }
 
 TEST(RepositoryConfig, RefusesWhatItCannotRead) {
   using J = nlohmann::json;
@@ -65,6 +67,29 @@ TEST(RepositoryConfig, RejectsMalformed) {
   EXPECT_EQ(parse_code_after([](J& j) { j["chunker"]["avg_size"] = 1000; }), Code::kCorruption);
   EXPECT_EQ(parse_code_after([](J& j) { j["chunker"]["min_size"] = "big"; }), Code::kCorruption);
   EXPECT_EQ(parse_code_after([](J& j) { j["pack_size"] = 100; }), Code::kCorruption);
+}
+
+// Integers that do not fit their field used to be taken modulo 2^32: version
+// 4294967297 was read as 1, pack_size 2^32 + 1 MiB as 1 MiB.
+TEST(RepositoryConfig, IntegersOutOfRangeAreRefusedNotTruncated) {
+  using J = nlohmann::json;
+  const uint64_t k2to32 = uint64_t{1} << 32;
+  const std::pair<std::function<void(J&)>, std::string> cases[] = {
+      {[&](J& j) { j["version"] = k2to32 + 1; }, "version"},
+      {[&](J& j) { j["version"] = -1; }, "version"},
+      {[&](J& j) { j["pack_size"] = k2to32 + (1u << 20); }, "pack_size"},
+      {[&](J& j) { j["chunker"]["max_size"] = k2to32 + (256u << 10); }, "max_size"},
+      {[&](J& j) { j["chunker"]["min_size"] = k2to32 + (16u << 10); }, "min_size"},
+      {[&](J& j) { j["chunker"]["avg_size"] = k2to32 + (64u << 10); }, "avg_size"},
+      {[&](J& j) { j["chunker"]["normalization"] = k2to32 + 2; }, "normalization"},
+      {[&](J& j) { j["compression"]["level"] = k2to32 + 3; }, "level"},
+      {[&](J& j) { j["created_ns"] = 1.5; }, "created_ns"},
+  };
+  for (const auto& [edit, field] : cases) {
+    const Status s = parse_status_after(edit);
+    EXPECT_EQ(s.code(), Code::kCorruption) << field << ": " << s.to_string();
+    EXPECT_NE(s.message().find("'" + field + "'"), std::string::npos) << s.to_string();
+  }
 }
 
 }  // namespace
