@@ -424,12 +424,15 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
                         "Snapshot ids (unique prefixes) to forget instead of a policy; also removes a manifest "
                         "that cannot be read");
   repo_option(st.forget, st);
-  st.forget->add_option("--keep-last", st.keep_last, "Keep the N newest snapshots");
-  st.forget->add_option("--keep-hourly", st.keep_hourly, "Keep the newest snapshot of each of the last N hours");
-  st.forget->add_option("--keep-daily", st.keep_daily, "… of each of the last N days (UTC)");
-  st.forget->add_option("--keep-weekly", st.keep_weekly, "… of each of the last N ISO weeks");
-  st.forget->add_option("--keep-monthly", st.keep_monthly, "… of each of the last N months");
-  st.forget->add_option("--keep-yearly", st.keep_yearly, "… of each of the last N years");
+  auto keep = [&](const char* flag, int& count, const char* what) {
+    st.forget->add_option(flag, count, what)->check(CLI::PositiveNumber);
+  };
+  keep("--keep-last", st.keep_last, "Keep the N newest snapshots");
+  keep("--keep-hourly", st.keep_hourly, "Keep the newest snapshot of each of the last N hours");
+  keep("--keep-daily", st.keep_daily, "… of each of the last N days (UTC)");
+  keep("--keep-weekly", st.keep_weekly, "… of each of the last N ISO weeks");
+  keep("--keep-monthly", st.keep_monthly, "… of each of the last N months");
+  keep("--keep-yearly", st.keep_yearly, "… of each of the last N years");
   st.forget->add_option("--keep-tag", st.keep_tags, "Keep every snapshot with this tag (repeatable)");
   st.forget->add_option("--name", st.name, "Only snapshots of this source");
   st.forget->add_flag("--dry-run,-n", st.dry_run, "Only show what would be forgotten");

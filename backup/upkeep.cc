@@ -310,6 +310,10 @@ Result<std::vector<ForgetDecision>> run_forget(Repository& repo, const ForgetOpt
   if (!opts.snapshots.empty() && !opts.policy.empty()) {
     return Status::invalid_argument("forget: give snapshot ids or keep rules, not both");
   }
+  const ForgetPolicy& p = opts.policy;
+  for (const int n : {p.keep_last, p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly}) {
+    if (n < 0) return Status::invalid_argument("forget: keep counts must be positive, not " + std::to_string(n));
+  }
   if (opts.snapshots.empty() && opts.policy.empty()) {
     return Status::invalid_argument("forget: no keep rule given (refusing to forget everything)");
   }

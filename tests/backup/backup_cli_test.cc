@@ -114,6 +114,18 @@ TEST_F(StowctlTest, InitBackupLsRestoreCheckForgetPrune) {
   EXPECT_TRUE(test::diff_trees(src, again).empty());
 }
 
+// Keep counts must be positive: --keep-last -1 or 0 used to be taken as "no
+// rule" and answered with "no keep rule given".
+TEST_F(StowctlTest, KeepCountsBelowOneAreRefusedByName) {
+  ASSERT_EQ(stowctl("repo init"), 0);
+  std::string err;
+  for (const char* bad : {"--keep-last -1", "--keep-last 0", "--keep-daily -3"}) {
+    EXPECT_NE(stowctl(std::string("forget ") + bad, nullptr, &err), 0) << bad;
+    EXPECT_EQ(err.find("no keep rule"), std::string::npos) << bad << ": " << err;
+    EXPECT_NE(err.find("--keep-"), std::string::npos) << bad << ": " << err;
+  }
+}
+
 // A manifest whose bytes do not match its name: ls warns naming it and lists
 // the rest, restore of another snapshot works, restore of it fails naming
 // it, prune refuses, `forget <id>` removes it.
