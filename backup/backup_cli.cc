@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <zstd.h>
 
 #include "repo_util.h"
 #include "stowage/backup_pipeline.h"
@@ -400,7 +401,9 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.create->add_option("--host", st.host, "Host name to record (default: this host)");
   st.create->add_flag("--no-parent", st.no_parent, "Read every file instead of skipping unchanged ones");
   st.create->add_option("--compression-level", st.compression_level,
-                        "zstd level for new data (default: the repository's; negative = faster)");
+                        "zstd level for new data, " + std::to_string(ZSTD_minCLevel()) + " to " +
+                            std::to_string(ZSTD_maxCLevel()) + " (default: the repository's; negative = faster)")
+      ->check(CLI::Range(ZSTD_minCLevel(), ZSTD_maxCLevel()));
   st.create->add_option("--workers", st.workers, "Files read and chunked in parallel (default: 4 per core)");
   st.create->add_flag("--json", st.json, "Print JSON for scripts");
   st.ls = backup->add_subcommand("ls", "List snapshots");

@@ -126,6 +126,17 @@ TEST_F(StowctlTest, KeepCountsBelowOneAreRefusedByName) {
   }
 }
 
+// --compression-level outside zstd's range used to be taken silently.
+TEST_F(StowctlTest, CompressionLevelOutsideZstdsRangeIsRefused) {
+  const std::string src = small_source();
+  ASSERT_EQ(stowctl("repo init"), 0);
+  std::string err;
+  EXPECT_NE(stowctl("backup create '" + src + "' --compression-level 99", nullptr, &err), 0);
+  EXPECT_NE(err.find("--compression-level"), std::string::npos) << err;
+  EXPECT_EQ(stowctl_json("backup ls").size(), 0u);
+  EXPECT_EQ(stowctl_json("backup create '" + src + "' --compression-level -5")["stats"]["files"], 1);
+}
+
 // A manifest whose bytes do not match its name: ls warns naming it and lists
 // the rest, restore of another snapshot works, restore of it fails naming
 // it, prune refuses, `forget <id>` removes it.
