@@ -47,6 +47,7 @@ Result<RepositoryConfig> parse_config(std::string_view text) {
     if (!j.is_object()) return corrupt("not a JSON object");
     if (j.at("format").get<std::string>() != kFormatName) return corrupt("not a Stowage repository config");
     c.version = get_field<uint32_t>(j, "version");
+    if (c.version == 0) return corrupt("format version 0 (versions start at 1)");
     if (c.version != kRepositoryVersion) return unsupported("format version " + std::to_string(c.version));
     // Refusals that matter for correctness come before anything else is trusted.
     c.encryption = j.at("encryption").at("scheme").get<std::string>();

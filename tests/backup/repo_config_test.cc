@@ -67,6 +67,10 @@ TEST(RepositoryConfig, RejectsMalformed) {
   EXPECT_EQ(parse_code_after([](J& j) { j["chunker"]["avg_size"] = 1000; }), Code::kCorruption);
   EXPECT_EQ(parse_code_after([](J& j) { j["chunker"]["min_size"] = "big"; }), Code::kCorruption);
   EXPECT_EQ(parse_code_after([](J& j) { j["pack_size"] = 100; }), Code::kCorruption);
+  // Not "written by a newer Stowage?": no Stowage writes version 0.
+  const Status v0 = parse_status_after([](J& j) { j["version"] = 0; });
+  EXPECT_EQ(v0.code(), Code::kCorruption);
+  EXPECT_EQ(v0.message().find("newer"), std::string::npos) << v0.message();
 }
 
 // Integers that do not fit their field used to be taken modulo 2^32: version
