@@ -172,11 +172,11 @@ Result<Index> load_index_for_backup(Repository& repo) {
   return index;
 }
 
-std::string display_name(std::string_view name) {
+std::string escape_bytes(std::string_view bytes, bool keep_non_ascii) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  for (unsigned char c : name) {
-    if (c < 0x20 || c >= 0x7f || c == '\\') {
+  for (unsigned char c : bytes) {
+    if (c < 0x20 || c == 0x7f || c == '\\' || (c > 0x7f && !keep_non_ascii)) {
       out += "\\x";
       out += kHex[c >> 4];
       out += kHex[c & 15];
@@ -186,6 +186,8 @@ std::string display_name(std::string_view name) {
   }
   return out;
 }
+
+std::string display_name(std::string_view name) { return escape_bytes(name, false); }
 
 std::string display_path(const std::vector<std::string>& components) {
   std::string out;

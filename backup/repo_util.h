@@ -83,6 +83,10 @@ std::string mark_key(const Hash256& id);
 // again, so no new snapshot depends on a pack that prune will delete).
 [[nodiscard]] Result<Index> load_index_for_backup(Repository& repo);
 
+// `bytes` with control bytes (< 0x20, DEL), backslashes and, unless
+// `keep_non_ascii`, bytes over 0x7f shown as \xNN: safe to print.
+std::string escape_bytes(std::string_view bytes, bool keep_non_ascii);
+
 // "a/b/c" for display: names joined by '/', bytes that are not printable
 // ASCII shown as \xNN.
 std::string display_path(const std::vector<std::string>& components);

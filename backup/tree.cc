@@ -3,6 +3,7 @@
 #include <array>
 
 #include "json_util.h"
+#include "repo_util.h"
 
 namespace stowage {
 
@@ -148,10 +149,17 @@ std::string tree_problem(const Tree& t, size_t* bad_index) {
   return {};
 }
 
+// A name as error messages show it: UTF-8 as is but with control bytes
+// (NUL, newline, ESC, DEL, …) and backslashes as \xNN, so that a crafted name
+// cannot cut a message or drive the terminal; a name that is not UTF-8 in
+// base64.
+std::string printable_name(const std::string& n) {
+  return valid_utf8(n) ? repo_util::escape_bytes(n, true) : base64_encode(n);
+}
+
 std::string describe_entry(const Tree& t, size_t i) {
   if (i >= t.entries.size()) return "tree";
-  const std::string& n = t.entries[i].name;
-  return "tree entry " + std::to_string(i) + " ('" + (valid_utf8(n) ? n : base64_encode(n)) + "')";
+  return "tree entry " + std::to_string(i) + " ('" + printable_name(t.entries[i].name) + "')";
 }
 
 using json_util::get_field;

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <tuple>
 
 namespace stowage {
 namespace {
@@ -142,6 +144,26 @@ TEST(Tree, HostileTreesAreRefused) {
   EXPECT_EQ(parse_tree("[1,2]").status().code(), Code::kCorruption);
   EXPECT_EQ(parse_tree("{\"entries\":[1]}").status().code(), Code::kCorruption);
   EXPECT_EQ(parse_tree("{\"entries\":[{\"type\":\"file\",\"name\":\"\xff\"}]}").status().code(), Code::kCorruption);
+}
+
+// Error messages name entries; a crafted name's NUL, newline or escape
+// sequence used to reach the terminal raw.
+TEST(Tree, ErrorsShowControlBytesInNamesEscaped) {
+  // {entry, name, as shown}: an invalid name, and names out of order (entry 0 is "base").
+  const std::tuple<int, std::string, std::string> cases[] = {
+      {0, std::string("a\0b", 3), "a\\x00b"},
+      {1, "a\nforged: line", "a\\x0aforged: line"},
+      {1, "a\x1b[2J\x7f\\", "a\\x1b[2J\\x7f\\x5c"},
+  };
+  for (const auto& [entry, name, shown] : cases) {
+    auto j = nlohmann::json::parse(*serialize_tree(full_tree()));
+    j["entries"][entry]["name"] = name;
+    auto r = parse_tree(j.dump());
+    ASSERT_FALSE(r.is_ok());
+    const std::string& m = r.status().message();
+    EXPECT_NE(m.find("('" + shown + "')"), std::string::npos) << m;
+    EXPECT_TRUE(std::none_of(m.begin(), m.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; })) << m;
+  }
 }
 
 TEST(Tree, TooManyEntriesAreRefusedBothWays) {
