@@ -187,7 +187,8 @@ int cmd_create(const BackupCliState& st) {
   if (!r.is_ok()) return fail("backup " + st.path, r.status());
   const auto& m = r->manifest;
   if (st.json) {
-    json j = {{"snapshot", r->snapshot_id.hex()}, {"name", m.volume},  {"hostname", m.hostname},
+    // "id" as in backup ls; "snapshot" kept for scripts written before.
+    json j = {{"id", r->snapshot_id.hex()},     {"snapshot", r->snapshot_id.hex()}, {"name", m.volume},  {"hostname", m.hostname},
               {"time", format_rfc3339_ns(m.time_ns)}, {"parent", m.parent ? json(m.parent->hex()) : json(nullptr)},
               {"stats", stats_json(m.stats)},      {"warnings", r->warnings}};
     std::cout << j.dump(2) << "\n";

@@ -137,6 +137,17 @@ TEST_F(StowctlTest, CompressionLevelOutsideZstdsRangeIsRefused) {
   EXPECT_EQ(stowctl_json("backup create '" + src + "' --compression-level -5")["stats"]["files"], 1);
 }
 
+// backup create --json names the new id "id", as backup ls does
+// ("snapshot" stays for older scripts).
+TEST_F(StowctlTest, CreateJsonNamesTheIdAsLsDoes) {
+  const std::string src = small_source();
+  ASSERT_EQ(stowctl("repo init"), 0);
+  const json created = stowctl_json("backup create '" + src + "'");
+  ASSERT_TRUE(created.contains("id")) << created.dump();
+  EXPECT_EQ(created["id"], created["snapshot"]);
+  EXPECT_EQ(stowctl_json("backup ls")[0]["id"], created["id"]);
+}
+
 // A manifest whose bytes do not match its name: ls warns naming it and lists
 // the rest, restore of another snapshot works, restore of it fails naming
 // it, prune refuses, `forget <id>` removes it.
