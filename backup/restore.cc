@@ -245,7 +245,16 @@ class Restorer {
   std::vector<FileRec> files_;
   std::vector<OtherRec> others_;
   std::vector<LinkRec> links_;
-  std::map<uint64_t, std::pair<size_t, std::string>> link_leaders_;  // group → (dir, name)
+  // Hard link group → its first member: where it is and what it holds (the
+  // other members must hold the same, or the tree is corrupt).
+  struct LinkLeader {
+    size_t dir = 0;
+    std::string name;
+    uint64_t size = 0;
+    std::vector<BlobId> chunks;
+    std::vector<Hole> holes;
+  };
+  std::map<uint64_t, LinkLeader> link_leaders_;
   std::map<PackId, std::vector<WriteOp>> by_pack_;
   std::unique_ptr<TreePrefetcher> trees_;  // while planning
 };
@@ -310,10 +319,15 @@ Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
       if (e.hardlink != 0) {
         auto it = link_leaders_.find(e.hardlink);
         if (it != link_leaders_.end()) {
-          links_.push_back({dir, name, it->second.first, it->second.second});
+          const LinkLeader& l = it->second;
+          if (l.size != e.size || l.chunks != e.chunks || l.holes != e.holes) {
+            return Status::corruption(where(dir, name) + ": hard link of " + where(l.dir, l.name) +
+                                      " (group " + std::to_string(e.hardlink) + ") with other content");
+          }
+          links_.push_back({dir, name, l.dir, l.name});
           return Status::ok();
         }
-        link_leaders_.emplace(e.hardlink, std::make_pair(dir, name));
+        link_leaders_.emplace(e.hardlink, LinkLeader{dir, name, e.size, e.chunks, e.holes});
       }
       const int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (fd < 0) return errno_status(errno, "create " + where(dir, name));

@@ -554,6 +554,21 @@ TEST_F(HostileTest, SizeThatContradictsChunksIsRefused) {
   expect_refused(plant({tree}, {data}), "liar");
 }
 
+// Members of one hard link group must hold the same content (FORMAT.md
+// §6.2). A crafted tree whose second member differs used to be restored with
+// the first member's content and no error.
+TEST_F(HostileTest, HardLinkMembersWithOtherContentAreRefused) {
+  const std::string one = "hello", two = "other content";
+  auto member = [](const std::string& name, const std::string& data) {
+    return R"({"type":"file","name":")" + name + R"(","mode":420,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":7,"size":)" +
+           std::to_string(data.size()) + R"(,"chunks":[")" + sha256(data).hex() + R"("],"hardlink":1})";
+  };
+  expect_refused(plant({R"({"entries":[)" + member("a", one) + "," + member("b", two) + "]}"}, {one, two}), "b: hard link of a");
+  const Hash256 same = plant({R"({"entries":[)" + member("a", one) + "," + member("b", one) + "]}"}, {one});
+  ASSERT_TRUE(run_restore(*repo_, same, test::restore_opts(dir_ / "linked")).is_ok());
+  EXPECT_EQ(test::read_file(dir_ / "linked/b"), one);
+}
+
 // Trees are read ahead of the planner (TreePrefetcher). A hostile entry in
 // the first of many directories stops the restore with that entry's error
 // while the reader is blocked further ahead; nothing hangs or leaks.
