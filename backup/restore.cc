@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -139,7 +140,7 @@ class TreePrefetcher {
  public:
   TreePrefetcher(Repository& repo, const Index& index, std::vector<BlobId> root)
       : repo_(repo), index_(index), queue_(kAhead), thread_([this, root = std::move(root)] {
-          visit(root, 0);
+          visit(root);
           queue_.close();
         }) {}
   ~TreePrefetcher() {
@@ -164,24 +165,36 @@ class TreePrefetcher {
     Result<std::vector<TreeEntry>> entries = Status::internal("empty");
   };
 
-  // False once the planner will ask for nothing more (an error was handed
-  // over, or the prefetcher is being destroyed).
-  bool visit(const std::vector<BlobId>& ids, int depth) {
-    // The planner refuses deeper trees before it asks for them.
-    if (depth > kMaxDepth) return false;
-    Item item{ids, repo_util::load_dir(repo_, index_, codec_, ids)};
-    const bool ok = item.entries.is_ok();
-    std::vector<std::vector<BlobId>> subdirs;
-    if (ok) {
-      for (const auto& e : *item.entries) {
-        if (e.type == NodeType::kDir) subdirs.push_back(e.subtree);
+  // Depth first without recursion (trees nest up to kMaxDepth: recursion
+  // overflowed the stack). Stops once the planner will ask for nothing more
+  // (an error was handed over, or the prefetcher is being destroyed).
+  void visit(const std::vector<BlobId>& root) {
+    std::vector<std::pair<std::vector<std::vector<BlobId>>, size_t>> stack;  // subdirectories, next one
+    // Hands one directory over; false to stop.
+    auto load = [&](const std::vector<BlobId>& ids) {
+      Item item{ids, repo_util::load_dir(repo_, index_, codec_, ids)};
+      const bool ok = item.entries.is_ok();
+      std::vector<std::vector<BlobId>> subdirs;
+      if (ok) {
+        for (const auto& e : *item.entries) {
+          if (e.type == NodeType::kDir) subdirs.push_back(e.subtree);
+        }
       }
+      if (!queue_.push(std::move(item)) || !ok) return false;
+      stack.emplace_back(std::move(subdirs), 0);
+      return true;
+    };
+    if (!load(root)) return;
+    while (!stack.empty()) {
+      auto& [subdirs, next] = stack.back();
+      if (next == subdirs.size()) {
+        stack.pop_back();
+        continue;
+      }
+      const std::vector<BlobId> ids = std::move(subdirs[next++]);
+      // The planner refuses deeper trees before it asks for them.
+      if (stack.size() > kMaxDepth || !load(ids)) return;
     }
-    if (!queue_.push(std::move(item)) || !ok) return false;
-    for (const auto& sub : subdirs) {
-      if (!visit(sub, depth + 1)) return false;
-    }
-    return true;
   }
 
   Repository& repo_;
@@ -215,8 +228,16 @@ class Restorer {
     return repo_util::display_path(p);
   }
 
-  Status plan_dir(int dirfd, size_t dir, const std::vector<BlobId>& subtree, int depth);
-  Status create_entry(int dirfd, size_t dir, TreeEntry& e, int depth);
+  // A directory created (or reused) and opened, its entries still to plan.
+  struct OpenedDir {
+    Fd fd;
+    size_t dir = 0;  // index into dirs_
+    std::vector<BlobId> subtree;
+  };
+  Status plan_tree(int rootfd, const std::vector<BlobId>& root);
+  // Creates `e` in directory `dir` (open as `dirfd`); for a directory,
+  // returns it opened, for plan_tree() to plan its entries.
+  Result<std::optional<OpenedDir>> create_entry(int dirfd, size_t dir, TreeEntry& e);
   Status make_room(int dirfd, size_t dir, const std::string& name, bool want_dir, bool* exists_as_dir);
   Result<int> open_dir(size_t dir);  // a new fd for dirs_[dir], opened component by component
   Status fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec,
@@ -279,7 +300,7 @@ Status Restorer::make_room(int dirfd, size_t dir, const std::string& name, bool 
   return Status::ok();
 }
 
-Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
+Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e) {
   const std::string& name = e.name;
   bool is_dir = false;
   STOWAGE_RETURN_IF_ERROR(make_room(dirfd, dir, name, e.type == NodeType::kDir, &is_dir));
@@ -298,7 +319,7 @@ Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
       rec.meta = std::move(e);
       dirs_.push_back(std::move(rec));
       ++result_.dirs;
-      return plan_dir(sub.get(), dirs_.size() - 1, subtree, depth + 1);
+      return std::optional<OpenedDir>(OpenedDir{std::move(sub), dirs_.size() - 1, std::move(subtree)});
     }
     case NodeType::kFile: {
       // FORMAT.md §6.2: size = chunk bytes + hole bytes.
@@ -325,7 +346,7 @@ Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
                                       " (group " + std::to_string(e.hardlink) + ") with other content");
           }
           links_.push_back({dir, name, l.dir, l.name});
-          return Status::ok();
+          return std::optional<OpenedDir>();
         }
         link_leaders_.emplace(e.hardlink, LinkLeader{dir, name, e.size, e.chunks, e.holes});
       }
@@ -360,13 +381,13 @@ Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
       e.chunk_sums.clear();
       e.holes.clear();
       others_.push_back({dir, std::move(e)});
-      return Status::ok();
+      return std::optional<OpenedDir>();
     }
     case NodeType::kSymlink:
       if (::symlinkat(e.target.c_str(), dirfd, name.c_str()) != 0) return errno_status(errno, "symlink " + where(dir, name));
       ++result_.symlinks;
       others_.push_back({dir, std::move(e)});
-      return Status::ok();
+      return std::optional<OpenedDir>();
     case NodeType::kFifo:
     case NodeType::kCharDev:
     case NodeType::kBlockDev: {
@@ -374,26 +395,54 @@ Status Restorer::create_entry(int dirfd, size_t dir, TreeEntry& e, int depth) {
       if (::mknodat(dirfd, name.c_str(), type | 0600, static_cast<dev_t>(e.rdev)) != 0) {
         if (errno == EPERM && e.type != NodeType::kFifo) {
           warn("device node not restored (needs root): " + where(dir, name));
-          return Status::ok();
+          return std::optional<OpenedDir>();
         }
         return errno_status(errno, "mknod " + where(dir, name));
       }
       ++result_.special;
       others_.push_back({dir, std::move(e)});
-      return Status::ok();
+      return std::optional<OpenedDir>();
     }
     case NodeType::kSocket:
       warn("socket not restored: " + where(dir, name));
-      return Status::ok();
+      return std::optional<OpenedDir>();
   }
   return Status::internal("unknown node type");
 }
 
-Status Restorer::plan_dir(int dirfd, size_t dir, const std::vector<BlobId>& subtree, int depth) {
-  if (depth > kMaxDepth) return Status::corruption(repo_util::display_path(dirs_[dir].path) + ": nesting deeper than 4096");
-  auto entries = trees_->next(subtree);
-  if (!entries.is_ok()) return entries.status().with_context(repo_util::display_path(dirs_[dir].path));
-  for (auto& e : *entries) STOWAGE_RETURN_IF_ERROR(create_entry(dirfd, dir, e, depth));
+// Depth first, in the order TreePrefetcher reads the trees, without
+// recursion (trees nest up to kMaxDepth: recursion overflowed the stack).
+// One open directory per level.
+Status Restorer::plan_tree(int rootfd, const std::vector<BlobId>& root) {
+  struct Level {
+    int fd;
+    Fd owned;  // closed when the level is done; the root's is not ours
+    size_t dir;
+    std::vector<TreeEntry> entries;
+    size_t next = 0;
+  };
+  std::vector<Level> stack;
+  auto enter = [&](int fd, Fd owned, size_t dir, const std::vector<BlobId>& subtree) -> Status {
+    const std::string path = repo_util::display_path(dirs_[dir].path);
+    if (stack.size() > kMaxDepth) return Status::corruption(path + ": nesting deeper than 4096");
+    auto entries = trees_->next(subtree);
+    if (!entries.is_ok()) return entries.status().with_context(path);
+    stack.push_back({fd, std::move(owned), dir, std::move(entries).value()});
+    return Status::ok();
+  };
+  STOWAGE_RETURN_IF_ERROR(enter(rootfd, Fd(), 0, root));
+  while (!stack.empty()) {
+    Level& top = stack.back();
+    if (top.next == top.entries.size()) {
+      stack.pop_back();
+      continue;
+    }
+    STOWAGE_ASSIGN_OR_RETURN(auto sub, create_entry(top.fd, top.dir, top.entries[top.next++]));
+    if (sub) {
+      const int fd = sub->fd.get();
+      STOWAGE_RETURN_IF_ERROR(enter(fd, std::move(sub->fd), sub->dir, sub->subtree));
+    }
+  }
   return Status::ok();
 }
 
@@ -563,7 +612,7 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   }
   dirs_.push_back(DirRec{});  // the root
   trees_ = std::make_unique<TreePrefetcher>(repo_, index_, manifest.tree);
-  Status planned = plan_dir(rfd, 0, manifest.tree, 0);
+  Status planned = plan_tree(rfd, manifest.tree);
   trees_.reset();
   STOWAGE_RETURN_IF_ERROR(planned);
 

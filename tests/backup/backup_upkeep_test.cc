@@ -654,6 +654,38 @@ TEST_F(HostileTest, CheckReadsASharedSubtreeOnceAndNamesEachWayIntoIt) {
   EXPECT_EQ(c.errors.size(), c.damaged.size());
 }
 
+// Trees may nest 4096 directories deep (FORMAT.md §6.2). Restore planned
+// them recursively and overflowed the stack long before (depth 1500 under
+// ASan); it now walks them with a stack of its own. One level more is refused.
+TEST_F(HostileTest, RestoreAndCheckWorkAtTheDepthLimitAndRefuseOneMore) {
+  for (const int depth : {4096, 4097}) {
+    BlobCodec codec;
+    PackWriter w;
+    std::string tree = R"({"entries":[)" + file_entry("bottom") + "]}";
+    for (int level = 0; level < depth; ++level) {
+      auto blob = codec.encode(BlobType::kTree, tree);
+      ASSERT_TRUE(blob.is_ok());
+      ASSERT_TRUE(w.add(*blob).is_ok());
+      tree = R"({"entries":[)" + dir_entry("d", blob->id) + "]}";
+    }
+    ASSERT_NO_FATAL_FAILURE(store(w));
+    const Hash256 id = plant({tree});
+    const std::string target = dir_ / ("deep" + std::to_string(depth));
+    auto r = run_restore(*repo_, id, test::restore_opts(target));
+    if (depth == 4096) {
+      ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+      EXPECT_EQ(r->dirs, 4096u);
+      EXPECT_EQ(r->files, 1u);
+    } else {
+      ASSERT_FALSE(r.is_ok());
+      EXPECT_NE(r.status().message().find("nesting deeper than 4096"), std::string::npos) << r.status().to_string();
+    }
+  }
+  const auto c = check(false);
+  ASSERT_EQ(c.damaged.size(), 1u) << ::testing::PrintToString(c.errors);
+  EXPECT_NE(c.damaged[0].problem.find("nesting deeper than 4096"), std::string::npos);
+}
+
 // A symlink planted in a target that the user restores into with overwrite
 // is replaced, never followed.
 TEST_F(UpkeepTest, RestoreNeverFollowsASymlinkPlantedInTheTarget) {
