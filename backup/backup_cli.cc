@@ -326,6 +326,7 @@ int cmd_prune(const BackupCliState& st) {
     std::cout << json{{"packs_marked", r->packs_marked},       {"packs_deleted", r->packs_deleted},
                       {"bytes_deleted", r->bytes_deleted},     {"packs_rescued", r->packs_rescued},
                       {"marks_pending", r->marks_pending},     {"index_files_rewritten", r->index_files_rewritten},
+                      {"index_files_removed", r->index_files_removed},
                       {"packs_partly_used", r->packs_partly_used}, {"lost_packs", lost}}
                      .dump(2)
               << "\n";

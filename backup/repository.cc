@@ -95,7 +95,7 @@ Result<Bytes> Repository::get_verified(const std::string& key, const Hash256& id
   return std::move(data).value();
 }
 
-Result<std::map<Hash256, IndexFile>> Repository::load_index_files() {
+Result<std::map<Hash256, IndexFile>> Repository::load_index_files(std::set<Hash256>* superseded_present) {
   STOWAGE_ASSIGN_OR_RETURN(const std::vector<Hash256> ids, list_ids(kIndexPrefix));
   std::map<Hash256, IndexFile> files;
   std::set<Hash256> superseded;
@@ -112,7 +112,9 @@ Result<std::map<Hash256, IndexFile>> Repository::load_index_files() {
     superseded.insert(file->supersedes.begin(), file->supersedes.end());
     files.emplace(id, std::move(file).value());
   }
-  for (const auto& id : superseded) files.erase(id);
+  for (const auto& id : superseded) {
+    if (files.erase(id) && superseded_present) superseded_present->insert(id);
+  }
   return files;
 }
 

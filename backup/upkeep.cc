@@ -202,9 +202,13 @@ class DirChecker {
 // Writes one index file superseding every file of `files` that names a pack
 // in `drop`, listing the rest of their packs (FORMAT.md §8.3 step 1), and
 // returns the ids it superseded; the caller deletes those once nothing needs
-// them any more. Writes nothing when no file names a pack in `drop`.
+// them any more. Writes nothing when no file names a pack in `drop`. The
+// replacement also supersedes `leftovers` (present files superseded by one
+// of `files`, Repository::load_index_files): once the file superseding them
+// is deleted, nothing else would keep them out of the index.
 Result<std::vector<Hash256>> supersede_index_files(Repository& repo, const std::map<Hash256, IndexFile>& files,
-                                                   const std::set<PackId>& drop, std::vector<IndexPack> add = {}) {
+                                                   const std::set<PackId>& drop, const std::set<Hash256>& leftovers,
+                                                   std::vector<IndexPack> add = {}) {
   IndexFile replacement;
   replacement.packs = std::move(add);
   for (const auto& [id, f] : files) {
@@ -217,6 +221,7 @@ Result<std::vector<Hash256>> supersede_index_files(Repository& repo, const std::
     }
   }
   if (replacement.supersedes.empty()) return replacement.supersedes;  // and `add` stays unindexed
+  replacement.supersedes.insert(replacement.supersedes.end(), leftovers.begin(), leftovers.end());
   auto saved = repo.save_index(replacement);
   if (!saved.is_ok()) return saved.status().with_context("write replacement index");
   return replacement.supersedes;
@@ -226,8 +231,8 @@ Result<std::vector<Hash256>> supersede_index_files(Repository& repo, const std::
 // stored, in their place): supersedes the files naming them, then deletes
 // those files. The packs themselves are left alone.
 Status drop_from_index(Repository& repo, const std::map<Hash256, IndexFile>& files, const std::set<PackId>& drop,
-                       std::vector<IndexPack> add = {}) {
-  STOWAGE_ASSIGN_OR_RETURN(const auto superseded, supersede_index_files(repo, files, drop, std::move(add)));
+                       const std::set<Hash256>& leftovers, std::vector<IndexPack> add = {}) {
+  STOWAGE_ASSIGN_OR_RETURN(const auto superseded, supersede_index_files(repo, files, drop, leftovers, std::move(add)));
   for (const auto& id : superseded) STOWAGE_RETURN_IF_ERROR(repo.store().remove(index_key(id)));
   return Status::ok();
 }
@@ -365,7 +370,17 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
         "' (what only it references is then deleted)");
   }
   const auto& snaps = all.readable;
-  STOWAGE_ASSIGN_OR_RETURN(auto files, repo.load_index_files());
+  std::set<Hash256> leftovers;
+  STOWAGE_ASSIGN_OR_RETURN(auto files, repo.load_index_files(&leftovers));
+  if (!opts.dry_run) {
+    // Superseded files an interrupted prune left: deleted before anything
+    // else, while the files superseding them still keep them out.
+    for (const auto& id : leftovers) {
+      STOWAGE_RETURN_IF_ERROR(repo.store().remove(index_key(id)).with_context("prune: delete superseded index file"));
+      ++report.index_files_removed;
+    }
+    leftovers.clear();
+  }
   STOWAGE_ASSIGN_OR_RETURN(const auto stored, repo.list_packs());
   // Index entries of packs that are gone (deleted by hand, lost by the
   // store): backups would keep deduplicating against them. A backup stores
@@ -380,8 +395,9 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
   }
   report.lost_packs.assign(lost.begin(), lost.end());
   if (!lost.empty() && !opts.dry_run) {
-    STOWAGE_RETURN_IF_ERROR(drop_from_index(repo, files, lost).with_context("prune: drop index entries of missing packs"));
-    STOWAGE_ASSIGN_OR_RETURN(files, repo.load_index_files());
+    STOWAGE_RETURN_IF_ERROR(
+        drop_from_index(repo, files, lost, leftovers).with_context("prune: drop index entries of missing packs"));
+    STOWAGE_ASSIGN_OR_RETURN(files, repo.load_index_files(&leftovers));
   }
   Index index;
   std::map<PackId, const IndexPack*> indexed;
@@ -454,7 +470,7 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
   for (const auto& p : doomed) pending.erase(p);
   if (!opts.dry_run && (!doomed.empty() || !swept.empty())) {
     // 1. Supersede every index file naming a doomed pack.
-    auto superseded = supersede_index_files(repo, files, doomed);
+    auto superseded = supersede_index_files(repo, files, doomed, leftovers);
     if (!superseded.is_ok()) return superseded.status().with_context("prune");
     report.index_files_rewritten = superseded->size();
     // 2. Delete packs, 3. then superseded index files and the marks.
@@ -507,7 +523,8 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
 
 Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
   CheckReport report;
-  auto files = repo.load_index_files();
+  std::set<Hash256> leftovers;
+  auto files = repo.load_index_files(&leftovers);
   if (!files.is_ok()) {
     if (files.status().code() != Code::kCorruption) return files.status();
     report.errors.push_back(files.status().message());
@@ -698,7 +715,8 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
       if (copy) salvaged.push_back(std::move(*copy));
     }
     report.packs_salvaged = salvaged.size();
-    STOWAGE_RETURN_IF_ERROR(drop_from_index(repo, *files, damaged, std::move(salvaged)).with_context("check --repair"));
+    STOWAGE_RETURN_IF_ERROR(
+        drop_from_index(repo, *files, damaged, leftovers, std::move(salvaged)).with_context("check --repair"));
     report.packs_unindexed = report.damaged_packs;
   }
   return report;

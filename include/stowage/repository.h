@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,8 +56,12 @@ class Repository {
   // object; keys under index/ that are not 64-hex names are ignored.
   [[nodiscard]] Result<Index> load_index();
   // The index files load_index() merges (present and not superseded), by id.
-  // Prune and check need to know which file lists which pack.
-  [[nodiscard]] Result<std::map<Hash256, IndexFile>> load_index_files();
+  // Prune and check need to know which file lists which pack. With
+  // `superseded`, also returns the ids of present files that a present file
+  // supersedes: left by a prune interrupted before it deleted them. They stay
+  // out of the index only while their superseding file exists, so whoever
+  // replaces that file must supersede them again (or delete them first).
+  [[nodiscard]] Result<std::map<Hash256, IndexFile>> load_index_files(std::set<Hash256>* superseded = nullptr);
 
   // Reads the blob at `loc` with one ranged GET and decodes it, verifying its
   // id. kCorruption if it does not match (a damaged pack or a wrong index).

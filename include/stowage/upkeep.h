@@ -80,6 +80,8 @@ struct PruneReport {
   size_t packs_rescued = 0;        // marked earlier, referenced again, kept
   size_t marks_pending = 0;        // marks younger than the grace period
   size_t index_files_rewritten = 0;
+  // Superseded index files an interrupted prune left behind, deleted first.
+  size_t index_files_removed = 0;
   size_t packs_partly_used = 0;    // kept whole: repacking is not implemented
   // Packs an index file listed but the store no longer has: their index
   // entries were dropped (with dry_run: would be), so backups upload that

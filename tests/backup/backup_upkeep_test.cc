@@ -280,6 +280,60 @@ TEST_F(UpkeepTest, CrashPointsLeaveACheckableRepositoryAndTheNextBackupWorks) {
   expect_restores_to(ok->snapshot_id, a);
 }
 
+// A prune interrupted after writing its replacement index leaves the files
+// that index supersedes in the store. They must never come back into the
+// index: found against radosgw, where a later prune superseded and deleted
+// the replacement, the old index file listing already deleted packs was
+// merged again, and the next backup deduplicated against them.
+TEST_F(UpkeepTest, SupersededIndexFilesLeftByAnInterruptedPruneNeverComeBack) {
+  const std::string a = make_source("a", 6);
+  const std::string b = dir_ / "b";
+  ASSERT_EQ(::mkdir(b.c_str(), 0755), 0);
+  test::write_file(b + "/shared", test::read_file(a + "/unique"));  // b's backup deduplicates it
+  test::write_file(b + "/own", test::random_bytes(900000, 61));
+  auto ra = backup(*repo_, a, "a", kT0);
+  ASSERT_TRUE(ra.is_ok()) << ra.status().to_string();
+  auto rb = backup(*repo_, b, "b", kT0 + kHour);
+  ASSERT_TRUE(rb.is_ok()) << rb.status().to_string();
+
+  auto clock = std::make_shared<test::ManualClock>(kT0 + kDay);
+  const PruneOptions po{.grace_ns = kDay, .clock = clock};
+  ASSERT_TRUE(repo_->store().remove(snapshot_key(ra->snapshot_id)).is_ok());
+  ASSERT_TRUE(run_prune(*repo_, po).is_ok());  // marks what only a used
+  clock->advance(2 * kDay);
+  {
+    // The sweep writes its replacement index, then every delete is refused.
+    FaultPlan refuse;
+    refuse.ops = static_cast<unsigned>(StoreOp::kRemove);
+    refuse.fail_rate = 1;
+    refuse.fail_codes = {Code::kPermissionDenied};
+    auto denied = test::must_open(make_fault_injecting_store(test::must_file_store(repo_dir_), refuse));
+    ASSERT_FALSE(run_prune(*denied, po).is_ok());
+  }
+  const size_t index_files = count("index/");
+  auto p = run_prune(*repo_, po);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_GE(p->index_files_removed, 1u) << "the superseded file the interrupted sweep left";
+  EXPECT_LT(count("index/"), index_files);
+
+  // Now b goes too: its packs, including the shared one the replacement
+  // lists, are swept, and the replacement is superseded in turn.
+  ASSERT_TRUE(repo_->store().remove(snapshot_key(rb->snapshot_id)).is_ok());
+  ASSERT_TRUE(run_prune(*repo_, po).is_ok());
+  clock->advance(2 * kDay);
+  auto swept = run_prune(*repo_, po);
+  ASSERT_TRUE(swept.is_ok()) << swept.status().to_string();
+  EXPECT_GE(swept->index_files_rewritten, 1u);
+  const auto c = check(false);
+  EXPECT_TRUE(c.ok()) << ::testing::PrintToString(c.errors);
+  // The next backup of a must store its data again, not find it in a
+  // resurrected index entry.
+  auto again = backup(*repo_, a, "a", kT0 + 10 * kDay);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  expect_restores_to(again->snapshot_id, a);
+  EXPECT_TRUE(check(true).ok());
+}
+
 TEST_F(UpkeepTest, FlakyStoreWithRetriesStillRoundTrips) {
   const std::string a = make_source("a", 5);
   FaultPlan plan;
