@@ -183,39 +183,55 @@ Status VolumeManager::checkpoint() {
   return Status::ok();
 }
 
-Status VolumeManager::replay(const std::vector<std::string>& payloads) {
-  for (size_t i = 0; i < payloads.size(); ++i) {
-    const std::string& p = payloads[i];
-    if (!p.empty() && p[0] == 'P') {
-      auto rec = volume_record_from_json(std::string_view(p).substr(1));
-      if (!rec.is_ok()) return rec.status().with_context("journal record " + std::to_string(i));
-      std::string name = rec->name;
-      auto& e = entries_[name];
-      if (!e) e = std::make_shared<Entry>();
-      e->state = Entry::State::kReady;
-      e->problem.clear();
-      e->record = std::move(rec).value();
-      std::string dir = volume_dir(name);
-      if (::access((backend_.data_path(dir)).c_str(), F_OK) != 0) {
-        // An acknowledged Create whose directories never reached the disk: no
-        // data can have been stored in it, so make it again, empty.
-        log_.warn("recreating volume directory lost in a crash", {{"volume", name}});
-        if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + dir);
-        STOWAGE_RETURN_IF_ERROR(backend_.provision(dir, e->record.options));
+Status VolumeManager::replay(const std::vector<StateJournal::Generation>& gens) {
+  // A name's frames can alternate (Create, Remove, Create of one name), and
+  // the directory on disk belongs to whichever came last. So the directories
+  // are put in order only after every frame is read: a D frame followed by a
+  // P frame must not touch the directory the later Create made.
+  std::set<std::string> deleted;  // names whose last frame is a deletion
+  for (const auto& g : gens) {
+    for (size_t i = 0; i < g.payloads.size(); ++i) {
+      const std::string& p = g.payloads[i];
+      auto where = [&] { return g.path + ": journal record " + std::to_string(i); };
+      if (!p.empty() && p[0] == 'P') {
+        auto rec = volume_record_from_json(std::string_view(p).substr(1));
+        if (!rec.is_ok()) return rec.status().with_context(where());
+        std::string name = rec->name;
+        auto& e = entries_[name];
+        if (!e) e = std::make_shared<Entry>();
+        e->state = Entry::State::kReady;
+        e->problem.clear();
+        e->record = std::move(rec).value();
+        deleted.erase(name);
+        dirty_.insert(name);
+      } else if (!p.empty() && p[0] == 'D') {
+        std::string name = p.substr(1);
+        entries_.erase(name);
+        deleted.insert(name);
+      } else {
+        return Status::corruption(where() + " has an unknown type");
       }
-      dirty_.insert(name);
-    } else if (!p.empty() && p[0] == 'D') {
-      std::string name = p.substr(1);
-      entries_.erase(name);
-      std::string dir = volume_dir(name);
-      if (::access(dir.c_str(), F_OK) == 0) {
-        std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
-        STOWAGE_RETURN_IF_ERROR(rename_durable(dir, trash));
-        STOWAGE_RETURN_IF_ERROR(remove_tree(trash));
-      }
-    } else {
-      return Status::corruption("journal record " + std::to_string(i) + " has an unknown type");
     }
+  }
+  for (const auto& name : deleted) {
+    // An acknowledged Remove whose rename to trash did not reach the disk.
+    std::string dir = volume_dir(name);
+    if (::access(dir.c_str(), F_OK) != 0) continue;
+    log_.info("finishing acknowledged remove", {{"volume", name}});
+    std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
+    STOWAGE_RETURN_IF_ERROR(rename_durable(dir, trash));
+    STOWAGE_RETURN_IF_ERROR(remove_tree(trash));
+  }
+  for (const auto& name : dirty_) {
+    auto it = entries_.find(name);
+    if (it == entries_.end()) continue;
+    std::string dir = volume_dir(name);
+    if (::access((backend_.data_path(dir)).c_str(), F_OK) == 0) continue;
+    // An acknowledged Create whose directories never reached the disk: no
+    // data can have been stored in it, so make it again, empty.
+    log_.warn("recreating volume directory lost in a crash", {{"volume", name}});
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + dir);
+    STOWAGE_RETURN_IF_ERROR(backend_.provision(dir, it->second->record.options));
   }
   return Status::ok();
 }
@@ -284,10 +300,10 @@ Status VolumeManager::load() {
   size_t replayed = 0;
   for (const auto& g : gens) {
     if (g.torn_tail) log_.info("journal ends in an unacknowledged partial record", {{"file", g.path}});
-    STOWAGE_RETURN_IF_ERROR(replay(g.payloads).with_context(g.path));
     replayed += g.payloads.size();
     next_gen = g.number + 1;
   }
+  STOWAGE_RETURN_IF_ERROR(replay(gens));
 
   for (const auto& n : unrecorded) {
     auto it = entries_.find(n);

@@ -144,7 +144,10 @@ class VolumeManager {
   struct Entry;
   VolumeManager(Options options, VolumeBackend& backend, Logger& log);
   Status load();
-  Status replay(const std::vector<std::string>& payloads);
+  // Applies the journal's frames, oldest first, over the records load() read,
+  // then finishes the acknowledged Removes and recreates the directories of
+  // acknowledged Creates that a crash lost, by each name's final state.
+  Status replay(const std::vector<StateJournal::Generation>& gens);
   // load(): a volume directory with neither volume.json nor a journal record
   // is a Create that crashed before its commit. Removes it if its data
   // directory is empty (true); otherwise leaves it, marked broken (false).

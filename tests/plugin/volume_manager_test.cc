@@ -354,6 +354,54 @@ std::vector<std::string> entries_with_prefix(const std::string& dir, const std::
   return out;
 }
 
+TEST_F(VolumeManagerTest, ReplayKeepsDataOfAVolumeRecreatedAfterARemove) {
+  // Create, Remove, Create of one name: the journal holds P, D, P. The
+  // directory on disk belongs to the second volume; replaying the D frame
+  // must not delete it.
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("v", {}).is_ok());
+    ASSERT_TRUE(m->remove("v").is_ok());
+    auto v = m->create("v", {{"mode", "0700"}});
+    ASSERT_TRUE(v.is_ok()) << v.status().message();
+    test::write_file(v->mountpoint + "/precious", "data");
+    m->finish_removals();
+  }
+  for (int restart = 0; restart < 2; ++restart) {  // the second open replays a checkpointed state
+    auto m = open();
+    auto v = m->get("v", false);
+    ASSERT_TRUE(v.is_ok()) << v.status().message();
+    EXPECT_EQ(v->record.options.mode, 0700u);
+    EXPECT_EQ(test::read_file(vol_dir("v") + "/_data/precious"), "data");
+  }
+}
+
+TEST_F(VolumeManagerTest, ReplayOfCreateRemoveSequencesEndsInTheLastState) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("twice", {}).is_ok());
+    ASSERT_TRUE(m->checkpoint().is_ok());
+    // Created and removed: gone.
+    ASSERT_TRUE(m->create("once", {}).is_ok());
+    ASSERT_TRUE(m->remove("once").is_ok());
+    // Removed, created, removed: gone too.
+    ASSERT_TRUE(m->remove("twice").is_ok());
+    ASSERT_TRUE(m->create("twice", {}).is_ok());
+    ASSERT_TRUE(m->remove("twice").is_ok());
+    m->finish_removals();
+  }
+  // Both renames to trash were lost in a crash: the directories are back.
+  for (const char* n : {"once", "twice"}) {
+    fs::create_directories(vol_dir(n) + "/_data");
+    test::write_file(vol_dir(n) + "/_data/f", "old");
+  }
+  auto m = open();
+  EXPECT_TRUE(m->list(false).empty());
+  EXPECT_FALSE(fs::exists(vol_dir("once")));
+  EXPECT_FALSE(fs::exists(vol_dir("twice")));
+  EXPECT_TRUE(entries_with_prefix(dir_.path() + "/volumes", ".trash-").empty());
+}
+
 TEST_F(VolumeManagerTest, RemovedVolumesDataIsDeletedAfterTheAnswer) {
   auto m = open();
   ASSERT_TRUE(m->create("v", {}).is_ok());
