@@ -110,26 +110,44 @@ uint64_t VolumeManager::journal_preallocate() const {
 }
 
 void VolumeManager::checkpoint_loop() {
+  using Clock = std::chrono::steady_clock;
+  // After a failure the cause (a full disk, say) rarely goes away at once,
+  // and every commit past checkpoint_bytes asks again: wait before retrying.
+  Clock::time_point not_before{};
   std::unique_lock lock(loop_mu_);
-  while (true) {
-    loop_cv_.wait(lock, [&] { return loop_stop_ || loop_wanted_ || !trash_.empty(); });
-    if (loop_stop_) return;
-    if (loop_wanted_) {
+  while (!loop_stop_) {
+    if (loop_wanted_ && Clock::now() >= not_before) {
       loop_wanted_ = false;
       lock.unlock();
-      if (Status st = checkpoint(); !st.is_ok()) log_.error("checkpoint failed", {{"error", st.message()}});
+      Status st = checkpoint();
+      if (!st.is_ok()) {
+        log_.error("checkpoint failed; will retry",
+                   {{"error", st.message()}, {"retry_in_ms", std::to_string(opts_.checkpoint_retry_ns / 1000000)}});
+      }
       lock.lock();
+      if (!st.is_ok()) {
+        loop_wanted_ = true;
+        not_before = Clock::now() + std::chrono::nanoseconds(opts_.checkpoint_retry_ns);
+      }
       continue;
     }
-    std::string trash = trash_.front();
-    lock.unlock();
-    if (Status st = remove_tree(trash); !st.is_ok()) {
-      log_.warn("removed volume's data not fully deleted; will retry at next start",
-                {{"dir", trash}, {"error", st.message()}});
+    if (!trash_.empty()) {
+      std::string trash = trash_.front();
+      lock.unlock();
+      if (Status st = remove_tree(trash); !st.is_ok()) {
+        log_.warn("removed volume's data not fully deleted; will retry at next start",
+                  {{"dir", trash}, {"error", st.message()}});
+      }
+      lock.lock();
+      trash_.pop_front();
+      loop_cv_.notify_all();  // finish_removals() waits for an empty queue
+      continue;
     }
-    lock.lock();
-    trash_.pop_front();
-    loop_cv_.notify_all();  // finish_removals() waits for an empty queue
+    if (loop_wanted_) {
+      loop_cv_.wait_until(lock, not_before);
+    } else {
+      loop_cv_.wait(lock);
+    }
   }
 }
 
@@ -162,16 +180,43 @@ Status VolumeManager::checkpoint() {
     std::lock_guard dl(dirty_mu_);
     names.swap(dirty_);
   }
+  // Older generations hold these names' latest records until each is in its
+  // volume.json or in the current generation. If this checkpoint stops early,
+  // the names not yet written go back to dirty_ and no generation is deleted.
+  std::set<std::string> pending = names;
+  auto stop = [&](Status st) {
+    std::lock_guard dl(dirty_mu_);
+    dirty_.merge(pending);
+    return st.with_context("checkpoint");
+  };
   for (const auto& name : names) {
     auto e = find(name);
-    if (!e) continue;  // removed: the directory fsync below makes that durable
+    if (!e) {  // removed: the directory fsync below makes that durable
+      pending.erase(name);
+      continue;
+    }
     std::lock_guard vlock(e->mu);
-    if (e->state != Entry::State::kReady) continue;
-    STOWAGE_RETURN_IF_ERROR(
-        write_file_atomic(volume_dir(name) + "/volume.json", volume_record_to_json(e->record), 0600));
+    if (e->state != Entry::State::kReady) {
+      pending.erase(name);
+      continue;
+    }
+    std::string path = volume_dir(name) + "/volume.json";
+    Status st = write_file_atomic(path, volume_record_to_json(e->record), 0600);
+    if (st.is_ok()) {
+      e->problem.clear();  // a kReady volume's only problem is an earlier failure here
+    } else {
+      // One volume must not hold up every other's checkpoint: its record goes
+      // on in the current generation instead (and its name back into dirty_).
+      log_.error("volume record could not be saved; kept in the journal, retried at each checkpoint",
+                 {{"volume", name}, {"file", path}, {"error", st.message()}});
+      e->problem = "record could not be saved to " + path + ": " + st.message() +
+                   " (kept in the journal; retried at each checkpoint)";
+      if (Status kept = log_put(e->record, Durability::kDisk); !kept.is_ok()) return stop(kept);
+    }
+    pending.erase(name);
   }
   // Creates and Removes renamed entries in volumes/ without a flush of their own.
-  STOWAGE_RETURN_IF_ERROR(fsync_dir(opts_.state_root + "/volumes"));
+  if (Status st = fsync_dir(opts_.state_root + "/volumes"); !st.is_ok()) return stop(st);
   STOWAGE_ASSIGN_OR_RETURN(auto gens, StateJournal::list(journal_dir_));
   for (const auto& g : gens) {
     if (g.number < current && ::unlink(g.path.c_str()) != 0 && errno != ENOENT) {

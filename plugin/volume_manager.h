@@ -66,6 +66,9 @@ class VolumeManager {
     int64_t usage_ttl_ns = 5'000'000'000;  // how long a measured usage is reused
     uint64_t usage_max_entries = 200'000;
     uint64_t checkpoint_bytes = 1 << 20;  // journal size that triggers a checkpoint
+    // After a failed background checkpoint (disk full, say), the next waits
+    // this long, however many commits pass checkpoint_bytes meanwhile.
+    int64_t checkpoint_retry_ns = 5'000'000'000;
     const SnapshotStore* snapshots = nullptr;  // snapshots unavailable when null
     Quiescer* quiescer = nullptr;              // quiesce=pause unavailable when null
     // Daemon-level checks of a new volume's options (backup= needs a
@@ -130,6 +133,11 @@ class VolumeManager {
   // Writes every record changed since the last checkpoint to its volume.json
   // and deletes the journal generations that held them. Runs by itself when
   // the journal passes Options::checkpoint_bytes; callable for tests.
+  // A record that cannot be written (its directory deleted or made read-only
+  // by hand) does not hold up the others: it is journaled again in the
+  // current generation, logged as an error and shown in the volume's
+  // `problem`, and retried at every checkpoint. On an error, no generation is
+  // deleted and the records not written are kept for the next checkpoint.
   [[nodiscard]] Status checkpoint();
 
   const std::string& state_root() const { return opts_.state_root; }

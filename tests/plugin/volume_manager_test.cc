@@ -499,6 +499,81 @@ TEST_F(VolumeManagerTest, JournalTriggersCheckpointBySize) {
   EXPECT_LE(journals, 2);
 }
 
+TEST_F(VolumeManagerTest, RecordThatCannotBeSavedLosesNoOtherVolumesRecords) {
+  auto m = open();
+  ASSERT_TRUE(m->create("a", {}).is_ok());
+  ASSERT_TRUE(m->create("b", {}).is_ok());
+  ASSERT_TRUE(m->checkpoint().is_ok());
+  ASSERT_TRUE(m->mount("a", "c1").is_ok());
+  ASSERT_TRUE(m->mount("b", "c2").is_ok());
+  // a's record cannot be replaced (as with a directory made immutable).
+  std::string a_json = vol_dir("a") + "/volume.json";
+  fs::remove(a_json);
+  fs::create_directory(a_json);
+  Status first = m->checkpoint();
+  EXPECT_TRUE(first.is_ok()) << first.message();
+  auto a = m->get("a", false);
+  ASSERT_TRUE(a.is_ok());
+  EXPECT_NE(a->problem.find("could not be saved"), std::string::npos) << a->problem;
+  EXPECT_EQ(volume_record_from_json(test::read_file(vol_dir("b") + "/volume.json"))->mount_ids,
+            (std::set<std::string>{"c2"}));
+  // Further checkpoints go on for the others and drop old generations, while
+  // a's record travels on in the journal.
+  ASSERT_TRUE(m->mount("b", "c3").is_ok());
+  ASSERT_TRUE(m->checkpoint().is_ok());
+  EXPECT_EQ(StateJournal::list(dir_.path() + "/journal")->size(), 1u);
+  // The operator repairs it; the next checkpoint saves it.
+  fs::remove(a_json);
+  ASSERT_TRUE(m->checkpoint().is_ok());
+  EXPECT_EQ(m->get("a", false)->problem, "");
+  m.reset();
+  m = open();
+  ASSERT_TRUE(m->get("a", false).is_ok());
+  EXPECT_EQ(m->get("a", false)->record.mount_ids, (std::set<std::string>{"c1"}));
+  EXPECT_EQ(m->get("b", false)->record.mount_ids, (std::set<std::string>{"c2", "c3"}));
+}
+
+TEST_F(VolumeManagerTest, FailingCheckpointIsRetriedWithBackoff) {
+  std::mutex mu;
+  int failures = 0;
+  Logger log{LogFormat::kLogfmt, LogLevel::kInfo, [&](std::string_view l) {
+               std::lock_guard lock(mu);
+               if (l.find("checkpoint failed") != std::string_view::npos) ++failures;
+             }};
+  VolumeManager::Options o;
+  o.state_root = dir_.path();
+  o.boot_id = "b";
+  o.checkpoint_bytes = 4096;
+  o.checkpoint_retry_ns = 1'000'000'000;
+  auto opened = VolumeManager::open(o, backend_, log);
+  ASSERT_TRUE(opened.is_ok());
+  auto& m = *opened;
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  // The next generation cannot be made (as with the disk full).
+  auto gens = StateJournal::list(dir_.path() + "/journal");
+  std::string blocker = journal_path(dir_.path() + "/journal", gens->back().number + 1);
+  fs::create_directory(blocker);
+  auto failed = [&] {
+    std::lock_guard lock(mu);
+    return failures;
+  };
+  for (int i = 0; failed() == 0 && i < 2000; ++i) ASSERT_TRUE(m->mount("v", "id" + std::to_string(i)).is_ok());
+  ASSERT_EQ(failed(), 1);
+  // Every commit is past the threshold now; none may retry at once.
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(m->mount("v", "more" + std::to_string(i)).is_ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(failed(), 1);
+  // Once the cause is gone, the retry succeeds without another commit.
+  fs::remove(blocker);
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        auto rec = volume_record_from_json(test::read_file(vol_dir("v") + "/volume.json"));
+        return rec.is_ok() && rec->mount_ids.size() >= 100;
+      },
+      std::chrono::seconds(20)));
+  EXPECT_LE(failed(), 2);
+}
+
 TEST_F(VolumeManagerTest, SnapshotRollbackAndClone) {
   auto m = open();
   auto v = m->create("v", {});
