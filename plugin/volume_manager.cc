@@ -540,6 +540,14 @@ Status VolumeManager::remove(const std::string& name) {
   if (!e) return no_such_volume(name);
   std::lock_guard vlock(e->mu);
   if (e->state == Entry::State::kRemoved || e->state == Entry::State::kCreating) return no_such_volume(name);
+  if (e->state == Entry::State::kBroken) {
+    // Its mount IDs are unknown: containers may still use the data.
+    return refuse_broken(*e, "removed",
+                         "so stowaged cannot tell whether containers still use it; repair " + volume_dir(name) +
+                             "/volume.json (or restore it from a backup) and restart stowaged, or, if no container "
+                             "uses the volume and its data is not needed, delete " + volume_dir(name) +
+                             " by hand and restart stowaged");
+  }
   if (!e->record.mount_ids.empty()) {
     std::string ids;
     for (const auto& id : e->record.mount_ids) ids += (ids.empty() ? "" : ", ") + id;
@@ -580,6 +588,11 @@ Status VolumeManager::remove(const std::string& name) {
   loop_cv_.notify_all();
   log_.info("volume removed", {{"volume", name}});
   return Status::ok();
+}
+
+Status VolumeManager::refuse_broken(const Entry& e, std::string_view verb, const std::string& advice) const {
+  return Status::failed_precondition("volume '" + e.record.name + "' cannot be " + std::string(verb) +
+                                     ": its record is unreadable (" + e.problem + "), " + advice);
 }
 
 Result<std::string> VolumeManager::mount(const std::string& name, const std::string& mount_id) {

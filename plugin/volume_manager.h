@@ -168,6 +168,9 @@ class VolumeManager {
   Status log_delete(const std::string& name);
   Status log_commit(const std::string& name, std::string payload, Durability durability);
   std::shared_ptr<Entry> find(const std::string& name);
+  // kFailedPrecondition: a kBroken volume cannot be `verb` ("removed"), why,
+  // and `advice` on what the operator can do.
+  Status refuse_broken(const Entry& e, std::string_view verb, const std::string& advice) const;
   // The volume's entry, locked, in kReady state; or why not.
   Result<std::pair<std::shared_ptr<Entry>, std::unique_lock<std::mutex>>> ready_entry(const std::string& name);
   Status need_snapshots() const;

@@ -253,6 +253,30 @@ TEST_F(VolumeManagerTest, UnreadableRecordStaysVisibleButCannotMount) {
   EXPECT_EQ(m->create("bad", {}).status().code(), Code::kAlreadyExists);
 }
 
+TEST_F(VolumeManagerTest, RemoveOfVolumeWithUnreadableRecordIsRefusedAndKeepsTheData) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("garbled", {}).is_ok());
+    ASSERT_TRUE(m->create("newer", {}).is_ok());
+    ASSERT_TRUE(m->mount("garbled", "c1").is_ok());  // the record that becomes unreadable holds a mount
+    ASSERT_TRUE(m->checkpoint().is_ok());
+  }
+  test::write_file(vol_dir("garbled") + "/volume.json", "\x01\x02 not json");
+  test::write_file(vol_dir("garbled") + "/_data/f", "data");
+  test::write_file(vol_dir("newer") + "/volume.json", R"({"format": 2, "name": "newer"})");
+  test::write_file(vol_dir("newer") + "/_data/f", "data");
+  auto m = open();
+  for (const char* n : {"garbled", "newer"}) {
+    Status st = m->remove(n);
+    EXPECT_EQ(st.code(), Code::kFailedPrecondition) << n;
+    // Says why and what to do, naming the directory.
+    EXPECT_NE(st.message().find("unreadable"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find(vol_dir(n) + "/volume.json"), std::string::npos) << st.message();
+    EXPECT_TRUE(m->get(n, false).is_ok());
+    EXPECT_EQ(test::read_file(vol_dir(n) + "/_data/f"), "data");
+  }
+}
+
 TEST_F(VolumeManagerTest, UsageCountsBytesAndIsCachedForTtl) {
   auto m = open();
   auto v = m->create("v", {});
