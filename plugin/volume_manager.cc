@@ -312,6 +312,11 @@ Status VolumeManager::load() {
       continue;
     }
     if (n.starts_with(".")) continue;  // not ours: leave it alone
+    if (Status st = validate_volume_name(n); !st.is_ok()) {
+      // lost+found, a hand-made copy: no volume can have this name.
+      log_.warn("not a volume directory; leaving it alone", {{"dir", dir}, {"reason", st.message()}});
+      continue;
+    }
 
     auto e = std::make_shared<Entry>();
     e->record.name = n;
@@ -386,26 +391,48 @@ Status VolumeManager::load() {
   return Status::ok();
 }
 
-Result<bool> VolumeManager::discard_unacknowledged(const std::string& name) {
-  // Docker never saw this volume, so nothing can have been stored in it
-  // through Stowage. Data put there by other means is kept: the directory
-  // then stays, refused for mounts, for an operator to look at.
-  std::string dir = volume_dir(name);
-  std::string data = backend_.data_path(dir);
-  bool empty = true;
-  if (DIR* d = ::opendir(data.c_str())) {
+namespace {
+
+// Entries of directory `path` other than . and .., up to `most`; empty if it
+// cannot be read.
+std::vector<std::string> dir_entries(const std::string& path, size_t most) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(path.c_str())) {
     while (dirent* de = ::readdir(d)) {
       std::string_view f = de->d_name;
-      if (f != "." && f != "..") {
-        empty = false;
-        break;
-      }
+      if (f == "." || f == "..") continue;
+      out.emplace_back(f);
+      if (out.size() >= most) break;
     }
     ::closedir(d);
   }
-  if (!empty) {
-    log_.error("directory without a volume record holds data; leaving it alone", {{"dir", dir}});
-    entries_.find(name)->second->problem = "volume.json is missing and " + data + " is not empty";
+  return out;
+}
+
+}  // namespace
+
+Result<bool> VolumeManager::discard_unacknowledged(const std::string& name) {
+  // Docker never saw this volume, so nothing can have been stored in it
+  // through Stowage. Only exactly what a Create makes before its commit (the
+  // data directory, empty, and nothing else) is discarded. Data put there by
+  // other means is kept: the directory then stays, refused for mounts and
+  // removal, for an operator to look at.
+  std::string dir = volume_dir(name);
+  std::string data = backend_.data_path(dir);
+  std::string why;
+  struct stat st {};
+  auto top = dir_entries(dir, 2);
+  if (::lstat(data.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    why = data + " is missing";
+  } else if (top.size() != 1) {
+    why = dir + " holds more than a Create makes";
+  } else if (!dir_entries(data, 1).empty()) {
+    why = data + " is not empty";
+  }
+  if (!why.empty()) {
+    log_.warn("directory without a volume record is not an interrupted create; leaving it alone",
+              {{"dir", dir}, {"reason", why}});
+    entries_.find(name)->second->problem = "volume.json is missing and " + why;
     return false;
   }
   log_.info("discarding interrupted create", {{"dir", dir}});

@@ -157,8 +157,9 @@ class VolumeManager {
   // acknowledged Creates that a crash lost, by each name's final state.
   Status replay(const std::vector<StateJournal::Generation>& gens);
   // load(): a volume directory with neither volume.json nor a journal record
-  // is a Create that crashed before its commit. Removes it if its data
-  // directory is empty (true); otherwise leaves it, marked broken (false).
+  // may be a Create that crashed before its commit. Removes it if it is
+  // exactly what a Create makes, with an empty data directory (true);
+  // otherwise leaves it, marked broken, with a warning (false).
   Result<bool> discard_unacknowledged(const std::string& name);
   std::string volume_dir(const std::string& name) const;
   // Journals a volume's new record / its deletion; OK means committed with

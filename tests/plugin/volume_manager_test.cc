@@ -236,6 +236,36 @@ TEST_F(VolumeManagerTest, DirectoryWithoutRecordButWithDataIsKeptAndRefused) {
   EXPECT_EQ(test::read_file(vol_dir("found") + "/_data/precious"), "data");
 }
 
+TEST_F(VolumeManagerTest, DirectoriesStowageDidNotMakeAreLeftAlone) {
+  // None of these is what an interrupted Create leaves (exactly an empty _data).
+  fs::create_directories(vol_dir("notmine"));
+  test::write_file(vol_dir("notmine") + "/important.txt", "x");
+  fs::create_directories(vol_dir("lost+found"));
+  test::write_file(vol_dir("lost+found") + "/#1234", "x");
+  fs::create_directories(vol_dir("extra") + "/_data");
+  test::write_file(vol_dir("extra") + "/notes", "x");
+  fs::create_directories(vol_dir("empty"));
+  auto m = open();
+  for (const char* n : {"notmine", "extra", "empty"}) {
+    auto v = m->get(n, false);
+    ASSERT_TRUE(v.is_ok()) << n;
+    EXPECT_NE(v->problem.find("volume.json is missing"), std::string::npos) << v->problem;
+    EXPECT_EQ(m->mount(n, "c").status().code(), Code::kFailedPrecondition) << n;
+  }
+  EXPECT_EQ(test::read_file(vol_dir("notmine") + "/important.txt"), "x");
+  EXPECT_EQ(test::read_file(vol_dir("extra") + "/notes"), "x");
+  EXPECT_TRUE(fs::is_directory(vol_dir("empty")));
+  // Not a volume name: not a volume at all, and untouched.
+  EXPECT_EQ(test::read_file(vol_dir("lost+found") + "/#1234"), "x");
+  EXPECT_EQ(m->list(false).size(), 3u);
+  // Each is named in a warning.
+  for (const char* n : {"notmine", "lost+found", "extra", "empty"}) {
+    bool named = false;
+    for (const auto& l : lines_) named |= l.find("level=warn") != std::string::npos && l.find(vol_dir(n)) != std::string::npos;
+    EXPECT_TRUE(named) << n;
+  }
+}
+
 TEST_F(VolumeManagerTest, UnreadableRecordStaysVisibleButCannotMount) {
   {
     auto m = open();
