@@ -39,6 +39,9 @@ struct VolumeManager::Entry {
   enum class State { kCreating, kReady, kBroken, kRemoved };
   std::mutex mu;  // serialises operations on this volume
   State state = State::kCreating;
+  // True from the moment create() publishes the entry until it is done with
+  // it. Read without `mu` (that is the point); never becomes true again.
+  std::atomic<bool> being_created{false};
   VolumeRecord record;
   std::string problem;  // why a kBroken record could not be read
   std::optional<VolumeUsage> usage;
@@ -488,6 +491,7 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   std::unique_lock<std::mutex> vlock;
   while (true) {
     auto candidate = std::make_shared<Entry>();
+    candidate->being_created = true;
     std::unique_lock<std::mutex> candidate_lock(candidate->mu);
     {
       std::lock_guard lock(mu_);
@@ -515,6 +519,7 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
     auto it = entries_.find(name);
     if (it != entries_.end() && it->second == e) entries_.erase(it);
     e->state = Entry::State::kRemoved;
+    e->being_created = false;
     return st.with_context("create volume '" + name + "'");
   };
   if (opts_.check_create) {
@@ -558,6 +563,7 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   }
   e->record = std::move(rec);
   e->state = Entry::State::kReady;
+  e->being_created = false;
   log_.info("volume created", {{"volume", name}, {"kind", backend_.kind()}});
   return info_locked(*e, false);
 }
@@ -692,7 +698,11 @@ Result<std::pair<std::shared_ptr<VolumeManager::Entry>, std::unique_lock<std::mu
     const std::string& name) {
   STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
   auto e = find(name);
-  if (!e) return no_such_volume(name);
+  // A volume being created is not there yet, and its creator may be waiting
+  // for us: a from-snapshot Create calls this while it holds its own new
+  // entry, so two crossed ones (va from vb@s, vb from va@s) would wait for
+  // each other forever.
+  if (!e || e->being_created) return no_such_volume(name);
   std::unique_lock lock(e->mu);
   if (e->state == Entry::State::kBroken) {
     return Status::failed_precondition("volume '" + name + "' has an unreadable record: " + e->problem);
@@ -810,6 +820,8 @@ std::vector<VolumeInfo> VolumeManager::list(bool with_usage) {
   }
   std::vector<VolumeInfo> out;
   for (auto& e : all) {
+    // Not listed anyway; and a Create from a big snapshot holds its lock for long.
+    if (e->being_created) continue;
     std::lock_guard vlock(e->mu);
     if (e->state == Entry::State::kReady || e->state == Entry::State::kBroken) {
       out.push_back(info_locked(*e, with_usage));

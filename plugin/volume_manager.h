@@ -172,7 +172,8 @@ class VolumeManager {
   // kFailedPrecondition: a kBroken volume cannot be `verb` ("removed"), why,
   // and `advice` on what the operator can do.
   Status refuse_broken(const Entry& e, std::string_view verb, const std::string& advice) const;
-  // The volume's entry, locked, in kReady state; or why not.
+  // The volume's entry, locked, in kReady state; or why not. A volume that is
+  // being created is kNotFound at once, without waiting for its lock.
   Result<std::pair<std::shared_ptr<Entry>, std::unique_lock<std::mutex>>> ready_entry(const std::string& name);
   Status need_snapshots() const;
   // Fills a staging volume's data from options.from_volume@from_snapshot.
