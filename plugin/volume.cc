@@ -119,6 +119,7 @@ Result<VolumeOptions> parse_volume_options(const std::map<std::string, std::stri
       }
     } else if (key == "takeover") {
       if (value != "force") return Status::invalid_argument("option 'takeover': '" + value + "' is not: force");
+      out.takeover = true;
     } else if (key == "backup") {
       auto schedule = parse_schedule(value);
       if (!schedule.is_ok()) return Status::invalid_argument("option 'backup': " + schedule.status().message());

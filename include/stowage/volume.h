@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "stowage/status.h"
@@ -35,6 +36,8 @@ struct VolumeOptions {
   std::string from_volume, from_snapshot;
   // "quiesce=pause": containers using the volume are paused during a snapshot.
   Quiesce quiesce = Quiesce::kNone;
+  // "takeover=force": take the volume's lease at Create (docs/MIGRATION.md).
+  bool takeover = false;
   // "backup=SCHEDULE" and "keep=POLICY" (plugin/schedule.h), in canonical
   // form; empty when not given. backup "off" means no backups at all.
   std::string backup, keep;
@@ -42,7 +45,12 @@ struct VolumeOptions {
   // The options as Docker passed them (normalised), for Get/inspect.
   std::map<std::string, std::string> raw;
 
-  bool operator==(const VolumeOptions&) const = default;
+  // The parsed values; a new field must be added here.
+  auto parsed() const { return std::tie(uid, gid, mode, from_volume, from_snapshot, quiesce, takeover, backup, keep); }
+  // Equal when the parsed values are: mode=0750 and mode=750 are the same
+  // options (Docker retries a Create; a user may spell it either way). `raw`
+  // is not compared.
+  bool operator==(const VolumeOptions& o) const { return parsed() == o.parsed(); }
 };
 
 struct OptionDoc {

@@ -80,6 +80,9 @@ TEST_F(VolumeManagerTest, CreateIsIdempotentForSameOptionsOnly) {
   EXPECT_TRUE(m->create("a", {{"mode", "0700"}}).is_ok());
   auto diff = m->create("a", {{"mode", "0755"}});
   EXPECT_EQ(diff.status().code(), Code::kAlreadyExists);
+  // The same mode written another way is the same options.
+  auto same = m->create("a", {{"mode", "700"}});
+  EXPECT_TRUE(same.is_ok()) << same.status().message();
 }
 
 TEST_F(VolumeManagerTest, BadNamesAndOptionsCreateNothing) {

@@ -50,6 +50,17 @@ TEST(VolumeOptions, ParsesUidGidMode) {
   EXPECT_EQ(m->mode, 01777u);
 }
 
+TEST(VolumeOptions, EqualWhenTheParsedValuesAre) {
+  auto parse = [](std::map<std::string, std::string> raw) { return parse_volume_options(raw).value(); };
+  EXPECT_EQ(parse({{"mode", "0750"}}), parse({{"mode", "750"}}));
+  EXPECT_EQ(parse({{"uid", "007"}, {"gid", "0"}}), parse({{"uid", "7"}, {"gid", "00"}}));
+  EXPECT_EQ(parse({{"quiesce", "none"}}), parse({}));
+  EXPECT_FALSE(parse({{"mode", "0750"}}) == parse({{"mode", "0755"}}));
+  EXPECT_FALSE(parse({{"mode", "0755"}}) == parse({}));  // unset: the default, but not the same request
+  EXPECT_FALSE(parse({{"takeover", "force"}}) == parse({}));
+  EXPECT_FALSE(parse({{"from-snapshot", "a@s"}}) == parse({{"from-snapshot", "a@t"}}));
+}
+
 TEST(VolumeOptions, UnknownOptionListsValidOnes) {
   auto o = parse_volume_options({{"size", "10G"}});
   ASSERT_FALSE(o.is_ok());
