@@ -522,6 +522,9 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
     e->being_created = false;
     return st.with_context("create volume '" + name + "'");
   };
+  if (!opts.from_volume.empty() && opts.from_volume == name) {
+    return fail(Status::invalid_argument("a volume cannot be created from a snapshot of itself"));
+  }
   if (opts_.check_create) {
     if (Status st = opts_.check_create(opts); !st.is_ok()) return fail(st);
   }
@@ -534,9 +537,6 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   rec.options = opts;
   rec.created_unix_ns = opts_.now_unix_ns();
   rec.boot_id = opts_.boot_id;
-  if (!opts.from_volume.empty() && opts.from_volume == name) {
-    return fail(Status::invalid_argument("a volume cannot be created from a snapshot of itself"));
-  }
   // Nothing here is flushed: the journal commit below is the commit point and
   // holds the whole record. Replay recreates directories that did not reach
   // the disk, and the next checkpoint writes volume.json. A directory without

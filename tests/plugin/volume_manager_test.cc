@@ -701,6 +701,7 @@ TEST_F(VolumeManagerTest, SnapshotNamesAndSourcesAreChecked) {
   EXPECT_EQ(m->create("c", {{"from-snapshot", "v@missing"}}).status().code(), Code::kNotFound);
   EXPECT_EQ(m->create("c", {{"from-snapshot", "nosuch@s"}}).status().code(), Code::kNotFound);
   EXPECT_EQ(m->create("c", {{"from-snapshot", "c@s"}}).status().code(), Code::kInvalidArgument);
+  EXPECT_TRUE(entries_with_prefix(dir_.path() + "/volumes", ".staging-").empty());  // nothing left behind
   EXPECT_EQ(m->create("c", {{"from-snapshot", "v"}}).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(m->create("c", {{"from-snapshot", "v@../x"}}).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(m->get("c", false).status().code(), Code::kNotFound);
