@@ -671,6 +671,10 @@ Result<std::vector<std::string>> VolumeManager::release_all(const std::string& n
   auto e = find(name);
   if (!e) return no_such_volume(name);
   std::lock_guard vlock(e->mu);
+  if (e->state == Entry::State::kBroken) {
+    return refuse_broken(*e, "released", "so its mount IDs are unknown; repair " + volume_dir(name) +
+                                             "/volume.json (or restore it from a backup) and restart stowaged");
+  }
   if (e->state != Entry::State::kReady) return no_such_volume(name);
   std::vector<std::string> ids(e->record.mount_ids.begin(), e->record.mount_ids.end());
   if (ids.empty()) return ids;

@@ -286,6 +286,10 @@ TEST_F(VolumeManagerTest, UnreadableRecordStaysVisibleButCannotMount) {
   ASSERT_TRUE(bad.is_ok());  // Docker must still see it, or it forgets the volume
   EXPECT_NE(bad->problem, "");
   EXPECT_EQ(m->mount("bad", "c").status().code(), Code::kFailedPrecondition);
+  // Listed, so "no such volume" would be wrong: say why nothing can be released.
+  auto released = m->release_all("bad");
+  EXPECT_EQ(released.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(released.status().message().find("unreadable"), std::string::npos) << released.status().message();
   EXPECT_TRUE(m->mount("good", "c").is_ok());
   EXPECT_EQ(m->create("bad", {}).status().code(), Code::kAlreadyExists);
 }
