@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "fs_util.h"
 #include "stowage/hash.h"
@@ -49,28 +50,55 @@ Result<std::vector<StateJournal::Generation>> StateJournal::list(const std::stri
     std::string digits(n.substr(0, 16));
     unsigned long long num = std::strtoull(digits.c_str(), &end, 16);
     if (end != digits.c_str() + 16) continue;
-    gens.push_back({num, dir + "/" + std::string(n), {}, false});
+    gens.push_back({num, dir + "/" + std::string(n), {}, false, {}});
   }
   ::closedir(d);
   std::sort(gens.begin(), gens.end(), [](const Generation& a, const Generation& b) { return a.number < b.number; });
   return gens;
 }
 
+namespace {
+
+// Where the frame at `pos` of `data` ends by its length field, if that stays
+// inside `data`; whether the frame checks out or not.
+std::optional<size_t> claimed_end(std::string_view data, size_t pos) {
+  if (pos > data.size() || data.size() - pos < kHeader) return std::nullopt;
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<unsigned char>(data[pos + i])) << (8 * i);
+  if (n > kMaxPayload || data.size() - pos - kHeader < n) return std::nullopt;
+  return pos + kHeader + n;
+}
+
+// The payload of the frame at `pos` of `data`, if the frame checks out.
+std::optional<std::string_view> frame_at(std::string_view data, size_t pos) {
+  auto end = claimed_end(data, pos);
+  if (!end) return std::nullopt;
+  std::string_view payload = data.substr(pos + kHeader, *end - pos - kHeader);
+  Hash256 h = sha256(payload);
+  if (std::memcmp(h.bytes.data(), data.data() + pos + 4, 8) != 0) return std::nullopt;
+  return payload;
+}
+
+}  // namespace
+
 Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::string& dir) {
   STOWAGE_ASSIGN_OR_RETURN(std::vector<Generation> gens, list(dir));
   for (auto& g : gens) {
     STOWAGE_ASSIGN_OR_RETURN(std::string data, read_small_file(g.path, 1ull << 32));
+    std::string_view all = data;
     size_t pos = 0;
-    while (pos < data.size()) {
-      if (data.size() - pos < kHeader) break;
-      uint32_t n = 0;
-      for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<unsigned char>(data[pos + i])) << (8 * i);
-      if (n > kMaxPayload || data.size() - pos - kHeader < n) break;
-      std::string_view payload(data.data() + pos + kHeader, n);
-      Hash256 h = sha256(payload);
-      if (std::memcmp(h.bytes.data(), data.data() + pos + 4, 8) != 0) break;
-      g.payloads.emplace_back(payload);
-      pos += kHeader + n;
+    while (pos < all.size()) {
+      if (auto payload = frame_at(all, pos)) {
+        g.payloads.emplace_back(*payload);
+        pos += kHeader + payload->size();
+        continue;
+      }
+      // A frame that does not check out, followed (where its length field
+      // says) by one that does: damage in the middle, not a torn tail.
+      auto next = claimed_end(all, pos);
+      if (!next || !frame_at(all, *next)) break;
+      g.damaged.push_back(pos);
+      pos = *next;
     }
     // Zeros after the last frame are preallocated space, not a torn frame.
     g.torn_tail = data.find_first_not_of('\0', pos) != std::string::npos;

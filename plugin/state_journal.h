@@ -10,7 +10,8 @@
 //
 // Frame: u32 payload length (little endian) | 8 bytes of SHA-256(payload) | payload.
 // A crash can leave a torn last frame; reading stops at the first frame that
-// does not check out. Every frame before a flushed one is flushed too (one
+// does not check out, unless the frame its length field points to checks out
+// (Generation::damaged). Every frame before a flushed one is flushed too (one
 // fdatasync covers the whole file), so a host crash can only lose frames
 // committed with Durability::kProcess after the last flush.
 //
@@ -41,6 +42,11 @@ class StateJournal {
     std::string path;
     std::vector<std::string> payloads;  // intact frames, in order
     bool torn_tail = false;             // bytes after the last intact frame were ignored
+    // Offsets of frames that did not check out although the frame their
+    // length field points to does: damage in the middle of the file (or, after
+    // a host crash, an unflushed frame that reached the disk before an earlier
+    // one). Reading goes on after each; `payloads` lacks the damaged frames.
+    std::vector<uint64_t> damaged;
   };
 
   // Every generation in `dir`, oldest first. A missing directory is empty.

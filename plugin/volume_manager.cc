@@ -265,6 +265,17 @@ Status VolumeManager::replay(const std::vector<StateJournal::Generation>& gens) 
     // An acknowledged Remove whose rename to trash did not reach the disk.
     std::string dir = volume_dir(name);
     if (::access(dir.c_str(), F_OK) != 0) continue;
+    if (!damaged_journal_.empty()) {
+      // What the damaged frame held is unknown (a later Create of this name?):
+      // delete nothing in this start.
+      auto e = std::make_shared<Entry>();
+      e->state = Entry::State::kBroken;
+      e->record.name = name;
+      e->problem = "the journal says this volume was removed, but the journal is damaged (set aside as " +
+                   damaged_journal_ + "); delete " + dir + " by hand if the volume should be gone";
+      entries_[name] = std::move(e);
+      continue;
+    }
     log_.info("finishing acknowledged remove", {{"volume", name}});
     std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
     STOWAGE_RETURN_IF_ERROR(rename_durable(dir, trash));
@@ -272,7 +283,7 @@ Status VolumeManager::replay(const std::vector<StateJournal::Generation>& gens) 
   }
   for (const auto& name : dirty_) {
     auto it = entries_.find(name);
-    if (it == entries_.end()) continue;
+    if (it == entries_.end() || it->second->state != Entry::State::kReady) continue;
     std::string dir = volume_dir(name);
     if (::access((backend_.data_path(dir)).c_str(), F_OK) == 0) continue;
     // An acknowledged Create whose directories never reached the disk: no
@@ -351,8 +362,21 @@ Status VolumeManager::load() {
   STOWAGE_ASSIGN_OR_RETURN(auto gens, StateJournal::read_all(journal_dir_));
   uint64_t next_gen = 1;
   size_t replayed = 0;
+  std::vector<std::pair<std::string, std::string>> set_aside;  // damaged generations: path, new name
   for (const auto& g : gens) {
-    if (g.torn_tail) log_.info("journal ends in an unacknowledged partial record", {{"file", g.path}});
+    if (!g.damaged.empty()) {
+      // Not a crash: frames after the bad one check out. Replay what checks
+      // out, keep every directory, and keep the file for an operator.
+      std::string aside = g.path + ".damaged-" + unique_suffix();
+      log_.error("journal damaged: a frame in the middle does not check out; replaying the others, deleting no "
+                 "volume directory, and keeping the file",
+                 {{"file", g.path}, {"offset", std::to_string(g.damaged.front())},
+                  {"damaged_frames", std::to_string(g.damaged.size())}, {"kept_as", aside}});
+      damaged_journal_ += (damaged_journal_.empty() ? "" : ", ") + aside;
+      set_aside.emplace_back(g.path, std::move(aside));
+    } else if (g.torn_tail) {
+      log_.info("journal ends in an unacknowledged partial record", {{"file", g.path}});
+    }
     replayed += g.payloads.size();
     next_gen = g.number + 1;
   }
@@ -361,6 +385,12 @@ Status VolumeManager::load() {
   for (const auto& n : unrecorded) {
     auto it = entries_.find(n);
     if (it == entries_.end() || it->second->state == Entry::State::kReady) continue;  // the journal had it
+    if (!damaged_journal_.empty()) {
+      it->second->problem = "volume.json is missing and the journal, which may hold its record, is damaged (set "
+                            "aside as " + damaged_journal_ + ")";
+      log_.warn("directory without a volume record kept: the journal is damaged", {{"dir", volume_dir(n)}});
+      continue;
+    }
     STOWAGE_ASSIGN_OR_RETURN(bool discarded, discard_unacknowledged(n));
     if (discarded) entries_.erase(it);
   }
@@ -386,6 +416,8 @@ Status VolumeManager::load() {
     }
   }
 
+  // Renamed out of the journal's file pattern, so the checkpoint below keeps it.
+  for (const auto& [from, to] : set_aside) STOWAGE_RETURN_IF_ERROR(rename_durable(from, to));
   STOWAGE_ASSIGN_OR_RETURN(journal_, StateJournal::create(journal_dir_, next_gen, journal_preallocate()));
   // Fold what was replayed into volume.json files now, so the journal starts empty.
   STOWAGE_RETURN_IF_ERROR(checkpoint());

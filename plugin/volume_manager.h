@@ -192,6 +192,9 @@ class VolumeManager {
   std::map<std::string, std::shared_ptr<Entry>> entries_;
 
   std::string journal_dir_;
+  // load(): where damaged journal generations were set aside (comma-separated);
+  // while non-empty, load() deletes no volume directory.
+  std::string damaged_journal_;
   // Shared by commits, exclusive while switching to a new generation, so that
   // every change lands in exactly one generation's dirty set.
   std::shared_mutex journal_mu_;

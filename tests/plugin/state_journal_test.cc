@@ -75,12 +75,24 @@ TEST(StateJournal, TornOrCorruptTailStopsReading) {
     EXPECT_EQ((*gens)[0].payloads.size(), 3u) << cut;
     EXPECT_TRUE((*gens)[0].torn_tail) << cut;
   }
-  // A flipped bit in the middle frame hides it and everything after it.
+  // A flipped bit in the middle frame's checksum or payload: its length field
+  // still leads to the next frame, which checks out. Damage, not a torn tail.
+  for (size_t at : {size_t{15 + 5}, size_t{15 + 13}}) {
+    std::string bad = intact;
+    bad[at] ^= 0x40;
+    test::write_file(path, bad);
+    auto gens = StateJournal::read_all(dir.path());
+    EXPECT_EQ((*gens)[0].payloads, (std::vector<std::string>{"ok0", "ok2"})) << at;
+    EXPECT_EQ((*gens)[0].damaged, (std::vector<uint64_t>{15})) << at;
+    EXPECT_FALSE((*gens)[0].torn_tail) << at;
+  }
+  // A flipped bit in its length field: indistinguishable from a torn tail.
   std::string bad = intact;
-  bad[intact.size() / 2] ^= 0x40;
+  bad[15] ^= 0x40;
   test::write_file(path, bad);
   auto gens = StateJournal::read_all(dir.path());
-  EXPECT_LT((*gens)[0].payloads.size(), 3u);
+  EXPECT_EQ((*gens)[0].payloads.size(), 1u);
+  EXPECT_TRUE((*gens)[0].damaged.empty());
   EXPECT_TRUE((*gens)[0].torn_tail);
   // A length field claiming more than the file holds.
   test::write_file(path, std::string("\xff\xff\xff\x00", 4) + std::string(20, 'x'));

@@ -538,6 +538,46 @@ TEST_F(VolumeManagerTest, PreallocatedJournalWithTornTailReplaysAcknowledgedChan
   EXPECT_TRUE(m->get("v", false)->record.mount_ids.empty());
 }
 
+TEST_F(VolumeManagerTest, DamageInTheMiddleOfTheJournalDeletesNothingAndKeepsTheFile) {
+  std::string journal;
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("first", {}).is_ok());
+    ASSERT_TRUE(m->create("later", {}).is_ok());
+    ASSERT_TRUE(m->create("gone", {}).is_ok());
+    ASSERT_TRUE(m->remove("gone").is_ok());
+    m->finish_removals();
+    journal = StateJournal::list(dir_.path() + "/journal")->back().path;
+  }
+  // The remove's rename was lost; and a byte flips inside the first frame's payload.
+  fs::create_directories(vol_dir("gone") + "/_data");
+  std::string data = test::read_file(journal);
+  data[12 + 20] ^= 0x01;
+  test::write_file(journal, data);
+  auto m = open();
+  // Frames after the damaged one are replayed.
+  auto later = m->get("later", false);
+  ASSERT_TRUE(later.is_ok());
+  EXPECT_EQ(later->problem, "");
+  // The volume whose record was in the damaged frame is kept, as broken.
+  auto first = m->get("first", false);
+  ASSERT_TRUE(first.is_ok());
+  EXPECT_NE(first->problem.find("damaged"), std::string::npos) << first->problem;
+  EXPECT_TRUE(fs::is_directory(vol_dir("first") + "/_data"));
+  // No directory is deleted in this start, not even an acknowledged Remove's.
+  auto gone = m->get("gone", false);
+  ASSERT_TRUE(gone.is_ok());
+  EXPECT_NE(gone->problem.find("damaged"), std::string::npos) << gone->problem;
+  EXPECT_TRUE(fs::is_directory(vol_dir("gone")));
+  // The damaged file is kept beside the journal, and said so at error level.
+  auto aside = entries_with_prefix(dir_.path() + "/journal", fs::path(journal).filename().string() + ".damaged-");
+  ASSERT_EQ(aside.size(), 1u);
+  EXPECT_EQ(test::read_file(dir_.path() + "/journal/" + aside[0]), data);
+  bool logged = false;
+  for (const auto& l : lines_) logged |= l.find("level=error") != std::string::npos && l.find("journal damaged") != std::string::npos;
+  EXPECT_TRUE(logged);
+}
+
 TEST_F(VolumeManagerTest, JournalTriggersCheckpointBySize) {
   VolumeManager::Options o;
   o.state_root = dir_.path();
