@@ -209,7 +209,9 @@ namespace {
 // kAlreadyExists if a process accepts connections on the unix socket `path`;
 // ok if nobody listens there (ECONNREFUSED: a socket its server left behind).
 Status refuse_live_socket(const std::string& path) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Non-blocking: a blocking connect to a live server whose backlog is full
+  // (a hung or stopped daemon) would wait forever instead of failing EAGAIN.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return errno_status(errno, "socket");
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -220,7 +222,7 @@ Status refuse_live_socket(const std::string& path) {
   } while (rc != 0 && errno == EINTR);
   const int err = errno;
   ::close(fd);
-  if (rc == 0 || err == EAGAIN) {  // EAGAIN: a live server with a full backlog
+  if (rc == 0 || err == EAGAIN) {  // EAGAIN: a live server with a full backlog (e.g. stopped)
     return Status::already_exists("socket " + path +
                                   " is in use: another process accepts connections on it (another stowaged?); "
                                   "stop it or choose another socket path");

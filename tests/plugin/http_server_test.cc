@@ -290,6 +290,29 @@ TEST(HttpServer, RefusesASocketAnotherServerListensOn) {
   f.stop(threads);
 }
 
+// A live server that accepts nothing (hung, or stopped with SIGSTOP) with a
+// full backlog: the probe must not wait for it forever.
+TEST(HttpServer, RefusesASocketWhoseServerIsStuckWithAFullBacklog) {
+  Fixture f;
+  const int stuck = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, f.socket().c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(stuck, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(stuck, 1), 0);
+  std::vector<int> queued;
+  for (int i = 0; i < 64; ++i) {
+    const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    const bool in = ::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    queued.push_back(c);
+    if (!in) break;  // EAGAIN: the backlog is full
+  }
+  auto second = listen_at(f.ioc, f.socket(), f.log);
+  EXPECT_EQ(second.status().code(), Code::kAlreadyExists) << second.status().to_string();
+  for (int c : queued) ::close(c);
+  ::close(stuck);
+}
+
 TEST(HttpServer, ReplacesASocketNobodyListensOn) {
   Fixture f;
   leave_stale_socket(f.socket());
