@@ -79,6 +79,23 @@ std::optional<std::string_view> frame_at(std::string_view data, size_t pos) {
   return payload;
 }
 
+// The first offset after `pos` where a frame checks out. Frames are found
+// whatever the bad frame's own length field says (it may be the damaged
+// part); the 64-bit checksum makes a false match negligible.
+std::optional<size_t> next_frame_after(std::string_view data, size_t pos) {
+  static const Hash256 kEmpty = sha256("");
+  for (size_t q = pos + 1; q + kHeader <= data.size(); ++q) {
+    auto end = claimed_end(data, q);
+    if (!end) continue;
+    if (*end == q + kHeader) {  // an empty payload: skip the hashing (the preallocated zeros are all this)
+      if (std::memcmp(kEmpty.bytes.data(), data.data() + q + 4, 8) == 0) return q;
+      continue;
+    }
+    if (frame_at(data, q)) return q;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::string& dir) {
@@ -93,10 +110,12 @@ Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::
         pos += kHeader + payload->size();
         continue;
       }
-      // A frame that does not check out, followed (where its length field
-      // says) by one that does: damage in the middle, not a torn tail.
+      // A frame that does not check out, followed by one that does: damage
+      // in the middle, not a torn tail. Where its length field says first;
+      // else anywhere later (the length field itself may be damaged).
       auto next = claimed_end(all, pos);
-      if (!next || !frame_at(all, *next)) break;
+      if (!next || !frame_at(all, *next)) next = next_frame_after(all, pos);
+      if (!next) break;
       g.damaged.push_back(pos);
       pos = *next;
     }

@@ -86,12 +86,20 @@ TEST(StateJournal, TornOrCorruptTailStopsReading) {
     EXPECT_EQ((*gens)[0].damaged, (std::vector<uint64_t>{15})) << at;
     EXPECT_FALSE((*gens)[0].torn_tail) << at;
   }
-  // A flipped bit in its length field: indistinguishable from a torn tail.
+  // A flipped bit in its length field: the next frame is found by scanning
+  // on, so this is damage too, not a torn tail.
   std::string bad = intact;
   bad[15] ^= 0x40;
   test::write_file(path, bad);
   auto gens = StateJournal::read_all(dir.path());
-  EXPECT_EQ((*gens)[0].payloads.size(), 1u);
+  EXPECT_EQ((*gens)[0].payloads, (std::vector<std::string>{"ok0", "ok2"}));
+  EXPECT_EQ((*gens)[0].damaged, (std::vector<uint64_t>{15}));
+  EXPECT_FALSE((*gens)[0].torn_tail);
+  // The same after a preallocated journal's zeros: a torn last frame
+  // followed by zeros only is still a torn tail.
+  test::write_file(path, intact + fourth.substr(0, 9) + std::string(64 << 10, '\0'));
+  gens = StateJournal::read_all(dir.path());
+  EXPECT_EQ((*gens)[0].payloads.size(), 3u);
   EXPECT_TRUE((*gens)[0].damaged.empty());
   EXPECT_TRUE((*gens)[0].torn_tail);
   // A length field claiming more than the file holds.
