@@ -416,8 +416,14 @@ Status VolumeManager::load() {
     }
   }
 
-  // Renamed out of the journal's file pattern, so the checkpoint below keeps it.
-  for (const auto& [from, to] : set_aside) STOWAGE_RETURN_IF_ERROR(rename_durable(from, to));
+  // A copy (a hard link) outside the journal's file pattern, for the operator:
+  // the checkpoint below keeps it. The generation itself stays until that
+  // checkpoint has written its intact records into volume.json files, so a
+  // failure or crash before then replays it again at the next start.
+  for (const auto& [from, to] : set_aside) {
+    if (::link(from.c_str(), to.c_str()) != 0 && errno != EEXIST) return errno_status(errno, "keep a copy of " + from);
+  }
+  if (!set_aside.empty()) STOWAGE_RETURN_IF_ERROR(fsync_dir(journal_dir_));
   STOWAGE_ASSIGN_OR_RETURN(journal_, StateJournal::create(journal_dir_, next_gen, journal_preallocate()));
   // Fold what was replayed into volume.json files now, so the journal starts empty.
   STOWAGE_RETURN_IF_ERROR(checkpoint());
