@@ -237,27 +237,31 @@ Status drop_from_index(Repository& repo, const std::map<Hash256, IndexFile>& fil
   return Status::ok();
 }
 
-// Copies the blobs of the damaged pack `rec` that are not in `bad` into a new
-// pack and stores it; nullopt when none is left. Only after check
-// --read-data decoded and hashed every blob of `rec`: then each blob not in
-// `bad` is intact, and taking `rec` out of the index loses only what is
-// really damaged.
-Result<std::optional<IndexPack>> salvage_pack(Repository& repo, const IndexPack& rec,
-                                              const std::unordered_set<BlobId, Hash256Hasher>& bad) {
+// Copies every intact blob of the damaged pack `rec` into a new pack and
+// stores it; nullopt when none is intact (or the pack is gone). Which blobs
+// the pack holds comes from its own header when that parses, else from the
+// index: the index itself may be what is wrong about the pack. Each blob is
+// decoded and hashed here, from the bytes copied, so nothing unverified is
+// carried over, whatever an earlier read of the pack found.
+Result<std::optional<IndexPack>> salvage_pack(Repository& repo, const IndexPack& rec) {
   auto data = repo.store().get(pack_key(rec.id));
   if (!data.is_ok()) {
     if (data.status().code() == Code::kNotFound) return std::optional<IndexPack>();
     return data.status().with_context("salvage pack " + rec.id.hex());
   }
+  auto own = parse_pack_tail(*data, data->size());
+  const std::vector<PackBlob>& blobs = own.is_ok() ? *own : rec.blobs;
+  BlobCodec codec;
   PackWriter w;
-  size_t kept = 0;
-  for (const auto& b : rec.blobs) {
-    if (bad.count(b.id) || uint64_t{b.offset} + b.stored_length > data->size()) continue;
-    STOWAGE_RETURN_IF_ERROR(
-        w.add({b.id, b.type, b.compression, b.raw_length, std::string_view(*data).substr(b.offset, b.stored_length)}));
-    ++kept;
+  std::set<BlobId> kept;
+  for (const auto& b : blobs) {
+    if (kept.count(b.id) || uint64_t{b.offset} + b.stored_length > data->size()) continue;
+    const std::string_view stored = std::string_view(*data).substr(b.offset, b.stored_length);
+    if (!codec.decode(b.id, b.compression, b.raw_length, stored).is_ok()) continue;
+    STOWAGE_RETURN_IF_ERROR(w.add({b.id, b.type, b.compression, b.raw_length, stored}));
+    kept.insert(b.id);
   }
-  if (kept == 0) return std::optional<IndexPack>();
+  if (kept.empty()) return std::optional<IndexPack>();
   STOWAGE_ASSIGN_OR_RETURN(auto pack, w.finish());
   STOWAGE_RETURN_IF_ERROR(repo.save_pack(pack).with_context("salvage pack " + rec.id.hex()));
   return std::optional<IndexPack>(IndexPack{pack.id, static_cast<uint32_t>(pack.data.size()), pack.blobs});
@@ -710,8 +714,8 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
     std::vector<IndexPack> salvaged;
     for (const auto& p : damaged) {
       auto it = indexed.find(p);
-      if (!opts.read_data || it == indexed.end()) continue;  // bad_blobs then has all of them
-      STOWAGE_ASSIGN_OR_RETURN(auto copy, salvage_pack(repo, *it->second, bad_blobs));
+      if (it == indexed.end()) continue;
+      STOWAGE_ASSIGN_OR_RETURN(auto copy, salvage_pack(repo, *it->second));
       if (copy) salvaged.push_back(std::move(*copy));
     }
     report.packs_salvaged = salvaged.size();

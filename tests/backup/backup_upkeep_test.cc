@@ -513,6 +513,46 @@ TEST_F(UpkeepTest, CheckRepairTakesADamagedPackOutOfServiceAndKeepsItsIntactBlob
   expect_restores_to(s1->snapshot_id, a);
 }
 
+// An index file that describes a healthy pack wrongly makes check call the
+// pack damaged. Repair, even without --read-data, must not take data out of
+// service: it copies every blob the pack's own header lists, each verified,
+// and prune may then delete the old pack without any snapshot losing data.
+TEST_F(UpkeepTest, CheckRepairOfAPackAnIndexFileDescribesWronglyLosesNothing) {
+  const std::string a = make_victim_source();
+  auto s1 = backup(*repo_, a, "a", kT0);
+  ASSERT_TRUE(s1.is_ok());
+  const auto loc = first_chunk_of(test::random_bytes(200000, 77));
+  ASSERT_TRUE(loc.has_value());
+  auto files = repo_->load_index_files();
+  ASSERT_TRUE(files.is_ok());
+  for (const auto& [id, f] : *files) {
+    if (std::none_of(f.packs.begin(), f.packs.end(), [&](const IndexPack& p) { return p.id == loc->pack; })) continue;
+    IndexFile wrong = f;
+    for (auto& p : wrong.packs) {
+      if (p.id == loc->pack) p.length += 1;
+    }
+    wrong.supersedes = {id};
+    ASSERT_TRUE(repo_->save_index(wrong).is_ok());
+    ASSERT_TRUE(repo_->store().remove(index_key(id)).is_ok());
+  }
+
+  auto repaired = run_check(*repo_, {.read_data = false, .repair = true});
+  ASSERT_TRUE(repaired.is_ok()) << repaired.status().to_string();
+  EXPECT_EQ(repaired->packs_unindexed, std::vector<PackId>{loc->pack});
+  EXPECT_EQ(repaired->packs_salvaged, 1u);
+  // Copied whole, the pack has the same bytes, so the same id: it is simply
+  // indexed correctly again. Prune, past the grace period, finds nothing of
+  // it to delete, and nothing is damaged.
+  auto clock = std::make_shared<test::ManualClock>(kT0 + kDay);
+  ASSERT_TRUE(run_prune(*repo_, {.grace_ns = kDay, .clock = clock}).is_ok());
+  clock->advance(2 * kDay);
+  ASSERT_TRUE(run_prune(*repo_, {.grace_ns = kDay, .clock = clock}).is_ok());
+  EXPECT_TRUE(repo_->store().head(pack_key(loc->pack)).is_ok()) << "the healthy pack was deleted";
+  const auto after = check(true);
+  EXPECT_TRUE(after.ok()) << ::testing::PrintToString(after.errors);
+  expect_restores_to(s1->snapshot_id, a);
+}
+
 // ---- hostile snapshots
 
 class HostileTest : public UpkeepTest {
