@@ -18,6 +18,12 @@ namespace {
 
 constexpr std::string_view kStagingPrefix = ".staging-";
 constexpr std::string_view kTrashPrefix = ".trash-";
+// In a volume directory: the volume is held broken, with this file's text as
+// its problem, until an operator removes the file (or the directory). Written
+// when a damaged journal leaves the volume's state unknown, so that the next
+// start, which no longer reads that journal, does not take it for something
+// it can decide on (a Create to discard, a ready volume).
+constexpr std::string_view kHeldBroken = "held-broken";
 
 std::string unique_suffix() {
   static std::atomic<uint64_t> counter{0};
@@ -272,7 +278,9 @@ Status VolumeManager::replay(const std::vector<StateJournal::Generation>& gens) 
       e->state = Entry::State::kBroken;
       e->record.name = name;
       e->problem = "the journal says this volume was removed, but the journal is damaged (set aside as " +
-                   damaged_journal_ + "); delete " + dir + " by hand if the volume should be gone";
+                   damaged_journal_ + "); delete " + dir + " by hand if the volume should be gone (" + dir + "/" +
+                   std::string(kHeldBroken) + " holds it broken until removed)";
+      STOWAGE_RETURN_IF_ERROR(write_file_atomic(dir + "/" + std::string(kHeldBroken), e->problem));
       entries_[name] = std::move(e);
       continue;
     }
@@ -334,6 +342,13 @@ Status VolumeManager::load() {
 
     auto e = std::make_shared<Entry>();
     e->record.name = n;
+    if (auto held = read_small_file(dir + "/" + std::string(kHeldBroken)); held.is_ok()) {
+      e->state = Entry::State::kBroken;
+      e->problem = *held;
+      log_.warn("volume held broken by an earlier start", {{"volume", n}, {"problem", e->problem}});
+      entries_[n] = std::move(e);
+      continue;
+    }
     auto data = read_small_file(dir + "/volume.json");
     Result<VolumeRecord> rec = data.is_ok() ? volume_record_from_json(*data) : Result<VolumeRecord>(data.status());
     if (!data.is_ok() && data.status().code() == Code::kNotFound) {
@@ -387,7 +402,11 @@ Status VolumeManager::load() {
     if (it == entries_.end() || it->second->state == Entry::State::kReady) continue;  // the journal had it
     if (!damaged_journal_.empty()) {
       it->second->problem = "volume.json is missing and the journal, which may hold its record, is damaged (set "
-                            "aside as " + damaged_journal_ + ")";
+                            "aside as " + damaged_journal_ + "); delete " + volume_dir(n) +
+                            " by hand if the volume should be gone (" + volume_dir(n) + "/" + std::string(kHeldBroken) +
+                            " holds it broken until removed)";
+      STOWAGE_RETURN_IF_ERROR(
+          write_file_atomic(volume_dir(n) + "/" + std::string(kHeldBroken), it->second->problem));
       log_.warn("directory without a volume record kept: the journal is damaged", {{"dir", volume_dir(n)}});
       continue;
     }

@@ -576,6 +576,27 @@ TEST_F(VolumeManagerTest, DamageInTheMiddleOfTheJournalDeletesNothingAndKeepsThe
   bool logged = false;
   for (const auto& l : lines_) logged |= l.find("level=error") != std::string::npos && l.find("journal damaged") != std::string::npos;
   EXPECT_TRUE(logged);
+
+  // The next start no longer reads the damaged journal: the two volumes stay
+  // held broken (not taken for an interrupted Create, not ready again).
+  m.reset();
+  m = open();
+  for (const char* name : {"first", "gone"}) {
+    auto v = m->get(name, false);
+    ASSERT_TRUE(v.is_ok()) << name;
+    EXPECT_NE(v->problem.find("damaged"), std::string::npos) << name << ": " << v->problem;
+    EXPECT_TRUE(fs::is_directory(vol_dir(name) + "/_data")) << name;
+    EXPECT_FALSE(m->mount(name, "c1").is_ok()) << name;
+  }
+  // The marker is what holds them: once an operator removes it, the usual
+  // rules apply again (for "gone", no record and an empty data directory:
+  // an interrupted Create, discarded).
+  ASSERT_TRUE(fs::remove(vol_dir("gone") + "/held-broken"));
+  m.reset();
+  m = open();
+  EXPECT_FALSE(m->get("gone", false).is_ok());
+  EXPECT_FALSE(fs::exists(vol_dir("gone")));
+  EXPECT_TRUE(m->get("first", false).is_ok());
 }
 
 TEST_F(VolumeManagerTest, JournalTriggersCheckpointBySize) {
