@@ -43,7 +43,14 @@ int64_t system_now_ns() {
 
 struct VolumeManager::Entry {
   enum class State { kCreating, kReady, kBroken, kRemoved };
-  std::mutex mu;  // serialises operations on this volume
+  // Serialises operations on this volume's data for their whole length:
+  // snapshot create/remove/rollback, a clone from it, Mount, Unmount, Remove,
+  // release. Taken before `mu`. Get, List, Path and the checkpoint take only
+  // `mu`, so a long snapshot copy (minutes on ext4, or a scheduled backup's
+  // temporary snapshot) does not hold up Docker's Get and List, which
+  // dockerd calls on the plugin's I/O threads, nor other volumes' answers.
+  std::mutex busy;
+  std::mutex mu;  // guards the fields below; held only briefly by long operations
   State state = State::kCreating;
   // True from the moment create() publishes the entry until it is done with
   // it. Read without `mu` (that is the point); never becomes true again.
@@ -628,6 +635,7 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
 Status VolumeManager::remove(const std::string& name) {
   auto e = find(name);
   if (!e) return no_such_volume(name);
+  std::lock_guard busy(e->busy);
   std::lock_guard vlock(e->mu);
   if (e->state == Entry::State::kRemoved || e->state == Entry::State::kCreating) return no_such_volume(name);
   if (e->state == Entry::State::kBroken) {
@@ -689,6 +697,7 @@ Result<std::string> VolumeManager::mount(const std::string& name, const std::str
   if (mount_id.empty()) return Status::invalid_argument("mount of volume '" + name + "' needs a non-empty ID");
   auto e = find(name);
   if (!e) return no_such_volume(name);
+  std::lock_guard busy(e->busy);
   std::lock_guard vlock(e->mu);
   if (e->state == Entry::State::kBroken) {
     return Status::failed_precondition("volume '" + name + "' cannot be mounted: " + e->problem);
@@ -709,6 +718,7 @@ Result<std::string> VolumeManager::mount(const std::string& name, const std::str
 Status VolumeManager::unmount(const std::string& name, const std::string& mount_id) {
   auto e = find(name);
   if (!e) return no_such_volume(name);
+  std::lock_guard busy(e->busy);
   std::lock_guard vlock(e->mu);
   if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) return no_such_volume(name);
   if (!e->record.mount_ids.contains(mount_id)) {
@@ -727,6 +737,7 @@ Status VolumeManager::unmount(const std::string& name, const std::string& mount_
 Result<std::vector<std::string>> VolumeManager::release_all(const std::string& name) {
   auto e = find(name);
   if (!e) return no_such_volume(name);
+  std::lock_guard busy(e->busy);
   std::lock_guard vlock(e->mu);
   if (e->state == Entry::State::kBroken) {
     return refuse_broken(*e, "released", "so its mount IDs are unknown; repair " + volume_dir(name) +
@@ -745,7 +756,7 @@ Result<std::vector<std::string>> VolumeManager::release_all(const std::string& n
 
 Result<std::string> VolumeManager::path(const std::string& name) {
   auto e = find(name);
-  if (!e) return no_such_volume(name);
+  if (!e || e->being_created) return no_such_volume(name);
   std::lock_guard vlock(e->mu);
   if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) return no_such_volume(name);
   return backend_.data_path(volume_dir(name));
@@ -764,12 +775,13 @@ Result<std::pair<std::shared_ptr<VolumeManager::Entry>, std::unique_lock<std::mu
   // entry, so two crossed ones (va from vb@s, vb from va@s) would wait for
   // each other forever.
   if (!e || e->being_created) return no_such_volume(name);
-  std::unique_lock lock(e->mu);
+  std::unique_lock busy(e->busy);
+  std::lock_guard vlock(e->mu);
   if (e->state == Entry::State::kBroken) {
     return Status::failed_precondition("volume '" + name + "' has an unreadable record: " + e->problem);
   }
   if (e->state != Entry::State::kReady) return no_such_volume(name);
-  return std::make_pair(std::move(e), std::move(lock));
+  return std::make_pair(std::move(e), std::move(busy));
 }
 
 Status VolumeManager::clone_into(const std::string& staging, const VolumeOptions& opts) {
@@ -810,8 +822,13 @@ Result<SnapshotInfo> VolumeManager::snapshot_create(const std::string& volume, s
   STOWAGE_RETURN_IF_ERROR(validate_volume_name(name).with_context("snapshot"));
   STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
   Entry& e = *held.first;
+  Quiesce quiesce;
+  {
+    std::lock_guard vlock(e.mu);
+    quiesce = e.record.options.quiesce;
+  }
   std::vector<std::string> paused;
-  if (e.record.options.quiesce == Quiesce::kPause) {
+  if (quiesce == Quiesce::kPause) {
     if (!opts_.quiescer) return Status::unimplemented("quiesce=pause needs the Docker API, which is not configured");
     STOWAGE_ASSIGN_OR_RETURN(paused, opts_.quiescer->pause(volume));
   }
@@ -824,7 +841,10 @@ Result<SnapshotInfo> VolumeManager::snapshot_create(const std::string& volume, s
     return unpaused.with_context("snapshot '" + name + "' of volume '" + volume +
                                  "' was made, but unpausing its containers failed");
   }
-  e.usage.reset();
+  {
+    std::lock_guard vlock(e.mu);
+    e.usage.reset();
+  }
   log_.info("snapshot created", {{"volume", volume}, {"snapshot", name}, {"strategy", snap->strategy},
                                  {"bytes", std::to_string(snap->bytes)},
                                  {"paused", std::to_string(paused.size())}});
@@ -842,6 +862,7 @@ Status VolumeManager::snapshot_remove(const std::string& volume, const std::stri
   STOWAGE_RETURN_IF_ERROR(validate_volume_name(name).with_context("snapshot"));
   STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
   STOWAGE_RETURN_IF_ERROR(opts_.snapshots->remove(volume_dir(volume), name));
+  std::lock_guard vlock(held.first->mu);
   held.first->usage.reset();
   log_.info("snapshot removed", {{"volume", volume}, {"snapshot", name}});
   return Status::ok();
@@ -852,22 +873,29 @@ Status VolumeManager::snapshot_rollback(const std::string& volume, const std::st
   STOWAGE_RETURN_IF_ERROR(validate_volume_name(name).with_context("snapshot"));
   STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
   Entry& e = *held.first;
-  if (!e.record.mount_ids.empty() && !force) {
-    return Status::failed_precondition("volume '" + volume + "' is mounted by " +
-                                       std::to_string(e.record.mount_ids.size()) +
+  size_t mounts = 0;
+  {
+    std::lock_guard vlock(e.mu);
+    mounts = e.record.mount_ids.size();
+  }
+  if (mounts > 0 && !force) {
+    return Status::failed_precondition("volume '" + volume + "' is mounted by " + std::to_string(mounts) +
                                        " container(s); stop them first, or force (running containers keep "
                                        "the old data until they restart)");
   }
   STOWAGE_RETURN_IF_ERROR(opts_.snapshots->rollback(volume_dir(volume), backend_.data_path(volume_dir(volume)), name)
                               .with_context("roll back volume '" + volume + "'"));
-  e.usage.reset();
+  {
+    std::lock_guard vlock(e.mu);
+    e.usage.reset();
+  }
   log_.warn("volume rolled back", {{"volume", volume}, {"snapshot", name}, {"forced", force ? "true" : "false"}});
   return Status::ok();
 }
 
 Result<VolumeInfo> VolumeManager::get(const std::string& name, bool with_usage) {
   auto e = find(name);
-  if (!e) return no_such_volume(name);
+  if (!e || e->being_created) return no_such_volume(name);
   std::lock_guard vlock(e->mu);
   if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) return no_such_volume(name);
   return info_locked(*e, with_usage);

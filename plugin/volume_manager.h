@@ -172,7 +172,8 @@ class VolumeManager {
   // kFailedPrecondition: a kBroken volume cannot be `verb` ("removed"), why,
   // and `advice` on what the operator can do.
   Status refuse_broken(const Entry& e, std::string_view verb, const std::string& advice) const;
-  // The volume's entry, locked, in kReady state; or why not. A volume that is
+  // The volume's entry in kReady state, with its `busy` lock held (its `mu`
+  // is not: take it briefly for its fields); or why not. A volume that is
   // being created is kNotFound at once, without waiting for its lock.
   Result<std::pair<std::shared_ptr<Entry>, std::unique_lock<std::mutex>>> ready_entry(const std::string& name);
   Status need_snapshots() const;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -38,6 +39,12 @@ class VolumeManagerTest : public ::testing::Test {
   // Records what a snapshot asked of Docker.
   struct FakeQuiescer : Quiescer {
     Result<std::vector<std::string>> pause(const std::string& volume) override {
+      {
+        std::unique_lock lock(gate_mu);
+        ++pausing;
+        gate_cv.notify_all();
+        gate_cv.wait(lock, [&] { return !hold; });
+      }
       calls.push_back("pause " + volume);
       if (fail_pause) return Status::unavailable("docker is down");
       return std::vector<std::string>{"ctr-a", "ctr-b"};
@@ -48,6 +55,11 @@ class VolumeManagerTest : public ::testing::Test {
     }
     std::vector<std::string> calls;
     bool fail_pause = false;
+    // With `hold`, pause() waits (a snapshot in progress) until it is cleared.
+    std::mutex gate_mu;
+    std::condition_variable gate_cv;
+    bool hold = false;
+    int pausing = 0;
   };
 
   test::TempDir dir_{"stowage-vm"};
@@ -801,6 +813,45 @@ TEST_F(VolumeManagerTest, CrossedCreatesFromSnapshotsDoNotDeadlock) {
   EXPECT_EQ(created.load(), 0);
   EXPECT_TRUE(m->list(false).empty());
   EXPECT_TRUE(entries_with_prefix(dir_.path() + "/volumes", ".staging-").empty());
+}
+
+// A snapshot in progress (here held in its quiesce step; on ext4 a copy of
+// the whole volume) must not hold up Get, List and Path of that volume, which
+// dockerd calls on the plugin's I/O threads, nor the checkpoint. Operations
+// on the volume's data (Mount here) wait for it.
+TEST_F(VolumeManagerTest, ASnapshotInProgressDoesNotHoldUpGetListPathOrCheckpoints) {
+  auto m = open();
+  ASSERT_TRUE(m->create("q", {{"quiesce", "pause"}}).is_ok());
+  ASSERT_TRUE(m->mount("q", "c0").is_ok());
+  {
+    std::lock_guard lock(quiescer_.gate_mu);
+    quiescer_.hold = true;
+  }
+  std::thread snap([&] { EXPECT_TRUE(m->snapshot_create("q", "s").is_ok()); });
+  {
+    std::unique_lock lock(quiescer_.gate_mu);
+    ASSERT_TRUE(quiescer_.gate_cv.wait_for(lock, std::chrono::seconds(30), [&] { return quiescer_.pausing == 1; }));
+  }
+  EXPECT_TRUE(m->get("q", true).is_ok());
+  EXPECT_EQ(m->list(false).size(), 1u);
+  EXPECT_TRUE(m->path("q").is_ok());
+  EXPECT_TRUE(m->checkpoint().is_ok());
+  std::atomic<bool> mounted{false};
+  std::thread mount([&] {
+    EXPECT_TRUE(m->mount("q", "c1").is_ok());
+    mounted = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(mounted) << "a Mount went ahead during the snapshot";
+  {
+    std::lock_guard lock(quiescer_.gate_mu);
+    quiescer_.hold = false;
+  }
+  quiescer_.gate_cv.notify_all();
+  snap.join();
+  mount.join();
+  EXPECT_TRUE(mounted);
+  EXPECT_EQ(m->snapshot_list("q")->size(), 1u);
 }
 
 TEST_F(VolumeManagerTest, QuiescePausesAndAlwaysUnpauses) {
