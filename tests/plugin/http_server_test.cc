@@ -23,12 +23,17 @@ namespace {
 
 using test::TempDir;
 
-int connect_to(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+sockaddr_un unix_address(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  return addr;
+}
+
+int connect_to(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_un addr = unix_address(path);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
     return -1;
   }
@@ -264,10 +269,8 @@ Result<std::unique_ptr<HttpServer>> listen_at(boost::asio::io_context& ioc, cons
 // Leaves a socket file at `path` that nobody listens on, as a killed server does.
 void leave_stale_socket(const std::string& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  const sockaddr_un addr = unix_address(path);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
   ::close(fd);
 }
 
@@ -295,15 +298,13 @@ TEST(HttpServer, RefusesASocketAnotherServerListensOn) {
 TEST(HttpServer, RefusesASocketWhoseServerIsStuckWithAFullBacklog) {
   Fixture f;
   const int stuck = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, f.socket().c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(stuck, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  const sockaddr_un addr = unix_address(f.socket());
+  ASSERT_EQ(::bind(stuck, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
   ASSERT_EQ(::listen(stuck, 1), 0);
   std::vector<int> queued;
   for (int i = 0; i < 64; ++i) {
     const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    const bool in = ::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    const bool in = ::connect(c, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
     queued.push_back(c);
     if (!in) break;  // EAGAIN: the backlog is full
   }
