@@ -147,11 +147,11 @@ namespace {
 
 // `cap`, or less if the calling thread's StoreDeadline leaves less.
 std::chrono::nanoseconds time_left(int64_t cap_ns) {
-  auto left = std::chrono::nanoseconds(cap_ns);
-  if (auto deadline = StoreDeadline::current()) {
-    left = std::min(left, std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - StoreDeadline::Clock::now()));
+  auto left = std::max(std::chrono::nanoseconds(cap_ns), std::chrono::nanoseconds(0));
+  if (const auto scope = StoreDeadline::left()) {
+    left = std::min(left, std::chrono::duration_cast<std::chrono::nanoseconds>(*scope));
   }
-  return std::max(left, std::chrono::nanoseconds(0));
+  return left;
 }
 
 }  // namespace

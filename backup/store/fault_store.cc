@@ -121,9 +121,8 @@ class FaultStore final : public FaultInjectingStore {
           static_cast<int64_t>(rng.uniform01() * static_cast<double>(plan_.max_delay.count())));
       // Like a network store, a delayed call ends at the calling thread's
       // deadline (StoreDeadline) without reaching the inner store.
-      if (auto deadline = StoreDeadline::current(); deadline && StoreDeadline::Clock::now() + delay >= *deadline) {
-        env_->sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::max(*deadline - StoreDeadline::Clock::now(), StoreDeadline::Clock::duration::zero())));
+      if (const auto left = StoreDeadline::left(); left && delay >= *left) {
+        env_->sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(*left));
         return Status::deadline_exceeded("injected delay past the deadline: " + std::string(op) + " '" +
                                          std::string(key) + "'");
       }

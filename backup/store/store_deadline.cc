@@ -16,4 +16,9 @@ StoreDeadline::~StoreDeadline() { t_deadline = outer_; }
 
 std::optional<StoreDeadline::Clock::time_point> StoreDeadline::current() { return t_deadline; }
 
+std::optional<StoreDeadline::Clock::duration> StoreDeadline::left() {
+  if (!t_deadline) return std::nullopt;
+  return std::max(*t_deadline - Clock::now(), Clock::duration::zero());
+}
+
 }  // namespace stowage

@@ -26,6 +26,8 @@ class StoreDeadline {
 
   // The calling thread's deadline, if it is inside a scope.
   static std::optional<Clock::time_point> current();
+  // The time from now to that deadline, never negative; empty outside a scope.
+  static std::optional<Clock::duration> left();
 
  private:
   std::optional<Clock::time_point> outer_;

@@ -92,6 +92,19 @@ TEST(StoreDeadline, NestedScopesKeepTheEarlierDeadline) {
   EXPECT_FALSE(elsewhere.has_value()) << "deadlines are per thread";
 }
 
+TEST(StoreDeadline, LeftIsTheTimeToTheDeadlineAndNeverNegative) {
+  EXPECT_FALSE(StoreDeadline::left().has_value()) << "no scope, no limit";
+  {
+    StoreDeadline scope(std::chrono::seconds(30));
+    const auto left = StoreDeadline::left();
+    ASSERT_TRUE(left.has_value());
+    EXPECT_LE(*left, std::chrono::seconds(30));
+    EXPECT_GT(*left, std::chrono::seconds(0));
+  }
+  StoreDeadline past(-std::chrono::seconds(5));
+  EXPECT_EQ(StoreDeadline::left(), StoreDeadline::Clock::duration::zero()) << "a passed deadline leaves zero";
+}
+
 TEST(RetryingStore, NeverRetriesPermanentErrors) {
   for (Code code : {Code::kNotFound, Code::kAlreadyExists, Code::kPermissionDenied, Code::kInvalidArgument}) {
     auto w = wrap();
