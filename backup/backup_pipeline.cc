@@ -876,9 +876,14 @@ Result<BackupResult> Pipeline::run() {
     if (opts_.parent) {
       parent_id = opts_.parent;
     } else {
-      auto all = repo_util::load_snapshots(repo_);
+      // The parent only saves reading: a damaged manifest (which check and
+      // ls report) is passed over, not a reason to refuse the backup.
+      auto all = repo_util::scan_snapshots(repo_);
       if (!all.is_ok()) return all.status();
-      for (auto it = all->rbegin(); it != all->rend(); ++it) {
+      for (const auto& u : all->unreadable) {
+        warn("not considered as parent, unreadable: " + u.problem.to_string());
+      }
+      for (auto it = all->readable.rbegin(); it != all->readable.rend(); ++it) {
         if (it->manifest.volume == opts_.name && it->manifest.hostname == opts_.hostname) {
           parent_id = it->id;
           break;

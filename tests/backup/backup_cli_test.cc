@@ -165,7 +165,12 @@ TEST_F(StowctlTest, AnUnreadableManifestIsNamedAndCanBeForgotten) {
   EXPECT_EQ(ls[0]["id"], good["snapshot"]);
   EXPECT_NE(err.find("snapshots/" + bad), std::string::npos) << err;
   EXPECT_NE(err.find("stowctl forget " + bad), std::string::npos) << err;
-  EXPECT_EQ(stowctl_json("restore latest --to '" + dir_.path() + "/latest'")["snapshot"], good["snapshot"]);
+  // A backup passes over it when looking for its parent, and says so.
+  ASSERT_EQ(stowctl("backup create '" + src + "' --name db --json", &out, &err), 0) << err;
+  const json next = json::parse(out);
+  EXPECT_EQ(next["parent"], good["snapshot"]);
+  EXPECT_NE(err.find("snapshots/" + bad), std::string::npos) << err;
+  EXPECT_EQ(stowctl_json("restore latest --to '" + dir_.path() + "/latest'")["snapshot"], next["snapshot"]);
   EXPECT_EQ(stowctl("restore " + good["snapshot"].get<std::string>().substr(0, 8) + " --to '" + dir_.path() + "/r'"), 0);
   EXPECT_NE(stowctl("restore eee --to '" + dir_.path() + "/bad'", nullptr, &err), 0);
   EXPECT_NE(err.find("snapshots/" + bad), std::string::npos) << err;
