@@ -331,9 +331,11 @@ int cmd_prune(const BackupCliState& st) {
                      .dump(2)
               << "\n";
   } else {
-    std::cout << "deleted " << r->packs_deleted << " packs (" << human_bytes(static_cast<double>(r->bytes_deleted))
-              << "), marked " << r->packs_marked << " unreferenced packs for deletion after " << st.grace << ", "
-              << r->marks_pending << " earlier marks still in their grace period\n";
+    if (st.dry_run) std::cout << "dry run, nothing changed: ";
+    std::cout << (st.dry_run ? "would delete " : "deleted ") << r->packs_deleted << " packs ("
+              << human_bytes(static_cast<double>(r->bytes_deleted)) << "), " << (st.dry_run ? "would mark " : "marked ")
+              << r->packs_marked << " unreferenced packs for deletion after " << st.grace << ", " << r->marks_pending
+              << " earlier marks still in their grace period\n";
   }
   return 0;
 }

@@ -187,6 +187,23 @@ TEST_F(StowctlTest, AnUnreadableManifestIsNamedAndCanBeForgotten) {
   EXPECT_EQ(stowctl_json("prune")["packs_deleted"], 0);
 }
 
+// prune --dry-run says what it would do, in those words, and does none of it.
+TEST_F(StowctlTest, PruneDryRunChangesNothing) {
+  const std::string src = small_source();
+  ASSERT_EQ(stowctl("repo init"), 0);
+  const json made = stowctl_json("backup create '" + src + "'");
+  ASSERT_EQ(stowctl("forget " + made["id"].get<std::string>()), 0);
+  std::string out;
+  ASSERT_EQ(stowctl("prune --dry-run", &out), 0) << out;
+  EXPECT_NE(out.find("dry run, nothing changed: would delete 0 packs"), std::string::npos) << out;
+  EXPECT_NE(out.find("would mark "), std::string::npos) << out;
+  const json dry = stowctl_json("prune --dry-run");
+  ASSERT_GT(dry["packs_marked"].get<int>(), 0) << dry.dump();
+  const json real = stowctl_json("prune");
+  EXPECT_EQ(real["packs_marked"], dry["packs_marked"]) << "the dry runs marked nothing";
+  EXPECT_EQ(real["marks_pending"], 0);
+}
+
 // $STOWAGE_REPOSITORY (set by stowctl() to dir/repo) is only the fallback:
 // an explicit --repo names the repository every command works on. It used to
 // be overwritten by the variable, so forget deleted in the wrong repository.
