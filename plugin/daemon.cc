@@ -34,6 +34,10 @@ namespace {
 // Threads for Docker calls that may wait (a journal flush, a lease): as many
 // as such calls can usefully wait at once; a flush releases them together.
 constexpr unsigned kWaitThreads = 8;
+// Threads for admin calls that change something (snapshots, backups,
+// restores, takeovers: seconds to hours). Further ones queue; reads of the
+// admin API and every Docker call are served meanwhile.
+constexpr unsigned kAdminWaitThreads = 4;
 
 // Holds an exclusive flock on <root>/stowaged.lock for the process lifetime:
 // two daemons on one state root would corrupt it.
@@ -161,10 +165,16 @@ Status run_daemon(const DaemonOptions& opts) {
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.plugin_socket)));
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.admin_socket)));
   // The admin socket first: once the plugin socket accepts, everything is up.
+  // Its POSTs and DELETEs run on a pool of their own: a snapshot copy or a
+  // backup an operator starts must never hold the I/O threads that answer
+  // Docker. Destroyed (joined) after the servers stop.
+  boost::asio::thread_pool admin_pool(kAdminWaitThreads);
   HttpServer::Options admin_opts;
   admin_opts.socket_path = opts.admin_socket;
   admin_opts.socket_mode = 0600;
   admin_opts.name = "admin";
+  admin_opts.wait_pool = &admin_pool;
+  admin_opts.may_wait = [](const HttpRequest& r) { return r.method != "GET"; };
   STOWAGE_ASSIGN_OR_RETURN(
       auto admin_server,
       HttpServer::listen(

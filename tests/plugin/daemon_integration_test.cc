@@ -1,5 +1,6 @@
 // Integration tests: a real stowaged process, spoken to over its sockets
 // exactly as Docker and stowctl do.
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <regex>
 #include <thread>
 
@@ -368,6 +370,63 @@ TEST_F(DaemonTest, SnapshotCommandsThroughStowctl) {
   ASSERT_EQ(daemon_.stowctl("snapshot rm snapvol " + stamped, &out), 0) << out;
   EXPECT_EQ(daemon_.stowctl("snapshot rm snapvol first", &out), 1);
   EXPECT_EQ(call("Remove", {{"Name", "snapvol"}}).status, 200);
+}
+
+// An admin call that takes long (here a snapshot of a quiesce=pause volume
+// whose Docker API never answers; in life a large copy or a backup) runs on
+// the admin socket's own pool: with one I/O thread, Docker's Get and the
+// admin API's reads are still answered meanwhile. They used to wait for it.
+TEST(DaemonAdmin, ALongAdminCallDoesNotHoldUpDocker) {
+  TempDir dir("stowage-it");
+  // A Docker API socket that accepts and never answers, until closed.
+  const std::string docker_sock = dir / "docker.sock";
+  const int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, docker_sock.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } listener{lfd};
+
+  Daemon d{dir.path()};
+  ASSERT_TRUE(d.start({"--threads", "1", "--docker-socket", docker_sock}));
+  PluginClient c{d.plugin_socket()};
+  ASSERT_EQ(c.call("Create", {{"Name", "db"}, {"Opts", {{"quiesce", "pause"}}}}).status, 200);
+
+  auto snapshot = std::async(std::launch::async, [&] {
+    std::string out;
+    const int rc = d.stowctl("snapshot create db held", &out);
+    return std::make_pair(rc, out);
+  });
+  // The snapshot's handler is running once it asks Docker to pause.
+  pollfd p{lfd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 60'000), 1) << "the snapshot never reached the Docker API";
+  const int held = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(held, 0);
+  Closer conn{held};
+
+  // Asked from other threads so that a regression fails instead of hanging.
+  auto get = std::async(std::launch::async, [&] { return PluginClient(d.plugin_socket()).call("Get", {{"Name", "db"}}); });
+  auto ls = std::async(std::launch::async, [&] {
+    std::string out;
+    return std::make_pair(d.stowctl("volume ls --json", &out), out);
+  });
+  ASSERT_EQ(get.wait_for(std::chrono::seconds(20)), std::future_status::ready) << "Get waited for the snapshot";
+  EXPECT_EQ(get.get().status, 200);
+  ASSERT_EQ(ls.wait_for(std::chrono::seconds(20)), std::future_status::ready) << "volume ls waited for the snapshot";
+  EXPECT_EQ(ls.get().first, 0);
+  EXPECT_EQ(snapshot.wait_for(std::chrono::seconds(0)), std::future_status::timeout) << "the snapshot was not held";
+
+  // Docker "fails": the snapshot fails and says why; the daemon goes on.
+  ::shutdown(held, SHUT_RDWR);
+  const auto [rc, out] = snapshot.get();
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_EQ(c.call("Get", {{"Name", "db"}}).status, 200);
+  EXPECT_TRUE(d.running());
 }
 
 TEST(DaemonStartup, RefusesToReplaceANonSocketFile) {
