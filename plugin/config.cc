@@ -12,6 +12,8 @@
 #include <boost/asio/ip/address.hpp>
 #include <nlohmann/json.hpp>
 
+#include "stowage/store_s3.h"
+
 namespace stowage {
 
 namespace {
@@ -156,18 +158,7 @@ Status check_string(const Spec& spec, const std::string& v) {
         if (v.size() < 8 || v[7] != '/') return bad("file URLs need an absolute path: file:///path, got '" + v + "'");
         return Status::ok();
       }
-      if (v.starts_with("s3://")) {
-        std::string bucket = v.substr(5, v.find('/', 5) == std::string::npos ? std::string::npos : v.find('/', 5) - 5);
-        if (bucket.find('@') != std::string::npos || bucket.find(':') != std::string::npos) {
-          return bad("credentials do not belong in the URL; set repository.s3.access_key_id and "
-                     "repository.s3.secret_access_key (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)");
-        }
-        bool ok = bucket.size() >= 3 && bucket.size() <= 63 && std::all_of(bucket.begin(), bucket.end(), [](char c) {
-                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
-                  });
-        if (!ok) return bad("'" + bucket + "' is not a valid S3 bucket name (3..63 of a-z 0-9 . -)");
-        return Status::ok();
-      }
+      if (v.starts_with("s3://")) return check_s3_url(v);
       return bad("must be file:///path or s3://bucket[/prefix], got '" + v + "'");
     }
     case Kind::kEndpoint:

@@ -1,5 +1,6 @@
 // s3_config_from_env(): S3 settings from the standard AWS environment
 // variables and shared config files, plus Stowage's STOWAGE_S3_* knobs.
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -61,6 +62,23 @@ EnvLookup process_env() {
   };
 }
 
+Status check_s3_url(std::string_view url) {
+  if (!url.starts_with("s3://")) return Status::invalid_argument("not an s3:// URL: " + std::string(url));
+  const std::string_view bucket = url.substr(5, url.find('/', 5) == std::string_view::npos ? std::string_view::npos
+                                                                                         : url.find('/', 5) - 5);
+  if (bucket.find('@') != std::string_view::npos || bucket.find(':') != std::string_view::npos) {
+    // Not echoed: the part before '@' is likely a secret.
+    return Status::invalid_argument(
+        "credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (stowaged: "
+        "repository.s3.access_key_id and repository.s3.secret_access_key)");
+  }
+  const bool ok = bucket.size() >= 3 && bucket.size() <= 63 && std::all_of(bucket.begin(), bucket.end(), [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+                  });
+  if (!ok) return Status::invalid_argument("'" + std::string(bucket) + "' is not a valid S3 bucket name (3..63 of a-z 0-9 . -)");
+  return Status::ok();
+}
+
 Result<S3Config> s3_config_from_env(std::string_view url, const EnvLookup& env) {
   if (!url.starts_with("s3://")) return Status::invalid_argument("not an s3:// URL: " + std::string(url));
   std::string_view rest = url.substr(5);
@@ -73,6 +91,7 @@ Result<S3Config> s3_config_from_env(std::string_view url, const EnvLookup& env) 
     if (!p.empty()) c.prefix = std::string(p) + "/";
   }
   if (c.bucket.empty()) return Status::invalid_argument("s3 URL without bucket: " + std::string(url));
+  STOWAGE_RETURN_IF_ERROR(check_s3_url(url));
 
   auto get = [&](std::string_view n) { return env(n).value_or(""); };
   const std::string home = get("HOME");

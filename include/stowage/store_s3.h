@@ -56,13 +56,20 @@ using EnvLookup = std::function<std::optional<std::string>(std::string_view)>;
 // The real process environment.
 EnvLookup process_env();
 
+// The form of an "s3://bucket[/prefix]" URL: no credentials in it (refused
+// without repeating them: they belong in the environment or config keys) and
+// a bucket name by S3's rules (3..63 of a-z 0-9 . -). kInvalidArgument with a
+// message saying which, else OK. stowctl and stowaged accept the same URLs.
+[[nodiscard]] Status check_s3_url(std::string_view url);
+
 // Builds a config for "s3://bucket[/prefix]" from the environment:
 //   STOWAGE_S3_ENDPOINT (else AWS), AWS_REGION / AWS_DEFAULT_REGION,
 //   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, falling back
 //   to the shared credentials and config files (AWS_SHARED_CREDENTIALS_FILE,
 //   AWS_CONFIG_FILE, default ~/.aws/credentials and ~/.aws/config, profile
 //   AWS_PROFILE or "default"), plus STOWAGE_S3_* tuning knobs.
-// kInvalidArgument for a malformed URL or when no credentials are found.
+// kInvalidArgument for a malformed URL (check_s3_url) or when no credentials
+// are found.
 [[nodiscard]] Result<S3Config> s3_config_from_env(std::string_view url, const EnvLookup& env);
 
 }  // namespace stowage

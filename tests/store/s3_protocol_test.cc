@@ -125,7 +125,7 @@ TEST(S3Config, FromSharedFilesWithProfile) {
                    "[default]\naws_access_key_id = DEF\naws_secret_access_key = DEFSK\n"
                    "# comment\n[backup]\naws_access_key_id=BAK\naws_secret_access_key=BAKSK\n");
   test::write_file(dir / "config", "[default]\nregion = us-west-2\n[profile backup]\nregion = ap-south-1\n");
-  auto c = s3_config_from_env("s3://b", fake_env({{"AWS_SHARED_CREDENTIALS_FILE", dir / "credentials"},
+  auto c = s3_config_from_env("s3://bkt", fake_env({{"AWS_SHARED_CREDENTIALS_FILE", dir / "credentials"},
                                                   {"AWS_CONFIG_FILE", dir / "config"},
                                                   {"AWS_PROFILE", "backup"}}));
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
@@ -133,7 +133,7 @@ TEST(S3Config, FromSharedFilesWithProfile) {
   EXPECT_EQ(c->secret_key, "BAKSK");
   EXPECT_EQ(c->region, "ap-south-1");
   EXPECT_EQ(c->prefix, "");
-  auto d = s3_config_from_env("s3://b", fake_env({{"HOME", dir.path() + "/nonexistent"},
+  auto d = s3_config_from_env("s3://bkt", fake_env({{"HOME", dir.path() + "/nonexistent"},
                                                   {"AWS_SHARED_CREDENTIALS_FILE", dir / "credentials"}}));
   ASSERT_TRUE(d.is_ok());
   EXPECT_EQ(d->access_key, "DEF");
@@ -142,11 +142,23 @@ TEST(S3Config, FromSharedFilesWithProfile) {
 
 TEST(S3Config, Errors) {
   auto none = fake_env({});
-  EXPECT_EQ(s3_config_from_env("s3://b", none).status().code(), Code::kInvalidArgument) << "no credentials";
+  EXPECT_EQ(s3_config_from_env("s3://bkt", none).status().code(), Code::kInvalidArgument) << "no credentials";
   auto creds = fake_env({{"AWS_ACCESS_KEY_ID", "a"}, {"AWS_SECRET_ACCESS_KEY", "s"}, {"STOWAGE_S3_PART_SIZE", "x"}});
-  EXPECT_EQ(s3_config_from_env("s3://b", creds).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(s3_config_from_env("s3://bkt", creds).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(s3_config_from_env("s3:///prefix", creds).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(s3_config_from_env("http://b", creds).status().code(), Code::kInvalidArgument);
+  // Credentials in the URL are refused without repeating them; bucket names
+  // follow S3's rules, as stowaged's config does (check_s3_url).
+  auto inline_creds = s3_config_from_env("s3://AKIA:hunter2@bucket/p", creds);
+  EXPECT_EQ(inline_creds.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(inline_creds.status().message().find("hunter2"), std::string::npos) << inline_creds.status().to_string();
+  EXPECT_NE(inline_creds.status().message().find("AWS_ACCESS_KEY_ID"), std::string::npos);
+  for (const char* bad : {"s3://b", "s3://Bucket", "s3://buck_et", "s3://buck et", "s3://bucket?x=1", "s3://bu%2Fck"}) {
+    auto r = s3_config_from_env(bad, creds);
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find("is not a valid S3 bucket name"), std::string::npos) << r.status().to_string();
+  }
+  EXPECT_TRUE(check_s3_url("s3://my-backups.2026/stowage/").is_ok());
   S3Config c;
   c.bucket = "b";
   c.access_key = "a";
