@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -35,7 +36,7 @@ constexpr int kMaxDepth = 4096;
 // small gap costs less than another request).
 constexpr uint64_t kCoalesceGap = 256 * 1024;
 constexpr uint64_t kMaxRange = 8u << 20;  // bounds a fetcher's buffer
-constexpr size_t kFdCache = 64;           // open files/dirs kept per fetcher
+constexpr size_t kFdCache = 64;           // open files kept per fetcher
 
 // Nanoseconds since the epoch as a timespec: seconds rounded down, so that
 // tv_nsec is in [0, 1e9) also before 1970 (utimensat refuses a negative one).
@@ -240,9 +241,28 @@ class Restorer {
   Result<std::optional<OpenedDir>> create_entry(int dirfd, size_t dir, TreeEntry& e);
   Status make_room(int dirfd, size_t dir, const std::string& name, bool want_dir, bool* exists_as_dir);
   Result<int> open_dir(size_t dir);  // a new fd for dirs_[dir], opened component by component
-  Status fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec,
-                    std::map<size_t, Fd>& files);
-  Status write_blob(const WriteOp& op, std::string_view plain, std::map<size_t, Fd>& files);
+  // The last directory opened through it, kept open: consecutive entries of
+  // one directory (the usual order) open it once, not component by component
+  // each time.
+  struct DirCursor {
+    size_t dir = SIZE_MAX;
+    Fd fd;
+  };
+  Result<int> dir_fd(size_t dir, DirCursor& cursor);  // owned by `cursor`
+  // A fetcher's open files: the kFdCache most recently written stay open, so
+  // a large file whose blobs are spread over many packs is not reopened for
+  // each one while many small files pass through.
+  struct OpenFiles {
+    struct Slot {
+      Fd fd;
+      uint64_t used = 0;
+    };
+    std::unordered_map<size_t, Slot> open;  // by index into files_
+    uint64_t clock = 0;
+    DirCursor dir;
+  };
+  Status fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec, OpenFiles& files);
+  Status write_blob(const WriteOp& op, std::string_view plain, OpenFiles& files);
   Status apply_meta(int dirfd, const std::string& name, const TreeEntry& e, int fd);
   // The regular file at the same path under opts.reuse_from, or an invalid Fd.
   Fd open_reusable(size_t dir, const std::string& name);
@@ -461,21 +481,34 @@ Result<int> Restorer::open_dir(size_t dir) {
   return fd;
 }
 
-Status Restorer::write_blob(const WriteOp& op, std::string_view plain, std::map<size_t, Fd>& files) {
-  auto it = files.find(op.file);
-  if (it == files.end()) {
-    if (files.size() >= kFdCache) files.clear();
-    const FileRec& f = files_[op.file];
-    STOWAGE_ASSIGN_OR_RETURN(const int dfd, open_dir(f.dir));
-    Fd dir(dfd);
+Result<int> Restorer::dir_fd(size_t dir, DirCursor& cursor) {
+  if (cursor.dir != dir || cursor.fd.get() < 0) {
+    cursor.dir = SIZE_MAX;
+    STOWAGE_ASSIGN_OR_RETURN(const int fd, open_dir(dir));
+    cursor.fd = Fd(fd);
+    cursor.dir = dir;
+  }
+  return cursor.fd.get();
+}
+
+Status Restorer::write_blob(const WriteOp& op, std::string_view plain, OpenFiles& files) {
+  const FileRec& f = files_[op.file];
+  auto it = files.open.find(op.file);
+  if (it == files.open.end()) {
+    if (files.open.size() >= kFdCache) {
+      files.open.erase(std::min_element(files.open.begin(), files.open.end(), [](const auto& a, const auto& b) {
+        return a.second.used < b.second.used;
+      }));
+    }
+    STOWAGE_ASSIGN_OR_RETURN(const int dfd, dir_fd(f.dir, files.dir));
     const int fd = ::openat(dfd, f.name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return errno_status(errno, "open " + where(f.dir, f.name));
-    it = files.emplace(op.file, Fd(fd)).first;
+    it = files.open.emplace(op.file, OpenFiles::Slot{Fd(fd), 0}).first;
   }
-  const FileRec& f = files_[op.file];
+  it->second.used = ++files.clock;
   // Map the blob's place in the data stream onto file offsets around holes.
   uint64_t mapped = 0;
-  const int fd = it->second.get();
+  const int fd = it->second.fd.get();
   STOWAGE_RETURN_IF_ERROR(map_data(f.data, op.data_offset, plain.size(), &mapped,
                                    [&](uint64_t file_off, uint64_t at, uint64_t n) {
                                      return pwrite_all(fd, plain.substr(at, n), file_off)
@@ -486,8 +519,7 @@ Status Restorer::write_blob(const WriteOp& op, std::string_view plain, std::map<
   return Status::ok();
 }
 
-Status Restorer::fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec,
-                            std::map<size_t, Fd>& files) {
+Status Restorer::fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec, OpenFiles& files) {
   std::sort(ops.begin(), ops.end(), [](const WriteOp& a, const WriteOp& b) { return a.offset < b.offset; });
   const std::string key = pack_key(pack);
   size_t i = 0;
@@ -628,7 +660,7 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   for (unsigned t = 0; t < std::min<size_t>(n, std::max<size_t>(1, packs.size())); ++t) {
     threads.emplace_back([&] {
       BlobCodec codec;
-      std::map<size_t, Fd> files;
+      OpenFiles files;
       for (size_t i = next++; i < packs.size() && !failed; i = next++) {
         Status s = fetch_pack(packs[i].first, packs[i].second, codec, files);
         packs[i].second = {};
@@ -656,9 +688,9 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   }
   // Metadata of everything but directories, then directories deepest first,
   // so creating entries does not disturb a directory's restored mtime.
+  DirCursor cursor;
   for (const auto& o : others_) {
-    STOWAGE_ASSIGN_OR_RETURN(const int dfd, open_dir(o.dir));
-    Fd d(dfd);
+    STOWAGE_ASSIGN_OR_RETURN(const int dfd, dir_fd(o.dir, cursor));
     Fd f;
     if (o.meta.type == NodeType::kFile) {
       const int fd = ::openat(dfd, o.meta.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
