@@ -207,6 +207,7 @@ class Pipeline {
   // of the copy `st` (entry `name` of the original directory `live_fd`)
   // when the original provably has not changed since the copy was made.
   void adopt_live_identity(int live_fd, const std::string& name, const struct stat& st, Node& node);
+  FileReaderOptions reader_options() const;
   void worker_loop();
   void encoder_loop();
   // `job.parent` is used up (its cursor moves); reused chunks' ids point into
@@ -292,9 +293,19 @@ class Pipeline {
   // Hard-link groups: (dev, inode) of multi-link files → their first node.
   std::map<std::pair<uint64_t, uint64_t>, Node*> links_;
   uint64_t next_link_group_ = 1;
-  // Hard-link followers (and their paths, for warnings), filled from their
-  // leader before trees are built.
-  std::vector<std::pair<Node*, std::string>> followers_;
+  // Hard-link followers, filled from their leader before trees are built.
+  struct Follower {
+    Node* node;
+    std::string path;              // for messages
+    std::vector<std::string> dir;  // its directory, as components below the source
+    std::string name;
+  };
+  std::vector<Follower> followers_;
+  // Gives each group whose leader vanished before it was read a new leader:
+  // its first follower still there, read now (on the calling thread, after
+  // the workers); the group's other followers then take their content from
+  // it. A file with several names is left out only when all of them are gone.
+  Status lead_orphaned_links(int root_fd);
   uint64_t files_ = 0, dirs_ = 0, bytes_ = 0;
   std::atomic<uint64_t> bytes_matched_{0};
 };
@@ -402,7 +413,7 @@ Status Pipeline::add_node(const std::shared_ptr<const fs_util::Fd>& dir_fd, int 
           if (leader->entry.hardlink == 0) leader->entry.hardlink = next_link_group_++;
           e.hardlink = leader->entry.hardlink;
           node->link_leader = leader;
-          followers_.emplace_back(node.get(), full);
+          followers_.push_back({node.get(), full, rel, name});
           progress_->files_done += 1;
           progress_->bytes_done += e.size;
           break;
@@ -617,14 +628,18 @@ Status Pipeline::wait_uploads() {
   return first_error();
 }
 
-void Pipeline::worker_loop() {
+FileReaderOptions Pipeline::reader_options() const {
   FileReaderOptions ro;
   ro.chunk_size = kReadSize;
   ro.queue_depth = 4;
   ro.direct_min_size = kDirectMinSize;
   ro.lend_buffers = kLendBuffers;
   if (opts_.log) ro.log = opts_.log;
-  auto reader = FileReader::create(ro);
+  return ro;
+}
+
+void Pipeline::worker_loop() {
+  auto reader = FileReader::create(reader_options());
   if (!reader.is_ok()) {
     fail(reader.status().with_context("file reader"));
     return;
@@ -823,6 +838,46 @@ Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, Blo
   return Status::ok();
 }
 
+Status Pipeline::lead_orphaned_links(int root_fd) {
+  std::unique_ptr<FileReader> reader;
+  Sha256 sha;
+  BlobCodec codec(level());
+  std::map<uint64_t, Node*> new_leaders;  // by link group
+  for (auto& f : followers_) {
+    Node* old = f.node->link_leader;
+    if (!old->vanished) continue;
+    const uint64_t group = old->entry.hardlink;
+    if (auto it = new_leaders.find(group); it != new_leaders.end()) {
+      f.node->link_leader = it->second;
+      continue;
+    }
+    // Its directory, one component at a time and never through a symlink.
+    auto dir = std::make_shared<const fs_util::Fd>(::dup(root_fd));
+    for (const auto& c : f.dir) {
+      if (dir->get() < 0) break;
+      dir = std::make_shared<const fs_util::Fd>(
+          ::openat(dir->get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    }
+    if (dir->get() < 0) continue;  // gone too: the next follower may still be there
+    if (!reader) {
+      STOWAGE_ASSIGN_OR_RETURN(reader, FileReader::create(reader_options()));
+    }
+    f.node->link_leader = nullptr;
+    // The walk counted it as done; process_file() counts it again.
+    progress_->files_done -= 1;
+    progress_->bytes_done -= f.node->entry.size;
+    FileJob job{f.path, dir, f.name, f.node, ParentChunks()};
+    STOWAGE_RETURN_IF_ERROR(process_file(job, *reader, sha, codec).with_context("back up " + repo_util::display_name(f.path)));
+    if (f.node->vanished) {
+      f.node->link_leader = old;  // gone as well: skipped with the group's others
+      f.node->vanished = false;
+      continue;
+    }
+    new_leaders.emplace(group, f.node);
+  }
+  return Status::ok();
+}
+
 Result<std::vector<BlobId>> Pipeline::build_tree(Node& dir, BlobCodec& codec) {
   std::vector<BlobId> ids;
   Tree tree;
@@ -922,11 +977,14 @@ Result<BackupResult> Pipeline::run() {
   }
   Status walked = walk_dir(root_dir, live_root, opts_.source, root, have_parent ? &parent_root : nullptr, rel, 0);
   if (live_root >= 0) ::close(live_root);
-  root_dir.reset();  // closed once the last job of its files is read
   progress_->walk_done = true;
   if (!walked.is_ok()) fail(walked);
   jobs_.close();
   for (auto& t : workers) t.join();
+  if (first_error().is_ok()) {
+    if (Status led = lead_orphaned_links(root_dir->get()); !led.is_ok()) fail(led);
+  }
+  root_dir.reset();
   // Every worker waited for its file's chunks: the encoders are idle.
   chunks_.close();
   for (auto& t : encoders) t.join();
@@ -945,9 +1003,10 @@ Result<BackupResult> Pipeline::run() {
   std::vector<BlobId> root_tree;
   if (s.is_ok()) {
     // Every node is still alive here; build_tree() moves entries out.
-    for (const auto& [f, path] : followers_) {
+    for (const auto& [f, path, dir, name] : followers_) {
+      if (!f->link_leader) continue;  // leads its group now (lead_orphaned_links)
       if (f->link_leader->vanished) {
-        // Its content was to come from a file that could not be read.
+        // Every name of the group was gone by the time it was read.
         warn("hard link to a file that vanished during backup, skipped: " + repo_util::display_name(path));
         f->vanished = true;
         continue;

@@ -635,6 +635,46 @@ TEST_F(PipelineTest, FilesGoneWhenTheyAreReadAreLeftOutWithAWarning) {
   expect_check_clean();
 }
 
+// A file with several names whose first name (the one the walk met first)
+// is removed before it is read: its other names are still there, so they
+// are backed up with its content, as one hard-link group, small and large.
+// They used to be left out with the first name.
+TEST_F(PipelineTest, HardLinksOutliveTheirFirstNameVanishing) {
+  const std::string src = dir_ / "links";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((src + "/sub").c_str(), 0755), 0);
+  const std::string small = "small, three names", large = test::random_bytes(6u << 20, 7);
+  test::write_file(src + "/a_small", small);
+  ASSERT_EQ(::link((src + "/a_small").c_str(), (src + "/b_small").c_str()), 0);
+  ASSERT_EQ(::link((src + "/a_small").c_str(), (src + "/sub/c_small").c_str()), 0);
+  // The large one loses its second name as well: the third leads.
+  test::write_file(src + "/a_large", large);
+  ASSERT_EQ(::link((src + "/a_large").c_str(), (src + "/b_large").c_str()), 0);
+  ASSERT_EQ(::link((src + "/a_large").c_str(), (src + "/sub/z_large").c_str()), 0);
+  struct stat st {};
+  ASSERT_EQ(::stat(src.c_str(), &st), 0);
+  const timespec src_times[2] = {st.st_atim, st.st_mtim};
+
+  BackupOptions o = test::backup_opts(src, "links");
+  o.workers = 1;
+  o.before_read = [&](const std::string& path) {
+    if (path == src + "/a_small" || path == src + "/a_large") {
+      ASSERT_EQ(::unlink(path.c_str()), 0);
+    }
+    if (path == src + "/a_large") {
+      ASSERT_EQ(::unlink((src + "/b_large").c_str()), 0);
+    }
+  };
+  const auto r = run_backup(*repo_, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->manifest.stats.files, 3u) << "b_small, sub/c_small, sub/z_large";
+  EXPECT_EQ(r->manifest.stats.bytes, 2 * small.size() + large.size());
+  // The source as it is now, with the times the walk recorded.
+  ASSERT_EQ(::utimensat(AT_FDCWD, src.c_str(), src_times, 0), 0);
+  expect_restores_to(r->snapshot_id, src);  // contents, link counts and groups
+  expect_check_clean();
+}
+
 // Entries whose paths are longer than PATH_MAX (4096 bytes): 17 nested
 // directories of 250-byte names, holding every kind of entry, xattrs on a
 // file and a directory, and a file large enough for O_DIRECT reads. The
