@@ -319,6 +319,22 @@ Status BackupAgent::release_lease(Vol& v) {
   return Status::ok();
 }
 
+uint64_t BackupAgent::unmounts_seen(Vol& v) {
+  std::lock_guard lk(v.mu);
+  return v.unmounts;
+}
+
+void BackupAgent::release_unused(Vol& v, uint64_t unmounts_before) {
+  // Decided under lease_mu, where before_mount() counts a Mount.
+  std::lock_guard ll(v.lease_mu);
+  auto info = volumes_.get(v.name, false);
+  {
+    std::lock_guard lk(v.mu);
+    if (!info.is_ok() || !info->record.mount_ids.empty() || v.mounting > 0 || v.unmounts != unmounts_before) return;
+  }
+  (void)release_lease(v);
+}
+
 void BackupAgent::fence(Vol& v, const Status& why) {
   std::lock_guard lk(v.mu);
   v.lease.reset();
@@ -734,11 +750,10 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
     }
     if (v->restore_pending) return Status::failed_precondition(ctx + ": it has not been restored from the repository yet");
   }
+  const uint64_t unmounts = unmounts_seen(*v);
   STOWAGE_ASSIGN_OR_RETURN(const bool temporary, hold_for_operation(*v, ctx));
   auto release_temporary = [&] {
-    if (!temporary || !volumes_.get(name, false).is_ok() || !volumes_.get(name, false)->record.mount_ids.empty()) return;
-    std::lock_guard ll(v->lease_mu);
-    (void)release_lease(*v);
+    if (temporary) release_unused(*v, unmounts);
   };
   Lease held;
   std::optional<Hash256> synced;
@@ -844,6 +859,7 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
     if (matches > 1) return Status::invalid_argument(ctx + ": snapshot prefix " + what + " is ambiguous");
   }
   auto v = vol(name);
+  const uint64_t unmounts = unmounts_seen(*v);
   bool temporary = false;
   if (enabled(name)) {
     STOWAGE_ASSIGN_OR_RETURN(temporary, hold_for_operation(*v, ctx));
@@ -863,10 +879,7 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
       save_state(*v);
     }
   }
-  if (temporary) {
-    std::lock_guard ll(v->lease_mu);
-    (void)release_lease(*v);
-  }
+  if (temporary) release_unused(*v, unmounts);
   STOWAGE_RETURN_IF_ERROR(st);
   return id.hex();
 }

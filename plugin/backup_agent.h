@@ -151,6 +151,13 @@ class BackupAgent {
   // For a backup or restore of a volume this host may not hold: takes the
   // lease unless held; true when it was taken for this operation only.
   Result<bool> hold_for_operation(Vol& v, const std::string& ctx);
+  // Last Unmounts seen so far (Vol::unmounts), to pass to release_unused().
+  uint64_t unmounts_seen(Vol& v);
+  // Releases a lease hold_for_operation() took, unless the volume is mounted
+  // or being mounted (that Mount goes on under the lease) or was unmounted
+  // since `unmounts_before` was read (the final backup that Unmount started
+  // waits for this operation and releases the lease after saving its writes).
+  void release_unused(Vol& v, uint64_t unmounts_before);
   void fence(Vol& v, const Status& why);
   // Starts (or retargets) the restore job of a volume.
   void start_restore(const std::shared_ptr<Vol>& v, const Hash256& id);

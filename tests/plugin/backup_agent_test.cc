@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "dir_backend.h"
@@ -18,6 +20,77 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Lets a test stop a host's repository calls at an exact point (the first
+// call of one kind on keys with a prefix waits until open()) or make the
+// repository fail every call (down), without timing.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  StoreOp op = StoreOp::kPut;
+  std::string prefix;
+  bool armed = false, reached = false;
+  std::atomic<bool> down{false};
+
+  void arm(StoreOp o, std::string p) {
+    std::lock_guard lk(mu);
+    op = o;
+    prefix = std::move(p);
+    armed = true;
+    reached = false;
+  }
+  bool wait_reached() {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, 60s, [&] { return reached; });
+  }
+  void open() {
+    std::lock_guard lk(mu);
+    armed = false;
+    cv.notify_all();
+  }
+  Status pass(StoreOp o, std::string_view key) {
+    if (down) return Status::unavailable("repository down (test)");
+    std::unique_lock lk(mu);
+    if (armed && o == op && key.starts_with(prefix)) {
+      reached = true;
+      cv.notify_all();
+      cv.wait(lk, [&] { return !armed; });
+    }
+    return Status::ok();
+  }
+};
+
+class GatedStore : public ObjectStore {
+ public:
+  GatedStore(std::unique_ptr<ObjectStore> inner, std::shared_ptr<Gate> gate)
+      : inner_(std::move(inner)), gate_(std::move(gate)) {}
+  Status put(std::string_view key, std::string_view data, PutOptions opts) override {
+    STOWAGE_RETURN_IF_ERROR(gate_->pass(StoreOp::kPut, key));
+    return inner_->put(key, data, opts);
+  }
+  Result<Bytes> get(std::string_view key, uint64_t offset, uint64_t length) override {
+    STOWAGE_RETURN_IF_ERROR(gate_->pass(StoreOp::kGet, key));
+    return inner_->get(key, offset, length);
+  }
+  Result<ObjectInfo> head(std::string_view key) override {
+    STOWAGE_RETURN_IF_ERROR(gate_->pass(StoreOp::kHead, key));
+    return inner_->head(key);
+  }
+  Result<std::vector<ObjectInfo>> list(std::string_view prefix) override {
+    STOWAGE_RETURN_IF_ERROR(gate_->pass(StoreOp::kList, prefix));
+    return inner_->list(prefix);
+  }
+  Status remove(std::string_view key) override {
+    STOWAGE_RETURN_IF_ERROR(gate_->pass(StoreOp::kRemove, key));
+    return inner_->remove(key);
+  }
+  StoreCaps caps() const override { return inner_->caps(); }
+  std::string describe() const override { return inner_->describe(); }
+
+ private:
+  std::unique_ptr<ObjectStore> inner_;
+  std::shared_ptr<Gate> gate_;
+};
+
 // One simulated host: its volumes and its agent.
 struct Host {
   // `reachable`, when given, is the repository's reachability, read at each
@@ -25,7 +98,7 @@ struct Host {
   Host(const std::string& root, const std::string& repo, const std::string& id, int64_t mount_wait_ns,
        std::chrono::milliseconds read_delay = 0ms, std::chrono::milliseconds write_delay = 0ms,
        std::shared_ptr<std::atomic<bool>> reachable = nullptr, int64_t identity_margin_ns = 1'000'000'000,
-       int64_t call_budget_ns = 100'000'000'000)
+       int64_t call_budget_ns = 100'000'000'000, std::shared_ptr<Gate> gate = nullptr)
       : log(LogFormat::kLogfmt, LogLevel::kDebug, [](std::string_view) {}) {
     VolumeManager::Options o;
     o.state_root = root;
@@ -35,9 +108,10 @@ struct Host {
     EXPECT_TRUE(m.is_ok()) << m.status().to_string();
     volumes = std::move(m).value();
     BackupAgent::Options a;
-    a.open_store = [repo, read_delay, write_delay, down = reachable]() -> Result<std::unique_ptr<ObjectStore>> {
+    a.open_store = [repo, read_delay, write_delay, down = reachable, gate]() -> Result<std::unique_ptr<ObjectStore>> {
       if (down && !*down) return Status::unavailable("connect to repository: connection refused (test)");
       STOWAGE_ASSIGN_OR_RETURN(std::unique_ptr<ObjectStore> store, open_file_store(repo));
+      if (gate) store = std::make_unique<GatedStore>(std::move(store), gate);
       for (auto [op, delay] : {std::pair{StoreOp::kGet, read_delay}, std::pair{StoreOp::kPut, write_delay}}) {
         if (delay == 0ms) continue;
         FaultPlan plan;
@@ -92,6 +166,11 @@ class BackupAgentTest : public ::testing::Test {
     return std::make_unique<Host>(dir_ / id, dir_ / "repo", id, mount_wait_ns, read_delay, write_delay,
                                   std::move(reachable));
   }
+  // A host whose repository calls pass `gate`.
+  std::unique_ptr<Host> gated_host(const std::string& id, std::shared_ptr<Gate> gate) {
+    return std::make_unique<Host>(dir_ / id, dir_ / "repo", id, 60'000'000'000, 0ms, 0ms, nullptr, 1'000'000'000,
+                                  100'000'000'000, std::move(gate));
+  }
   // The shared repository, opened afresh (as another process would).
   std::unique_ptr<Repository> repository() {
     auto store = open_file_store(dir_ / "repo");
@@ -136,6 +215,25 @@ class BackupAgentTest : public ::testing::Test {
       auto snaps = h.volumes->snapshot_list("db");
       return snaps.is_ok() && !snaps->empty();
     }, 60s));
+  }
+  // Another host's Mount of `volume` is refused, naming `holder`.
+  void expect_kept_out(const std::string& volume, const std::string& holder) {
+    auto b = host("other-host");
+    ASSERT_TRUE(b->volumes->create(volume, {}).is_ok());
+    Status st = b->agent->before_mount(volume);
+    EXPECT_EQ(st.code(), Code::kFailedPrecondition) << st.to_string();
+    EXPECT_NE(st.message().find(holder), std::string::npos) << st.message();
+  }
+  // Starts a scheduled backup of the new, unmounted volume "db" on `h` (whose
+  // repository calls pass `gate`) and returns once it is held at the write of
+  // its manifest; gate.open() lets it finish.
+  static std::thread held_backup(Host& h, Gate& gate, Status& result) {
+    EXPECT_TRUE(h.volumes->create("db", {}).is_ok());
+    test::write_file(h.data("db") + "/f", "one");
+    gate.arm(StoreOp::kPut, "snapshots/");
+    std::thread t([&h, &result] { result = h.agent->backup_volume("db", "scheduled"); });
+    EXPECT_TRUE(gate.wait_reached());
+    return t;
   }
   int restores_ = 0;
   test::TempDir dir_{"stowage-agent"};
@@ -271,12 +369,7 @@ TEST_F(BackupAgentTest, MountDuringAFinalBackupKeepsTheLease) {
   auto lease = a->agent->lease_json("db");
   ASSERT_TRUE(lease.is_object()) << "the lease went while the volume is mounted";
   EXPECT_EQ(lease["holder"], "node-a");
-  // Another host is kept out.
-  auto b = host("node-b");
-  ASSERT_TRUE(b->volumes->create("db", {}).is_ok());
-  Status st = b->agent->before_mount("db");
-  EXPECT_EQ(st.code(), Code::kFailedPrecondition) << st.to_string();
-  EXPECT_NE(st.message().find("node-a"), std::string::npos) << st.message();
+  expect_kept_out("db", "node-a");
 }
 
 // An unreachable repository does not keep the daemon from starting: local
@@ -350,6 +443,52 @@ TEST_F(BackupAgentTest, RecentlyWrittenFilesAreReadAgainWithinTheWritebackWindow
   ASSERT_TRUE(a.agent->backup_volume("db", "manual").is_ok());
   ASSERT_TRUE(a.agent->backup_volume("db", "manual").is_ok());
   EXPECT_EQ(latest_manifest("db").stats.bytes_read, 300000u);
+}
+
+// A backup of an unmounted volume takes the lease for itself only. A Mount
+// that comes while it runs goes on under that lease: the backup ending between
+// the Mount's lease step and the mount itself must not release it, or another
+// host could take the volume while a container here writes to it.
+TEST_F(BackupAgentTest, ABackupEndingDuringAMountLeavesTheLeaseToTheMount) {
+  auto gate = std::make_shared<Gate>();
+  auto a = gated_host("node-a", gate);
+  Status backup;
+  std::thread scheduled = held_backup(*a, *gate, backup);
+  // Docker's Mount: the agent's part has run, the volume manager's not yet.
+  ASSERT_TRUE(a->agent->before_mount("db").is_ok());
+  gate->open();
+  scheduled.join();
+  EXPECT_TRUE(backup.is_ok()) << backup.to_string();
+  ASSERT_TRUE(a->volumes->mount("db", "ctr").is_ok());
+  a->agent->mount_done("db");
+
+  EXPECT_TRUE(a->agent->lease_json("db").is_object()) << "the lease went under a Mount";
+  expect_kept_out("db", "node-a");
+}
+
+// A container that mounts and unmounts while a backup of the unmounted volume
+// runs wrote after that backup's snapshot: the lease must stay until the final
+// backup its Unmount started has those writes. Had it gone in between, another
+// host could have mounted the volume without them (the final backup would then
+// have to take a new lease generation).
+TEST_F(BackupAgentTest, AContainerThatCameAndWentDuringABackupKeepsTheLeaseUntilItsFinalBackup) {
+  auto gate = std::make_shared<Gate>();
+  auto a = gated_host("node-a", gate);
+  Status backup;
+  std::thread scheduled = held_backup(*a, *gate, backup);
+  ASSERT_TRUE(a->mount("db", "ctr").is_ok());
+  test::write_file(a->data("db") + "/f", "written by the container");
+  ASSERT_TRUE(a->unmount("db", "ctr").is_ok());
+  gate->open();
+  scheduled.join();
+  EXPECT_TRUE(backup.is_ok()) << backup.to_string();
+
+  ASSERT_TRUE(test::wait_until([&] { return a->agent->volume_status("db")["final_backup"].is_null(); }, 60s));
+  EXPECT_TRUE(a->agent->lease_json("db").is_null());
+  const SnapshotManifest m = latest_manifest("db");
+  EXPECT_EQ(m.tags, std::vector<std::string>{"final"});
+  EXPECT_EQ(m.lease_generation, 1u) << "the lease was released between the two backups";
+  EXPECT_EQ(test::read_file(restore_latest("db") + "/f"), "written by the container");
 }
 
 }  // namespace
