@@ -92,6 +92,7 @@ struct BackupAgent::Vol {
   bool final_pending = false, final_running = false;
   uint64_t unmounts = 0;  // last Unmounts seen; a running final backup compares
   int mounting = 0;       // Mounts between before_mount() and mount_done()
+  std::string restoring;  // snapshot a restore_volume() is putting in place; "" = none
   json last_restore;  // what the last restore fetched and reused
 };
 
@@ -512,18 +513,29 @@ Status BackupAgent::before_mount(const std::string& name) {
   // Everything before the Mount's answer, restore wait included (as in after_create).
   StoreDeadline deadline{std::chrono::nanoseconds(opts_.call_budget_ns)};
   STOWAGE_RETURN_IF_ERROR(ensure_local(name));
-  if (!enabled(name)) return Status::ok();
-  STOWAGE_RETURN_IF_ERROR(
-      need_repository("volume '" + name + "' needs its lease from the backup repository (volumes with -o backup=off do not)"));
+  const bool backups = enabled(name);
+  if (backups) {
+    STOWAGE_RETURN_IF_ERROR(need_repository("volume '" + name +
+                                            "' needs its lease from the backup repository (volumes with -o backup=off do not)"));
+  }
   auto v = vol(name);
   {
     // Counted under lease_mu, where a finishing final backup decides whether
-    // to release the lease.
+    // to release the lease and restore_volume() whether it may start.
     std::lock_guard ll(v->lease_mu);
-    STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false));
+    {
+      // Its swap would move the tree this Mount hands out aside, and delete it.
+      std::lock_guard lk(v->mu);
+      if (!v->restoring.empty()) {
+        return Status::unavailable("volume '" + name + "' is being restored from snapshot " +
+                                   v->restoring.substr(0, 12) + " (stowctl restore); retry the mount when that is done");
+      }
+    }
+    if (backups) STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false));
     std::lock_guard lk(v->mu);
     ++v->mounting;
   }
+  if (!backups) return Status::ok();
   Status st = bring_up_to_date(v);
   if (!st.is_ok()) mount_done(name);
   return st;
@@ -866,11 +878,24 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
   }
   Status st;
   {
+    // Marked under lease_mu, where before_mount() counts a Mount: no Mount is
+    // under way when the restore starts, and none starts until it is done.
+    std::lock_guard ll(v->lease_mu);
+    auto now = volumes_.get(name, false);
+    std::lock_guard lk(v->mu);
+    if (now.is_ok() && (!now->record.mount_ids.empty() || v->mounting > 0)) {
+      st = Status::failed_precondition(ctx + ": it is being mounted; stop its containers first");
+    } else {
+      v->restoring = id.hex();
+    }
+  }
+  if (st.is_ok()) {
     std::lock_guard op(v->op_mu);
     st = restore_into(*v, id);
   }
   {
     std::lock_guard lk(v->mu);
+    v->restoring.clear();
     if (st.is_ok()) {
       // The restored data supersedes whatever is newest now: the next backup
       // of this volume descends from it.

@@ -491,5 +491,32 @@ TEST_F(BackupAgentTest, AContainerThatCameAndWentDuringABackupKeepsTheLeaseUntil
   EXPECT_EQ(test::read_file(restore_latest("db") + "/f"), "written by the container");
 }
 
+// `stowctl restore SNAPSHOT --to db` swaps the restored tree in at the end. A
+// Mount that came while it ran would hand the container the old tree, which
+// the swap then moves aside and deletes: the Mount is refused until the
+// restore is done, and then sees the restored data.
+TEST_F(BackupAgentTest, AMountDuringARestoreByNameIsRefusedUntilItEnds) {
+  auto gate = std::make_shared<Gate>();
+  auto a = gated_host("node-a", gate);
+  ASSERT_TRUE(a->volumes->create("db", {}).is_ok());
+  test::write_file(a->data("db") + "/f", "backed up");
+  ASSERT_TRUE(a->agent->backup_volume("db", "manual").is_ok());
+  test::write_file(a->data("db") + "/f", "changed locally");
+  gate->arm(StoreOp::kGet, "data/");
+  Result<std::string> restored = Status::internal("not run");
+  std::thread restore([&] { restored = a->agent->restore_volume("db", "latest"); });
+  ASSERT_TRUE(gate->wait_reached());
+  Status st = a->mount("db", "ctr");
+  gate->open();
+  restore.join();
+  ASSERT_TRUE(restored.is_ok()) << restored.status().to_string();
+  EXPECT_FALSE(st.is_ok()) << "mounted while its data was being replaced";
+  EXPECT_NE(st.message().find("being restored"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("retry"), std::string::npos) << st.message();
+  EXPECT_TRUE(a->volumes->get("db", false)->record.mount_ids.empty());
+  ASSERT_TRUE(a->mount("db", "ctr").is_ok());
+  EXPECT_EQ(test::read_file(a->data("db") + "/f"), "backed up");
+}
+
 }  // namespace
 }  // namespace stowage
