@@ -514,11 +514,19 @@ Status BackupAgent::before_mount(const std::string& name) {
   StoreDeadline deadline{std::chrono::nanoseconds(opts_.call_budget_ns)};
   STOWAGE_RETURN_IF_ERROR(ensure_local(name));
   const bool backups = enabled(name);
-  if (backups) {
+  auto v = vol(name);
+  // A further Mount of a volume mounted here under this host's lease takes
+  // and fetches nothing: the repository may be away meanwhile. (A lease held
+  // means the repository was reached.)
+  auto further = [&] {
+    auto info = volumes_.get(name, false);
+    std::lock_guard lk(v->mu);
+    return info.is_ok() && !info->record.mount_ids.empty() && v->lease.has_value();
+  };
+  if (backups && !further()) {
     STOWAGE_RETURN_IF_ERROR(need_repository("volume '" + name +
                                             "' needs its lease from the backup repository (volumes with -o backup=off do not)"));
   }
-  auto v = vol(name);
   {
     // Counted under lease_mu, where a finishing final backup decides whether
     // to release the lease and restore_volume() whether it may start.
@@ -531,11 +539,12 @@ Status BackupAgent::before_mount(const std::string& name) {
                                    v->restoring.substr(0, 12) + " (stowctl restore); retry the mount when that is done");
       }
     }
-    if (backups) STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false));
+    const bool more = further();  // again, under lease_mu: the last Unmount may have released it since
+    if (backups && !more) STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false));
     std::lock_guard lk(v->mu);
     ++v->mounting;
+    if (!backups || more) return Status::ok();
   }
-  if (!backups) return Status::ok();
   Status st = bring_up_to_date(v);
   if (!st.is_ok()) mount_done(name);
   return st;

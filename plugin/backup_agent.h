@@ -83,7 +83,9 @@ class BackupAgent {
   // Before Mount: a name unknown here but present in the repository is
   // created (and restored). On the first mount, takes the lease (failing,
   // while another host holds it, with its name and expiry) and waits for the
-  // local data to equal the newest snapshot, for at most mount_wait_ns.
+  // local data to equal the newest snapshot, for at most mount_wait_ns. A
+  // further mount of a volume mounted here under this host's lease needs no
+  // repository. Refused (kUnavailable) while restore_volume() runs.
   // A successful before_mount() counts the volume as being mounted (a final
   // backup then keeps the lease) until mount_done(), which the caller makes
   // once the mount succeeded or failed.

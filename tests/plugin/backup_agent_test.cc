@@ -518,5 +518,26 @@ TEST_F(BackupAgentTest, AMountDuringARestoreByNameIsRefusedUntilItEnds) {
   EXPECT_EQ(test::read_file(a->data("db") + "/f"), "backed up");
 }
 
+// A second container mounting a volume this host already has mounted (and
+// holds the lease of) needs nothing from the repository (docs/MIGRATION.md:
+// "further mounts on the same host: nothing extra"), so a repository that
+// went away since does not keep it from starting.
+TEST_F(BackupAgentTest, AFurtherMountNeedsNoRepository) {
+  auto gate = std::make_shared<Gate>();
+  auto a = gated_host("node-a", gate);
+  ASSERT_TRUE(a->volumes->create("db", {}).is_ok());
+  ASSERT_TRUE(a->mount("db", "first").is_ok());
+  test::write_file(a->data("db") + "/f", "one");
+  ASSERT_TRUE(a->agent->backup_volume("db", "scheduled").is_ok());
+  gate->down = true;
+  Status st = a->mount("db", "second");
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(a->volumes->get("db", false)->record.mount_ids.size(), 2u);
+  // The first Mount of another volume still needs the repository for its lease.
+  ASSERT_TRUE(a->volumes->create("other", {}).is_ok());
+  EXPECT_FALSE(a->mount("other", "third").is_ok());
+  gate->down = false;
+}
+
 }  // namespace
 }  // namespace stowage
