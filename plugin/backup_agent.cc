@@ -74,6 +74,10 @@ struct BackupAgent::Vol {
   std::condition_variable cv;  // restore progress
   // Persisted in <state_dir>/<name>.json.
   std::optional<Hash256> synced;  // newest snapshot of this volume the local data descends from
+  // The lease generation this host held when it last found `synced` to be the
+  // newest snapshot (0 = not known). A snapshot of an older generation that
+  // outranks `synced` later was written late by a holder fenced before then.
+  uint64_t synced_generation = 0;
   bool restore_pending = false;   // local data may be a partial restore
   bool lease_held = false;        // this host holds (or held when it stopped) the lease
   std::string fenced;             // why this host lost the lease; "" = not fenced
@@ -249,6 +253,7 @@ void BackupAgent::load_state(Vol& v) {
     auto id = Hash256::from_hex(j["synced"].get<std::string>());
     if (id.is_ok()) v.synced = *id;
   }
+  v.synced_generation = j.value("synced_generation", uint64_t{0});
   v.restore_pending = j.value("restore_pending", false);
   v.lease_held = j.value("lease_held", false);
   v.fenced = j.value("fenced", "");
@@ -261,6 +266,7 @@ void BackupAgent::load_state(Vol& v) {
 
 void BackupAgent::save_state(Vol& v) {
   json j = {{"synced", v.synced ? json(v.synced->hex()) : json(nullptr)},
+            {"synced_generation", v.synced_generation},
             {"restore_pending", v.restore_pending},
             {"lease_held", v.lease_held},
             {"fenced", v.fenced},
@@ -556,20 +562,52 @@ void BackupAgent::mount_done(const std::string& name) {
   if (v->mounting > 0) --v->mounting;
 }
 
+Result<std::optional<Hash256>> BackupAgent::newest_snapshot(Vol& v) {
+  STOWAGE_ASSIGN_OR_RETURN(const auto latest, latest_snapshot_of(*repo_, v.name));
+  std::optional<Hash256> synced;
+  uint64_t generation = 0;
+  {
+    std::lock_guard lk(v.mu);
+    synced = v.synced;
+    generation = v.synced_generation;
+  }
+  if (!latest || !synced || *latest == *synced || generation == 0) return latest;
+  STOWAGE_ASSIGN_OR_RETURN(const Bytes bytes, repo_->load_snapshot(*latest));
+  STOWAGE_ASSIGN_OR_RETURN(const SnapshotManifest m, parse_snapshot(bytes));
+  // Generation 0: a path backup, which carries no lease (MIGRATION.md, Limits).
+  if (m.lease_generation == 0 || m.lease_generation >= generation) return latest;
+  log_.warn("ignoring a snapshot written by a holder that had lost the lease; this copy supersedes it",
+            {{"volume", v.name}, {"snapshot", latest->hex()}, {"lease_generation", std::to_string(m.lease_generation)},
+             {"held_generation", std::to_string(generation)}});
+  return synced;
+}
+
+void BackupAgent::synced_under_lease(Vol& v) {
+  if (!v.lease || v.synced_generation == v.lease->generation) return;
+  v.synced_generation = v.lease->generation;
+  save_state(v);
+}
+
 Status BackupAgent::bring_up_to_date(const std::shared_ptr<Vol>& v) {
-  STOWAGE_ASSIGN_OR_RETURN(const auto latest, latest_snapshot_of(*repo_, v->name));
+  STOWAGE_ASSIGN_OR_RETURN(const auto latest, newest_snapshot(*v));
   {
     std::lock_guard lk(v->mu);
     if (!latest) {
       v->restore_pending = false;
       return Status::ok();
     }
-    if (v->synced == *latest && !v->restore_pending && !v->restore_running) return Status::ok();
+    if (v->synced == *latest && !v->restore_pending && !v->restore_running) {
+      synced_under_lease(*v);
+      return Status::ok();
+    }
     v->restore_pending = true;
     save_state(*v);
   }
   start_restore(v, *latest);
-  return wait_restored(*v, *latest, opts_.mount_wait_ns);
+  STOWAGE_RETURN_IF_ERROR(wait_restored(*v, *latest, opts_.mount_wait_ns));
+  std::lock_guard lk(v->mu);
+  synced_under_lease(*v);
+  return Status::ok();
 }
 
 void BackupAgent::start_restore(const std::shared_ptr<Vol>& v, const Hash256& id) {
@@ -601,6 +639,7 @@ void BackupAgent::restore_job(std::shared_ptr<Vol> v) {
     std::lock_guard lk(v->mu);
     if (st.is_ok()) {
       v->synced = target;
+      v->synced_generation = 0;  // the target may have been chosen without the lease
       v->restore_pending = false;
     } else {
       v->restore_error = st.message();
@@ -784,7 +823,7 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
     held = *v->lease;
     synced = v->synced;
   }
-  auto latest = latest_snapshot_of(*repo_, name);
+  auto latest = newest_snapshot(*v);
   if (!latest.is_ok()) {
     release_temporary();
     return latest.status().with_context(ctx);
@@ -837,6 +876,7 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
     v->last.time_ns = now;
     if (r.is_ok()) {
       v->synced = r->snapshot_id;
+      v->synced_generation = held.generation;
       v->last.snapshot = r->snapshot_id.hex();
       v->last.error.clear();
     } else {
@@ -909,6 +949,7 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
       // The restored data supersedes whatever is newest now: the next backup
       // of this volume descends from it.
       v->synced = latest ? *latest : id;
+      v->synced_generation = v->lease ? v->lease->generation : 0;
       v->restore_pending = false;
       save_state(*v);
     }

@@ -166,6 +166,13 @@ class BackupAgent {
   void restore_job(std::shared_ptr<Vol> v);
   Status restore_into(Vol& v, const Hash256& id);
   Status wait_restored(Vol& v, const Hash256& id, int64_t wait_ns);
+  // The repository's newest snapshot of the volume for this copy: like
+  // latest_snapshot_of(), except that a snapshot of a lease generation below
+  // Vol::synced_generation (a fenced holder's manifest written just after the
+  // takeover, FORMAT.md §7) does not outrank the copy this host synced since.
+  Result<std::optional<Hash256>> newest_snapshot(Vol& v);
+  // Records that Vol::synced was found newest under the lease held. Under v.mu.
+  void synced_under_lease(Vol& v);
   // Restores the newest snapshot unless the local data already is it.
   Status bring_up_to_date(const std::shared_ptr<Vol>& v);
   Status ensure_local(const std::string& name);

@@ -235,6 +235,13 @@ class BackupAgentTest : public ::testing::Test {
     EXPECT_TRUE(gate.wait_reached());
     return t;
   }
+  // Volume "db" on `h`, mounted as `mount_id`, with file f = `contents` backed up.
+  static void mounted_with_backup(Host& h, const std::string& mount_id, const std::string& contents) {
+    ASSERT_TRUE(h.volumes->create("db", {}).is_ok());
+    ASSERT_TRUE(h.mount("db", mount_id).is_ok());
+    test::write_file(h.data("db") + "/f", contents);
+    ASSERT_TRUE(h.agent->backup_volume("db", "scheduled").is_ok());
+  }
   int restores_ = 0;
   test::TempDir dir_{"stowage-agent"};
 };
@@ -525,10 +532,7 @@ TEST_F(BackupAgentTest, AMountDuringARestoreByNameIsRefusedUntilItEnds) {
 TEST_F(BackupAgentTest, AFurtherMountNeedsNoRepository) {
   auto gate = std::make_shared<Gate>();
   auto a = gated_host("node-a", gate);
-  ASSERT_TRUE(a->volumes->create("db", {}).is_ok());
-  ASSERT_TRUE(a->mount("db", "first").is_ok());
-  test::write_file(a->data("db") + "/f", "one");
-  ASSERT_TRUE(a->agent->backup_volume("db", "scheduled").is_ok());
+  ASSERT_NO_FATAL_FAILURE(mounted_with_backup(*a, "first", "one"));
   gate->down = true;
   Status st = a->mount("db", "second");
   EXPECT_TRUE(st.is_ok()) << st.to_string();
@@ -537,6 +541,42 @@ TEST_F(BackupAgentTest, AFurtherMountNeedsNoRepository) {
   ASSERT_TRUE(a->volumes->create("other", {}).is_ok());
   EXPECT_FALSE(a->mount("other", "third").is_ok());
   gate->down = false;
+}
+
+// A takeover can land between the old holder's fencing check and its
+// manifest write (FORMAT.md §7): that late snapshot, of the old lease
+// generation, ranks newest until the new holder's first backup. The new
+// holder's copy, found up to date under its lease when it was mounted, is not
+// older for it: its backups go on, and the late snapshot is never restored
+// over what the new holder's containers wrote.
+TEST_F(BackupAgentTest, ALateSnapshotOfAFencedHolderDoesNotSupersedeItsSuccessor) {
+  auto gate = std::make_shared<Gate>();
+  auto a = gated_host("node-a", gate);
+  ASSERT_NO_FATAL_FAILURE(mounted_with_backup(*a, "ctr-a", "first"));
+  test::write_file(a->data("db") + "/f", "late");
+  gate->arm(StoreOp::kPut, "snapshots/");
+  Status late;
+  std::thread scheduled([&] { late = a->agent->backup_volume("db", "scheduled"); });
+  ASSERT_TRUE(gate->wait_reached());  // past its fencing check
+
+  auto b = host("node-b");
+  ASSERT_TRUE(b->agent->takeover("db").is_ok());
+  ASSERT_TRUE(b->mount("db", "ctr-b").is_ok());
+  EXPECT_EQ(test::read_file(b->data("db") + "/f"), "first");
+  gate->open();
+  scheduled.join();
+  EXPECT_TRUE(late.is_ok()) << late.to_string();  // A could not know
+
+  test::write_file(b->data("db") + "/f", "written on node-b");
+  Status st = b->agent->backup_volume("db", "scheduled");
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  test::write_file(b->data("db") + "/f", "written on node-b, then stopped");
+  ASSERT_TRUE(b->unmount("db", "ctr-b").is_ok());
+  ASSERT_TRUE(test::wait_until([&] { return b->agent->volume_status("db")["final_backup"] != "running"; }, 60s));
+  EXPECT_TRUE(b->agent->volume_status("db")["final_backup"].is_null()) << b->agent->volume_status("db").dump();
+  ASSERT_TRUE(b->mount("db", "ctr-b2").is_ok());
+  EXPECT_EQ(test::read_file(b->data("db") + "/f"), "written on node-b, then stopped");
+  EXPECT_EQ(test::read_file(restore_latest("db") + "/f"), "written on node-b, then stopped");
 }
 
 }  // namespace
