@@ -756,11 +756,23 @@ void BackupAgent::final_backup(const std::string& name) {
     std::lock_guard ll(v->lease_mu);
     auto info = volumes_.get(name, false);
     bool mounted = info.is_ok() && !info->record.mount_ids.empty();
-    bool unmounted_meanwhile = false;
+    bool unmounted_meanwhile = false, unrestored = false;
     {
       std::lock_guard lk(v->mu);
       mounted = mounted || v->mounting > 0;
       unmounted_meanwhile = v->unmounts != unmounts;
+      // A Mount that took the lease and then died or failed before its
+      // restore was done (a daemon restart): no container used this copy
+      // since, and what it held before is superseded by the newer snapshot.
+      unrestored = !st.is_ok() && v->restore_pending && !v->restore_running && v->fenced.empty();
+    }
+    if (unrestored && !mounted && !unmounted_meanwhile) {
+      log_.warn("final backup not needed: the local copy was never restored to the newest snapshot; releasing the lease",
+                {{"volume", name}, {"why", st.message()}});
+      // Taken again first when a restart lost it, so that it is released now
+      // rather than left to run out (nothing is taken while another host holds it).
+      st = hold_lease(*v, false);
+      if (st.code() == Code::kFailedPrecondition) st = Status::ok();
     }
     // A container that mounted after this backup's snapshot and is gone
     // again wrote what the backup lacks: never release the lease on it.

@@ -579,5 +579,38 @@ TEST_F(BackupAgentTest, ALateSnapshotOfAFencedHolderDoesNotSupersedeItsSuccessor
   EXPECT_EQ(test::read_file(restore_latest("db") + "/f"), "written on node-b, then stopped");
 }
 
+// A daemon stopped (or killed) after a first Mount took the lease but before
+// its restore was done leaves the lease held and the copy unrestored. The
+// restarted daemon's final backup cannot back up an unrestored copy, and has
+// nothing to save (no container used it since; what it held before is
+// superseded by the newer snapshot): it lets the lease go, so another host
+// mounts at once instead of waiting for the lease to run out.
+TEST_F(BackupAgentTest, ALeaseLeftByAnUnfinishedRestoreIsReleasedAfterARestart) {
+  auto a = host("node-a");
+  ASSERT_TRUE(a->volumes->create("db", {}).is_ok());
+  test::write_file(a->data("db") + "/f", "one");
+  ASSERT_TRUE(a->agent->backup_volume("db", "manual").is_ok());
+
+  auto gate = std::make_shared<Gate>();
+  auto b = gated_host("node-b", gate);
+  ASSERT_TRUE(b->volumes->create("db", {}).is_ok());
+  gate->arm(StoreOp::kGet, "data/");
+  Status mount;
+  std::thread first([&] { mount = b->mount("db", "ctr-b"); });
+  ASSERT_TRUE(gate->wait_reached());
+  gate->down = true;  // the restore fails here: as if the daemon had died
+  gate->open();
+  first.join();
+  ASSERT_FALSE(mount.is_ok());
+  b.reset();
+  gate->down = false;
+  b = gated_host("node-b", gate);
+
+  ASSERT_TRUE(test::wait_until([&] { return b->agent->volume_status("db")["final_backup"].is_null(); }, 60s))
+      << b->agent->volume_status("db").dump();
+  Status st = a->mount("db", "ctr-a");
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+}
+
 }  // namespace
 }  // namespace stowage
