@@ -69,7 +69,10 @@ json lease_to_json(const Lease& l, std::string_view state) {
 struct BackupAgent::Vol {
   std::string name;
   std::mutex op_mu;     // one backup or restore of this volume at a time
-  std::mutex lease_mu;  // serialises lease I/O (acquire, renew, release)
+  // Serialises lease I/O (acquire, renew, release), each bounded by the
+  // renewal interval (lease_io()); a Mount waits for it no longer than its
+  // call budget.
+  std::timed_mutex lease_mu;
   std::mutex mu;        // the fields below
   std::condition_variable cv;  // restore progress
   // Persisted in <state_dir>/<name>.json.
@@ -278,11 +281,14 @@ void BackupAgent::save_state(Vol& v) {
   }
 }
 
+StoreDeadline BackupAgent::lease_io() const { return StoreDeadline{std::chrono::nanoseconds(opts_.renew_interval_ns)}; }
+
 Status BackupAgent::hold_lease(Vol& v, bool force) {
   {
     std::lock_guard lk(v.mu);
     if (v.lease && !force) return Status::ok();
   }
+  const StoreDeadline bound = lease_io();
   STOWAGE_ASSIGN_OR_RETURN(Lease l, lease_->acquire(v.name, force));
   std::lock_guard lk(v.mu);
   v.lease = l;
@@ -312,7 +318,11 @@ Status BackupAgent::release_lease(Vol& v) {
     held = v.lease;
   }
   if (!held) return Status::ok();
-  Status st = lease_->release(*held);
+  Status st;
+  {
+    const StoreDeadline bound = lease_io();
+    st = lease_->release(*held);
+  }
   if (is_lease_lost(st)) {
     fence(v, st);
     return Status::ok();
@@ -432,7 +442,11 @@ void BackupAgent::renew_loop() {
         }
         if (held) {
           Lease next = *held;
-          Status st = lease_->renew(next);
+          Status st;
+          {
+            const StoreDeadline bound = lease_io();
+            st = lease_->renew(next);
+          }
           if (st.is_ok()) {
             std::lock_guard lk(v->mu);
             v->lease = next;
@@ -536,7 +550,12 @@ Status BackupAgent::before_mount(const std::string& name) {
   {
     // Counted under lease_mu, where a finishing final backup decides whether
     // to release the lease and restore_volume() whether it may start.
-    std::lock_guard ll(v->lease_mu);
+    std::unique_lock ll(v->lease_mu, std::defer_lock);
+    if (!ll.try_lock_for(time_left(opts_.call_budget_ns))) {
+      return Status::deadline_exceeded("volume '" + name +
+                                       "': out of time waiting for this host's lease work on it (the backup "
+                                       "repository is not answering); retry the mount in a while");
+    }
     {
       // Its swap would move the tree this Mount hands out aside, and delete it.
       std::lock_guard lk(v->mu);

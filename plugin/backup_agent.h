@@ -33,6 +33,7 @@
 #include "stowage/repository.h"
 #include "stowage/restore.h"
 #include "stowage/status.h"
+#include "stowage/store_deadline.h"
 #include "volume_manager.h"
 
 namespace stowage {
@@ -147,6 +148,10 @@ class BackupAgent {
   void renew_loop();
   void recover_at_start();
   void final_backup(const std::string& name);
+  // A deadline for lease I/O made under Vol::lease_mu: the renewal interval
+  // (a slower renewal is useless), so a stalled repository frees the lock
+  // for the Mounts that wait for it.
+  StoreDeadline lease_io() const;
   // Takes the lease if this host does not hold it. Under v.lease_mu.
   Status hold_lease(Vol& v, bool force);
   Status release_lease(Vol& v);

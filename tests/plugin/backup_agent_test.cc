@@ -12,6 +12,7 @@
 
 #include "dir_backend.h"
 #include "stowage/store_faults.h"
+#include "stowage/store_deadline.h"
 #include "stowage/store_file.h"
 #include "support/test_support.h"
 
@@ -21,8 +22,9 @@ namespace {
 using namespace std::chrono_literals;
 
 // Lets a test stop a host's repository calls at an exact point (the first
-// call of one kind on keys with a prefix waits until open()) or make the
-// repository fail every call (down), without timing.
+// call of one kind on keys with a prefix waits until open(), or, like the S3
+// store, until the calling thread's StoreDeadline) or make the repository
+// fail every call (down), without timing.
 struct Gate {
   std::mutex mu;
   std::condition_variable cv;
@@ -53,7 +55,11 @@ struct Gate {
     if (armed && o == op && key.starts_with(prefix)) {
       reached = true;
       cv.notify_all();
-      cv.wait(lk, [&] { return !armed; });
+      if (auto deadline = StoreDeadline::current()) {
+        if (!cv.wait_until(lk, *deadline, [&] { return !armed; })) return Status::deadline_exceeded("stalled (test)");
+      } else {
+        cv.wait(lk, [&] { return !armed; });
+      }
     }
     return Status::ok();
   }
@@ -610,6 +616,43 @@ TEST_F(BackupAgentTest, ALeaseLeftByAnUnfinishedRestoreIsReleasedAfterARestart) 
       << b->agent->volume_status("db").dump();
   Status st = a->mount("db", "ctr-a");
   EXPECT_TRUE(st.is_ok()) << st.to_string();
+}
+
+// The release after the last Unmount stalls (a repository that accepts
+// connections and never answers). The next Mount on this host waits for that
+// lease work: it must still be answered within its call budget, saying so,
+// and not after the store's own timeouts (minutes).
+TEST_F(BackupAgentTest, AMountWaitingForStalledLeaseWorkIsAnsweredWithinItsBudget) {
+  auto gate = std::make_shared<Gate>();
+  Host a(dir_ / "node-a", dir_ / "repo", "node-a", 60'000'000'000, 0ms, 0ms, nullptr, 1'000'000'000,
+         /*call_budget_ns=*/1'000'000'000, gate);
+  ASSERT_TRUE(a.volumes->create("db", {}).is_ok());
+  ASSERT_TRUE(a.mount("db", "one").is_ok());
+  test::write_file(a.data("db") + "/f", "one");
+  gate->arm(StoreOp::kPut, "leases/db/");
+  ASSERT_TRUE(a.unmount("db", "one").is_ok());
+  ASSERT_TRUE(gate->wait_reached());  // the final backup is done, its release stalls
+
+  std::atomic<bool> answered{false};
+  Status st;
+  std::thread docker([&] {
+    st = a.mount("db", "two");
+    answered = true;
+  });
+  const bool in_time = test::wait_until([&] { return answered.load(); }, 60s);
+  // The release itself gives up at the renewal interval (retried at the next
+  // renewal) instead of holding the lock for as long as the store stalls.
+  EXPECT_TRUE(test::wait_until([&] { return a.agent->volume_status("db")["final_backup"] == "pending"; }, 60s))
+      << a.agent->volume_status("db").dump();
+  gate->open();
+  docker.join();
+  EXPECT_TRUE(in_time) << "the Mount waited for the stalled release";
+  EXPECT_EQ(st.code(), Code::kDeadlineExceeded) << st.to_string();
+  EXPECT_NE(st.message().find("retry"), std::string::npos) << st.message();
+  EXPECT_TRUE(a.volumes->get("db", false)->record.mount_ids.empty());
+  // Once the repository answers again, so does the Mount.
+  ASSERT_TRUE(test::wait_until([&] { return a.agent->volume_status("db")["final_backup"].is_null(); }, 60s));
+  EXPECT_TRUE(a.mount("db", "two").is_ok());
 }
 
 }  // namespace
