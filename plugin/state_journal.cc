@@ -156,7 +156,7 @@ Result<std::unique_ptr<StateJournal>> StateJournal::create(const std::string& di
     ::unlink(path.c_str());
     return st;
   }
-  return std::unique_ptr<StateJournal>(new StateJournal(fd, number, std::move(path)));
+  return std::unique_ptr<StateJournal>(new StateJournal(fd, number, std::move(path), preallocate_bytes));
 }
 
 StateJournal::~StateJournal() { ::close(fd_); }
@@ -178,13 +178,20 @@ Status StateJournal::commit(std::string_view payload, Durability durability) {
   if (!failed_.is_ok()) return failed_;
   // Appends happen under the lock so frames never interleave; each one is
   // written right after the previous frame (over preallocated zeros, if any).
+  const uint64_t start = bytes_;
   std::string_view rest = f;
   while (!rest.empty()) {
     ssize_t n = ::pwrite(fd_, rest.data(), rest.size(), static_cast<off_t>(bytes_));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      failed_ = errno_status(errno, "append to journal " + path_);
-      return failed_;
+      // A write that fails (disk full, quota) changed no earlier frame, so the
+      // journal stays usable: the next frame goes where this one started. Its
+      // partial bytes past the preallocated size are cut off (best effort) so
+      // they hold no space; any left read as a torn tail until overwritten.
+      Status st = errno_status(errno, "append to journal " + path_);
+      if (bytes_ > preallocated_) (void)::ftruncate(fd_, static_cast<off_t>(std::max(start, preallocated_)));
+      bytes_ = start;
+      return st;
     }
     rest.remove_prefix(static_cast<size_t>(n));
     bytes_ += static_cast<uint64_t>(n);

@@ -73,9 +73,10 @@ class StateJournal {
   };
 
   // Appends `payload`; with kDisk, waits until it and every earlier frame are
-  // flushed. Thread-safe. After a failed flush every later commit fails too:
-  // the file's state is unknown, and the daemon must not acknowledge anything
-  // more.
+  // flushed. Thread-safe. A write that fails (ENOSPC: kResourceExhausted)
+  // fails this commit only; once space is freed the next commit works. After
+  // a failed flush every later commit fails too: the file's state is unknown,
+  // and the daemon must not acknowledge anything more in this generation.
   [[nodiscard]] Status commit(std::string_view payload, Durability durability = Durability::kDisk);
 
   uint64_t number() const { return number_; }
@@ -86,11 +87,13 @@ class StateJournal {
   uint64_t flushes() const;
 
  private:
-  StateJournal(int fd, uint64_t number, std::string path) : fd_(fd), number_(number), path_(std::move(path)) {}
+  StateJournal(int fd, uint64_t number, std::string path, uint64_t preallocated)
+      : fd_(fd), number_(number), path_(std::move(path)), preallocated_(preallocated) {}
 
   int fd_;
   uint64_t number_;
   std::string path_;
+  uint64_t preallocated_;  // bytes of zeros the file started with
   mutable std::mutex mu_;
   std::condition_variable flushed_;
   uint64_t appended_ = 0;  // frames written to the file
@@ -98,7 +101,7 @@ class StateJournal {
   uint64_t bytes_ = 0;
   uint64_t flushes_ = 0;
   bool flushing_ = false;
-  Status failed_;  // sticky
+  Status failed_;  // sticky: set by a failed flush
 };
 
 // "<dir>/<16 hex digits>.log"

@@ -250,6 +250,39 @@ TEST(StateJournal, TornFrameOverPreallocatedZerosStopsReading) {
   EXPECT_FALSE((*gens)[0].torn_tail);
 }
 
+TEST(StateJournal, CommitThatFindsTheDiskFullFailsAndTheNextOneWorksOnceSpaceIsFreed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs: needs root";
+  test::SmallFs small(1 << 20);
+  ASSERT_EQ(small.error(), "");
+  auto j = StateJournal::create(small.path(), 1);  // not preallocated: every frame extends the file
+  ASSERT_TRUE(j.is_ok()) << j.status().message();
+  ASSERT_TRUE((*j)->commit("before").is_ok());
+  const std::string filler = small.path() + "/filler";
+  small.fill(filler);
+  // Larger than what is left of the file's last page: part of the frame may
+  // be written before the disk refuses the rest.
+  Status full = (*j)->commit(std::string(64 << 10, 'x'));
+  EXPECT_EQ(full.code(), Code::kResourceExhausted) << full.message();
+  EXPECT_NE(full.message().find((*j)->path()), std::string::npos) << full.message();
+  EXPECT_NE(full.message().find("No space left on device"), std::string::npos) << full.message();
+  EXPECT_EQ((*j)->commit(std::string(64 << 10, 'y'), StateJournal::Durability::kProcess).code(),
+            Code::kResourceExhausted);
+  // Nothing written before is in doubt, so once space is freed the journal
+  // goes on, and the refused frames leave no trace a reader would take for
+  // damage.
+  ASSERT_TRUE(fs::remove(filler));
+  Status after = (*j)->commit("after");
+  EXPECT_TRUE(after.is_ok()) << after.message();
+  EXPECT_TRUE((*j)->commit("and more").is_ok());
+  j->reset();
+  auto gens = StateJournal::read_all(small.path());
+  ASSERT_TRUE(gens.is_ok());
+  ASSERT_EQ(gens->size(), 1u);
+  EXPECT_EQ((*gens)[0].payloads, (std::vector<std::string>{"before", "after", "and more"}));
+  EXPECT_TRUE((*gens)[0].damaged.empty());
+  EXPECT_FALSE((*gens)[0].torn_tail);
+}
+
 TEST(StateJournal, ListNamesGenerationsWithoutReadingThem) {
   test::TempDir dir("stowage-journal");
   for (uint64_t n : {5, 2}) {

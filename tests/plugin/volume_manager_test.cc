@@ -1,6 +1,7 @@
 #include "volume_manager.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -24,12 +25,19 @@ namespace fs = std::filesystem;
 class VolumeManagerTest : public ::testing::Test {
  protected:
   std::unique_ptr<VolumeManager> open(const std::string& boot = "boot-1") {
+    return open_with(options(dir_.path(), boot));
+  }
+  // What open() uses, for a state root at `root`.
+  VolumeManager::Options options(const std::string& root, const std::string& boot = "boot-1") {
     VolumeManager::Options o;
-    o.state_root = dir_.path();
+    o.state_root = root;
     o.boot_id = boot;
     o.now_unix_ns = [this] { return now_ns_; };
     o.snapshots = &snapshots_;
     o.quiescer = &quiescer_;
+    return o;
+  }
+  std::unique_ptr<VolumeManager> open_with(const VolumeManager::Options& o) {
     auto m = VolumeManager::open(o, backend_, log_);
     EXPECT_TRUE(m.is_ok()) << m.status().message();
     return m.is_ok() ? std::move(m).value() : nullptr;
@@ -710,6 +718,100 @@ TEST_F(VolumeManagerTest, FailingCheckpointIsRetriedWithBackoff) {
       },
       std::chrono::seconds(20)));
   EXPECT_LE(failed(), 2);
+}
+
+// The state root on a full disk: calls that cannot be journaled are refused
+// with the reason and change nothing; once space is freed the next calls work,
+// without a restart; a restart then finds exactly the acknowledged state.
+TEST_F(VolumeManagerTest, FullDiskRefusesCallsChangesNothingAndRecoversOnceSpaceIsFreed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs: needs root";
+  test::SmallFs small(8 << 20);
+  ASSERT_EQ(small.error(), "");
+  VolumeManager::Options o = options(small.path());
+  // Large enough that the Creates below do not trigger a checkpoint. The one
+  // that would start a new journal generation fails while the disk is full,
+  // and is not retried within this test: recovering must not depend on it.
+  o.checkpoint_bytes = 64 << 10;
+  o.checkpoint_retry_ns = 3'600'000'000'000;
+  auto m = open_with(o);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  // Removes take the smallest journal frames: enough of them use up whatever
+  // room is left at the journal's end once larger frames no longer fit. These
+  // volumes hold no file (only a directory) and have no volume.json yet (no
+  // checkpoint): removing them frees no space.
+  std::vector<std::string> spare;
+  for (int i = 0; i < 300; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "u%03d", i);
+    auto u = m->create(name, {});
+    ASSERT_TRUE(u.is_ok()) << u.status().message();
+    ASSERT_TRUE(fs::create_directory(u->mountpoint + "/keep"));
+    spare.push_back(name);
+  }
+  const std::string filler = small.path() + "/filler";
+  small.fill(filler);
+
+  // Mounts use up the journal's preallocated space, then need more.
+  std::set<std::string> acknowledged;
+  Status refused;
+  for (int i = 0; i < 1000 && refused.is_ok(); ++i) {
+    std::string id = "c" + std::to_string(i);
+    auto r = m->mount("v", id);
+    if (r.is_ok()) {
+      acknowledged.insert(id);
+    } else {
+      refused = r.status();
+    }
+  }
+  ASSERT_FALSE(refused.is_ok()) << "the journal never needed more space";
+  EXPECT_EQ(refused.code(), Code::kResourceExhausted) << refused.message();
+  EXPECT_NE(refused.message().find("mount volume 'v'"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("No space left on device"), std::string::npos) << refused.message();
+  EXPECT_EQ(m->get("v", false)->record.mount_ids, acknowledged);
+  // Removes, until one is refused the same way; it changes nothing.
+  std::string kept;
+  Status rm;
+  while (!spare.empty() && rm.is_ok()) {
+    kept = spare.front();
+    rm = m->remove(kept);
+    if (rm.is_ok()) spare.erase(spare.begin());
+  }
+  ASSERT_FALSE(rm.is_ok()) << "every remove found room in the journal";
+  EXPECT_EQ(rm.code(), Code::kResourceExhausted) << rm.message();
+  EXPECT_NE(rm.message().find("remove volume '" + kept + "'"), std::string::npos) << rm.message();
+  EXPECT_TRUE(m->get(kept, false).is_ok());
+  EXPECT_TRUE(fs::is_directory(small.path() + "/volumes/" + kept + "/_data/keep"));
+  // So is a Create.
+  auto w = m->create("w", {});
+  EXPECT_EQ(w.status().code(), Code::kResourceExhausted) << w.status().message();
+  EXPECT_NE(w.status().message().find("create volume 'w'"), std::string::npos) << w.status().message();
+  EXPECT_FALSE(m->get("w", false).is_ok());
+  m->finish_removals();
+  std::set<std::string> dirs, want(spare.begin(), spare.end());
+  want.insert("v");
+  for (auto& d : fs::directory_iterator(small.path() + "/volumes")) dirs.insert(d.path().filename());
+  EXPECT_EQ(dirs, want);
+
+  // Space is freed: the very next calls work.
+  ASSERT_TRUE(fs::remove(filler));
+  auto mounted = m->mount("v", "after");
+  ASSERT_TRUE(mounted.is_ok()) << mounted.status().message();
+  acknowledged.insert("after");
+  auto created = m->create("w", {});
+  ASSERT_TRUE(created.is_ok()) << created.status().message();
+  ASSERT_TRUE(m->unmount("v", "c0").is_ok());
+  acknowledged.erase("c0");
+
+  m.reset();
+  m = open_with(o);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->get("v", false)->record.mount_ids, acknowledged);
+  EXPECT_TRUE(m->get("w", false).is_ok());
+  EXPECT_EQ(m->list(false).size(), spare.size() + 2);
+  ASSERT_TRUE(m->get(kept, false).is_ok());
+  EXPECT_TRUE(fs::is_directory(small.path() + "/volumes/" + kept + "/_data/keep"));
+  for (const auto& info : m->list(false)) EXPECT_EQ(info.problem, "") << info.record.name;
 }
 
 TEST_F(VolumeManagerTest, SnapshotRollbackAndClone) {

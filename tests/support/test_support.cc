@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -34,6 +35,33 @@ TempDir::~TempDir() {
   if (std::getenv("STOWAGE_KEEP_TEST_DIRS")) return;
   std::error_code ec;
   fs::remove_all(path_, ec);
+}
+
+SmallFs::SmallFs(uint64_t size_bytes) {
+  const std::string opts = "size=" + std::to_string(size_bytes) + ",mode=0755";
+  if (::mount("tmpfs", dir_.path().c_str(), "tmpfs", 0, opts.c_str()) != 0) {
+    error_ = "mount a tmpfs on " + dir_.path() + ": " + std::strerror(errno);
+    return;
+  }
+  mounted_ = true;
+}
+
+SmallFs::~SmallFs() {
+  if (mounted_ && ::umount2(dir_.path().c_str(), 0) != 0) (void)::umount2(dir_.path().c_str(), MNT_DETACH);
+}
+
+void SmallFs::fill(const std::string& path) const {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("fill: create " + path + ": " + std::strerror(errno));
+  // Large writes first, then page by page, so that not even a page is left.
+  static const std::string kZeros(1 << 20, '\0');
+  for (size_t chunk : {kZeros.size(), size_t{4096}, size_t{1}}) {
+    while (::write(fd, kZeros.data(), chunk) > 0) {
+    }
+  }
+  int err = errno;
+  ::close(fd);
+  if (err != ENOSPC) throw std::runtime_error("fill " + path + ": " + std::strerror(err));
 }
 
 Subprocess::Subprocess(Options opts) : opts_(std::move(opts)) {

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -26,6 +27,27 @@ class TempDir {
 
  private:
   std::string path_;
+};
+
+// A tmpfs of `size_bytes` mounted on a fresh TempDir, for tests of a full
+// disk. Needs root: error() says why it could not be mounted (empty when it
+// is). Unmounted on destruction (lazily if still busy), even when a test fails.
+class SmallFs {
+ public:
+  explicit SmallFs(uint64_t size_bytes);
+  ~SmallFs();
+  SmallFs(const SmallFs&) = delete;
+  SmallFs& operator=(const SmallFs&) = delete;
+  const std::string& path() const { return dir_.path(); }
+  const std::string& error() const { return error_; }
+  // Writes `path` (a file on this filesystem) until the filesystem is full;
+  // removing the file frees the space again.
+  void fill(const std::string& path) const;
+
+ private:
+  TempDir dir_{"stowage-smallfs"};
+  std::string error_;
+  bool mounted_ = false;
 };
 
 // A child process. stdout and stderr go to `log_path` (appended). The child is
