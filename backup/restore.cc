@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -729,8 +730,17 @@ Result<std::optional<Hash256>> latest_snapshot_of(Repository& repo, std::string_
 
 Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts) {
   if (opts.target.empty()) return Status::invalid_argument("restore: no target directory");
-  Restorer r(repo, opts);
-  return r.run(id);
+  struct stat st {};
+  const bool target_existed = ::lstat(opts.target.c_str(), &st) == 0;
+  Result<RestoreResult> result = Restorer(repo, opts).run(id);
+  if (!result.is_ok() && !target_existed) {
+    // Everything there is ours and unfinished: a full disk must not leave a
+    // half-restored tree holding the space and refusing the retry as "not
+    // empty".
+    std::error_code ec;
+    std::filesystem::remove_all(opts.target, ec);
+  }
+  return result;
 }
 
 }  // namespace stowage

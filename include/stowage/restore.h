@@ -66,7 +66,8 @@ struct RestoreResult {
 // if the target is not empty (and not opts.overwrite); kCorruption for a
 // hostile or damaged snapshot (naming the entry: "a/b: …") — checked before
 // the entry is created; kNotFound for a blob missing from the index. On error
-// the target may hold a partial tree (never anything outside it).
+// a target that did not exist before is removed again; one that did may hold
+// a partial tree (never anything outside it).
 [[nodiscard]] Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts);
 
 // The newest snapshot of `volume` from any host, or std::nullopt when it has

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -228,6 +231,35 @@ TEST_F(StowctlTest, ExplicitRepoWinsOverEnvironment) {
   EXPECT_EQ(stowctl_json("restore latest --to '" + target + "' " + other)["snapshot"], mine["snapshot"]);
   EXPECT_EQ(stowctl_json("check " + other)["snapshots"], 1);
   EXPECT_EQ(stowctl_json("prune " + other)["packs_deleted"], 0);
+}
+
+// The restore target's filesystem fills up: the restore fails naming the
+// cause, and a target it made leaves nothing behind, so that the same command
+// works once space is freed (a half-restored target would be refused as not
+// empty, and hold the space).
+TEST_F(StowctlTest, RestoreIntoAFullTargetFailsClearlyAndCanBeRetried) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs: needs root";
+  test::SmallFs small(16 << 20);
+  ASSERT_EQ(small.error(), "");
+  const std::string src = small_source();
+  test::write_file(src + "/big", test::random_bytes(6u << 20, 8));
+  ASSERT_EQ(stowctl("repo init"), 0);
+  const json made = stowctl_json("backup create '" + src + "'");
+  const std::string filler = small.path() + "/filler";
+  small.fill(filler);
+  // Room for some of it, not all.
+  ASSERT_EQ(::truncate(filler.c_str(), static_cast<off_t>(std::filesystem::file_size(filler) - (2 << 20))), 0);
+
+  const std::string target = small.path() + "/restored";
+  std::string out, err;
+  EXPECT_NE(stowctl("restore latest --to '" + target + "'", &out, &err), 0);
+  EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
+  EXPECT_NE(err.find(target), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(target));
+
+  ASSERT_TRUE(std::filesystem::remove(filler));
+  EXPECT_EQ(stowctl_json("restore latest --to '" + target + "'")["snapshot"], made["snapshot"]);
+  EXPECT_TRUE(test::diff_trees(src, target).empty());
 }
 
 }  // namespace
