@@ -450,9 +450,21 @@ Status VolumeManager::load() {
     if (::link(from.c_str(), to.c_str()) != 0 && errno != EEXIST) return errno_status(errno, "keep a copy of " + from);
   }
   if (!set_aside.empty()) STOWAGE_RETURN_IF_ERROR(fsync_dir(journal_dir_));
-  STOWAGE_ASSIGN_OR_RETURN(journal_, StateJournal::create(journal_dir_, next_gen, journal_preallocate()));
-  // Fold what was replayed into volume.json files now, so the journal starts empty.
-  STOWAGE_RETURN_IF_ERROR(checkpoint());
+  auto journal = StateJournal::create(journal_dir_, next_gen, journal_preallocate());
+  if (!journal.is_ok() && journal.status().code() == Code::kResourceExhausted) {
+    // A full disk must not keep stowaged from starting: dockerd forgets the
+    // volumes whose Get fails. Without preallocated zeros, frames extend the
+    // file as space allows; calls that find none are refused.
+    log_.warn("disk full: journal generation started without preallocated space",
+              {{"error", journal.status().message()}});
+    journal = StateJournal::create(journal_dir_, next_gen, 0);
+  }
+  STOWAGE_ASSIGN_OR_RETURN(journal_, std::move(journal));
+  // Fold what was replayed into volume.json files now, so the journal starts
+  // empty. If that fails (disk full), the replayed generations stay until a
+  // checkpoint succeeds, so nothing acknowledged is lost: the background
+  // thread tries again at once, and logs and backs off as after any failure.
+  if (!checkpoint().is_ok()) loop_wanted_ = true;
   log_.info("volumes loaded", {{"count", std::to_string(entries_.size())}, {"root", opts_.state_root},
                                {"journal_records", std::to_string(replayed)}});
   return Status::ok();

@@ -269,6 +269,48 @@ TEST_F(DaemonTest, ReattachAfterKill9WithGetReadyAtFirstConnect) {
   expect_err(fresh.call("Remove", {{"Name", "r0"}}), 409, "in use");
 }
 
+// stowaged restarting (systemd does) on a full state root comes up and
+// answers Get and List, as dockerd needs to keep its volumes; calls that need
+// space are refused naming the cause, and work once space is freed.
+TEST(DaemonFullDisk, StartsOnAFullStateRootAndRecoversOnceSpaceIsFreed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs: needs root";
+  SmallFs small(8 << 20);
+  ASSERT_EQ(small.error(), "");
+  TempDir dir("stowage-it-full");
+  ASSERT_EQ(::symlink(small.path().c_str(), (dir / "state").c_str()), 0) << std::strerror(errno);
+  Daemon d{dir.path()};
+  ASSERT_TRUE(d.start());
+  {
+    PluginClient c{d.plugin_socket()};
+    ASSERT_EQ(c.call("Create", {{"Name", "v1"}}).status, 200);
+    ASSERT_EQ(c.call("Mount", {{"Name", "v1"}, {"ID", "id1"}}).status, 200);
+    ASSERT_EQ(c.call("Create", {{"Name", "v2"}}).status, 200);
+  }
+  d.kill9();  // the records are in the journal only
+  const std::string filler = small.path() + "/filler";
+  small.fill(filler);
+
+  ASSERT_TRUE(d.start()) << read_file(d.log_path());
+  PluginClient c{d.plugin_socket()};
+  auto g = c.call("Get", {{"Name", "v1"}});
+  ASSERT_EQ(g.status, 200) << g.body;
+  EXPECT_EQ(g.json()["Volume"]["Status"]["mount_ids"], json::array({"id1"}));
+  EXPECT_EQ(c.call("List", json::object()).json()["Volumes"].size(), 2u);
+  expect_err(c.call("Create", {{"Name", "v3"}}), 500, "No space left on device");
+  expect_err(c.call("Create", {{"Name", "v3"}}), 500, "create volume 'v3'");
+
+  ASSERT_TRUE(fs::remove(filler));
+  EXPECT_EQ(c.call("Create", {{"Name", "v3"}}).status, 200);
+  EXPECT_EQ(c.call("Mount", {{"Name", "v2"}, {"ID", "id2"}}).status, 200);
+  ASSERT_EQ(d.stop(), 0);
+  ASSERT_TRUE(d.start());
+  PluginClient again{d.plugin_socket()};
+  EXPECT_EQ(again.call("Get", {{"Name", "v1"}}).json()["Volume"]["Status"]["mount_ids"], json::array({"id1"}));
+  EXPECT_EQ(again.call("Get", {{"Name", "v2"}}).json()["Volume"]["Status"]["mount_ids"], json::array({"id2"}));
+  EXPECT_EQ(again.call("Get", {{"Name", "v3"}}).status, 200);
+  EXPECT_EQ(d.stop(), 0);
+}
+
 TEST_F(DaemonTest, SecondDaemonOnSameStateRootIsRefused) {
   Subprocess::Options o;
   o.argv = {bin_dir() + "/stowaged", "--state-root", daemon_.state_root(), "--plugin-socket",
