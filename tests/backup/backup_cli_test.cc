@@ -233,6 +233,42 @@ TEST_F(StowctlTest, ExplicitRepoWinsOverEnvironment) {
   EXPECT_EQ(stowctl_json("prune " + other)["packs_deleted"], 0);
 }
 
+// The repository's filesystem fills up during a backup: the backup fails
+// naming the cause, the repository stays consistent (check --read-data), no
+// temp files are left, and the next backup works once space is freed.
+TEST_F(StowctlTest, BackupIntoAFullRepositoryFailsClearlyAndTheNextOneWorks) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs: needs root";
+  test::SmallFs small(16 << 20);
+  ASSERT_EQ(small.error(), "");
+  const std::string repo = "--repo 'file://" + small.path() + "/repo'";
+  const std::string src = small_source();
+  ASSERT_EQ(stowctl("repo init " + repo), 0);
+  const json first = stowctl_json("backup create '" + src + "' --name db " + repo);
+  test::write_file(src + "/big", test::random_bytes(6u << 20, 7));  // does not compress
+  const std::string filler = small.path() + "/filler";
+  small.fill(filler);
+
+  std::string out, err;
+  EXPECT_NE(stowctl("backup create '" + src + "' --name db " + repo, &out, &err), 0);
+  EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
+  EXPECT_EQ(stowctl_json("backup ls " + repo).size(), 1u);
+  json check = stowctl_json("check --read-data " + repo);
+  EXPECT_EQ(check["ok"], true) << check.dump();
+  for (auto& e : std::filesystem::directory_iterator(small.path() + "/repo/.stowage-tmp")) {
+    ADD_FAILURE() << "left behind: " << e.path();
+  }
+
+  ASSERT_TRUE(std::filesystem::remove(filler));
+  const json second = stowctl_json("backup create '" + src + "' --name db " + repo);
+  EXPECT_EQ(second["parent"], first["snapshot"]);
+  check = stowctl_json("check --read-data " + repo);
+  EXPECT_EQ(check["ok"], true) << check.dump();
+  EXPECT_EQ(check["snapshots"], 2);
+  const std::string target = dir_ / "restored";
+  EXPECT_EQ(stowctl_json("restore latest --to '" + target + "' " + repo)["snapshot"], second["snapshot"]);
+  EXPECT_TRUE(test::diff_trees(src, target).empty());
+}
+
 // The restore target's filesystem fills up: the restore fails naming the
 // cause, and a target it made leaves nothing behind, so that the same command
 // works once space is freed (a half-restored target would be refused as not

@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -281,6 +284,42 @@ TEST_F(BackupAgentTest, BackupByNameUsesATemporarySnapshotAndATemporaryLease) {
   EXPECT_EQ(m->hostname, "node-a");
   EXPECT_EQ(m->lease_generation, 1u);
   EXPECT_EQ(m->tags, std::vector<std::string>{"manual"});
+}
+
+// A restore into a volume whose filesystem fills up: it fails naming the
+// cause, the volume keeps its data, no staging copy is left, and the same
+// restore works once space is freed.
+TEST_F(BackupAgentTest, RestoreOntoAFullDiskKeepsTheOldDataAndWorksOnceSpaceIsFreed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs: needs root";
+  test::SmallFs small(32 << 20);
+  ASSERT_EQ(small.error(), "");
+  Host a(small.path() + "/node-a", dir_ / "repo", "node-a", 60'000'000'000);
+  ASSERT_TRUE(a.volumes->create("db", {}).is_ok());
+  const std::string data = a.data("db");
+  test::write_file(data + "/big", std::string(6 << 20, 'b'));
+  test::write_file(data + "/f", "backed up");
+  ASSERT_TRUE(a.agent->backup_volume("db", "manual").is_ok());
+  std::filesystem::remove(data + "/big");
+  test::write_file(data + "/f", "newer, not backed up");
+  const std::string filler = small.path() + "/filler";
+  small.fill(filler);
+
+  auto failed = a.agent->restore_volume("db", "latest");
+  ASSERT_FALSE(failed.is_ok());
+  EXPECT_EQ(failed.status().code(), Code::kResourceExhausted) << failed.status().to_string();
+  EXPECT_NE(failed.status().message().find("restore volume 'db'"), std::string::npos) << failed.status().message();
+  EXPECT_NE(failed.status().message().find("No space left on device"), std::string::npos) << failed.status().message();
+  EXPECT_EQ(test::read_file(data + "/f"), "newer, not backed up");
+  EXPECT_FALSE(std::filesystem::exists(data + "/big"));
+  for (auto& e : std::filesystem::directory_iterator(std::filesystem::path(data).parent_path())) {
+    EXPECT_FALSE(e.path().filename().string().starts_with(".restore-")) << "left behind: " << e.path();
+  }
+
+  ASSERT_TRUE(std::filesystem::remove(filler));
+  auto restored = a.agent->restore_volume("db", "latest");
+  ASSERT_TRUE(restored.is_ok()) << restored.status().to_string();
+  EXPECT_EQ(test::read_file(data + "/f"), "backed up");
+  EXPECT_EQ(std::filesystem::file_size(data + "/big"), 6u << 20);
 }
 
 TEST_F(BackupAgentTest, SlowRestoreFailsTheMountButFinishesInTheBackground) {

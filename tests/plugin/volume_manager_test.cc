@@ -853,6 +853,66 @@ TEST_F(VolumeManagerTest, OpensOnAFullDiskAndServesOnceSpaceIsFreed) {
   for (const auto& info : m->list(false)) EXPECT_EQ(info.problem, "") << info.record.name;
 }
 
+// Snapshot, clone and rollback copies that run out of space: each fails
+// naming the cause and leaves no partial copy; the volume's data is untouched;
+// a snapshot works once space is freed.
+TEST_F(VolumeManagerTest, CopiesThatRunOutOfSpaceLeaveNothingBehind) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs: needs root";
+  test::SmallFs small(16 << 20);
+  ASSERT_EQ(small.error(), "");
+  auto m = open_with(options(small.path()));
+  ASSERT_TRUE(m);
+  auto v = m->create("v", {});
+  ASSERT_TRUE(v.is_ok());
+  test::write_file(v->mountpoint + "/small", "one");
+  ASSERT_TRUE(m->snapshot_create("v", "s1").is_ok());
+  test::write_file(v->mountpoint + "/big", std::string(4 << 20, 'b'));
+  ASSERT_TRUE(m->snapshot_create("v", "s2").is_ok());
+  test::write_file(v->mountpoint + "/small", "two");
+  const std::string filler = small.path() + "/filler";
+  small.fill(filler);
+  // Only this much room: less than a copy of the volume needs.
+  ASSERT_EQ(::truncate(filler.c_str(), static_cast<off_t>(fs::file_size(filler) - (1 << 20))), 0);
+  auto leftovers = [&] {
+    std::vector<std::string> out;
+    for (auto& e : fs::recursive_directory_iterator(small.path() + "/volumes")) {
+      std::string n = e.path().filename();
+      if (n.starts_with(".tmp-") || n.starts_with(".rollback-old-") || n.starts_with(".staging-")) {
+        out.push_back(e.path());
+      }
+    }
+    return out;
+  };
+
+  auto snap = m->snapshot_create("v", "s3");
+  EXPECT_EQ(snap.status().code(), Code::kResourceExhausted) << snap.status().message();
+  EXPECT_NE(snap.status().message().find("snapshot volume 'v'"), std::string::npos) << snap.status().message();
+  EXPECT_NE(snap.status().message().find("No space left on device"), std::string::npos) << snap.status().message();
+  auto clone = m->create("w", {{"from-snapshot", "v@s2"}});
+  EXPECT_EQ(clone.status().code(), Code::kResourceExhausted) << clone.status().message();
+  EXPECT_NE(clone.status().message().find("create volume 'w'"), std::string::npos) << clone.status().message();
+  EXPECT_FALSE(m->get("w", false).is_ok());
+  EXPECT_FALSE(fs::exists(vol_dir("w")));
+  Status rolled = m->snapshot_rollback("v", "s2", false);
+  EXPECT_EQ(rolled.code(), Code::kResourceExhausted) << rolled.message();
+  EXPECT_NE(rolled.message().find("roll back volume 'v'"), std::string::npos) << rolled.message();
+  EXPECT_EQ(test::read_file(v->mountpoint + "/small"), "two");
+  EXPECT_EQ(fs::file_size(v->mountpoint + "/big"), 4u << 20);
+  EXPECT_EQ(leftovers(), std::vector<std::string>{});
+  auto snaps = m->snapshot_list("v");
+  ASSERT_TRUE(snaps.is_ok());
+  std::vector<std::string> names;
+  for (const auto& s : *snaps) names.push_back(s.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"s1", "s2"}));
+
+  ASSERT_TRUE(fs::remove(filler));
+  auto later = m->snapshot_create("v", "s3");
+  ASSERT_TRUE(later.is_ok()) << later.status().message();
+  ASSERT_TRUE(m->snapshot_rollback("v", "s1", false).is_ok());
+  EXPECT_EQ(test::read_file(v->mountpoint + "/small"), "one");
+  EXPECT_EQ(leftovers(), std::vector<std::string>{});
+}
+
 TEST_F(VolumeManagerTest, SnapshotRollbackAndClone) {
   auto m = open();
   auto v = m->create("v", {});
