@@ -29,13 +29,19 @@ std::string unique_tag() {
   return std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(rng() % 1000000);
 }
 
-Status fsync_path(const std::string& path) {
+// fsync of directory `path`; with `whole_filesystem`, syncfs of the filesystem
+// holding it, so that every file copied there is on the disk. A copy's data
+// can fail only here (a full thin-provisioned pool refuses it at writeback,
+// after every write() succeeded), so its error must stop the commit.
+Status fsync_path(const std::string& path, bool whole_filesystem = false) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno_status(errno, "open " + path);
-  int rc = ::fsync(fd);
+  int rc = whole_filesystem ? ::syncfs(fd) : ::fsync(fd);
   int err = errno;
   ::close(fd);
-  return rc == 0 ? Status::ok() : errno_status(err, "fsync " + path);
+  if (rc == 0) return Status::ok();
+  return errno_status(err, (whole_filesystem ? "write the copy to the disk (syncfs " : "fsync ") + path +
+                               (whole_filesystem ? ")" : ""));
 }
 
 Status remove_all(const std::string& path) {
@@ -101,11 +107,7 @@ Result<SnapshotInfo> SnapshotStore::create(const std::string& volume_dir, const 
   if (Status st = write_durable(tmp + "/snapshot.json", j.dump() + "\n"); !st.is_ok()) return fail(st);
   // The copy's own data reaches the disk with the filesystem's next commit;
   // syncfs here makes the snapshot durable before we report it.
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::syncfs(fd);
-    ::close(fd);
-  }
+  if (Status st = fsync_path(tmp, true); !st.is_ok()) return fail(st);
   if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
     int err = errno;
     return fail(err == EEXIST || err == ENOTEMPTY ? Status::already_exists("snapshot '" + name + "' already exists")
@@ -164,10 +166,10 @@ Status SnapshotStore::rollback(const std::string& volume_dir, const std::string&
   std::string incoming = volume_dir + "/.rollback-old-" + unique_tag();
   STOWAGE_ASSIGN_OR_RETURN(auto stats, engine_.copy_tree(snap + "/data", incoming));
   (void)stats;
-  int fd = ::open(volume_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::syncfs(fd);
-    ::close(fd);
+  // The copy must be on the disk before it replaces the data, which is then deleted.
+  if (Status st = fsync_path(volume_dir, true); !st.is_ok()) {
+    (void)remove_all(incoming);
+    return st;
   }
   // One atomic step: `incoming` becomes the data, the old data takes its name.
   if (::syscall(SYS_renameat2, AT_FDCWD, incoming.c_str(), AT_FDCWD, data_dir.c_str(), RENAME_EXCHANGE) != 0) {

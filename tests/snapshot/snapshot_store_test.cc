@@ -5,8 +5,10 @@
 #include "stowage/snapshot_store.h"
 
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <random>
 
 #include <gtest/gtest.h>
 
@@ -88,6 +90,58 @@ TEST(SnapshotStoreSpace, FullFilesystemLeavesNoPartialSnapshot) {
   // And a failed rollback leaves the data as it was.
   EXPECT_EQ(store.rollback(vol, vol + "/_data", "s").code(), Code::kNotFound);
   EXPECT_EQ(test::read_file(vol + "/_data/big").size(), big);
+}
+
+// Thin provisioning: the volume's filesystem lives in a sparse image on a pool
+// that fills up (DESIGN §1's XFS pool is such an image). The copy lands in the
+// page cache and succeeds; only writing it back fails, which the flush before
+// the commit point reports. A rollback must then fail and keep the volume's
+// data, not swap in a copy that never reached the disk and delete the old
+// one; a snapshot must fail and leave nothing.
+TEST(SnapshotStoreSpace, CopyThatCannotBeWrittenBackFailsAndChangesNothing) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs and a loop image: needs root";
+  test::SmallFs pool(48 << 20);
+  ASSERT_EQ(pool.error(), "");
+  // No filesystem journal, every inode table written now, errors=continue:
+  // the only writes that need new room in the pool are the files' data.
+  test::LoopFs lfs("ext4", 128,
+                   {.image_dir = pool.path(),
+                    .mkfs_args = "-O ^has_journal -E lazy_itable_init=0",
+                    .mount_options = "errors=continue"});
+  ASSERT_EQ(lfs.error(), "");
+  std::string vol = lfs.mount_point() + "/v";
+  std::string data = vol + "/_data";
+  fs::create_directories(data);
+  std::string big(8 << 20, '\0');
+  std::mt19937_64 rng(5);
+  for (auto& c : big) c = static_cast<char>(rng());
+  test::write_file(data + "/big", big);
+  test::write_file(data + "/f", "snapshotted");
+  auto engine = CopyEngine::create();
+  SnapshotStore store(*engine);
+  ASSERT_TRUE(store.create(vol, data, "s0", 1).is_ok());
+  test::write_file(data + "/f", "newer");
+  ::sync();
+  pool.fill(pool.path() + "/filler");
+
+  Status rolled = store.rollback(vol, data, "s0");
+  EXPECT_EQ(rolled.code(), Code::kResourceExhausted) << "rolled back to a copy that is not on the disk: "
+                                                     << rolled.to_string();
+  EXPECT_NE(rolled.message().find("No space left on device"), std::string::npos) << rolled.message();
+  EXPECT_EQ(test::read_file(data + "/f"), "newer");
+  auto snap = store.create(vol, data, "s1", 2);
+  EXPECT_EQ(snap.status().code(), Code::kResourceExhausted) << "reported a snapshot that is not on the disk: "
+                                                            << snap.status().to_string();
+  auto listed = store.list(vol);
+  ASSERT_TRUE(listed.is_ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].name, "s0");
+  for (const std::string& dir : {vol, vol + "/snapshots"}) {
+    for (auto& e : fs::directory_iterator(dir)) {
+      std::string n = e.path().filename();
+      EXPECT_FALSE(n.starts_with(".tmp-") || n.starts_with(".rollback-old-")) << "left behind: " << e.path();
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Filesystems, SnapshotStoreFs, ::testing::Values("ext4", "xfs", "btrfs"),

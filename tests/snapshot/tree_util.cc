@@ -27,8 +27,9 @@ std::string shell_quote(const std::string& s) { return "'" + s + "'"; }
 
 }  // namespace
 
-LoopFs::LoopFs(const std::string& type, uint64_t size_mb) : dir_("stowage-loopfs"), type_(type) {
-  const std::string img = dir_ / "image";
+LoopFs::LoopFs(const std::string& type, uint64_t size_mb, const LoopFsOptions& more)
+    : dir_("stowage-loopfs"), type_(type) {
+  const std::string img = (more.image_dir.empty() ? dir_.path() : more.image_dir) + "/image";
   mnt_ = dir_ / "mnt";
   std::filesystem::create_directory(mnt_);
   std::string mkfs = type == "xfs"     ? "mkfs.xfs -q -f"
@@ -36,8 +37,9 @@ LoopFs::LoopFs(const std::string& type, uint64_t size_mb) : dir_("stowage-loopfs
                                        : "mkfs.ext4 -q -F -b 4096";  // small images default to 1 KiB blocks
   std::string out;
   const std::string steps = "truncate -s " + std::to_string(size_mb) + "M " + shell_quote(img) + " && " +
-                            mkfs + " " + shell_quote(img) + " && mount -o loop " + shell_quote(img) + " " +
-                            shell_quote(mnt_);
+                            mkfs + " " + more.mkfs_args + " " + shell_quote(img) + " && mount -o loop" +
+                            (more.mount_options.empty() ? "" : "," + more.mount_options) + " " + shell_quote(img) +
+                            " " + shell_quote(mnt_);
   if (run_shell(steps + " 2>&1", &out) != 0) {
     error_ = "making a " + type + " loop filesystem failed: " + steps + "\n" + out;
     return;

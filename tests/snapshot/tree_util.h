@@ -15,13 +15,19 @@
 
 namespace stowage::test {
 
+struct LoopFsOptions {
+  std::string image_dir;      // where the sparse image lives; empty: the TempDir
+  std::string mkfs_args;      // added to mkfs's arguments
+  std::string mount_options;  // added to -o loop
+};
+
 // A filesystem of `type` ("ext4", "xfs", "btrfs") in a sparse image file,
 // loop-mounted under a fresh TempDir. Unmounted (and the loop device freed,
 // mount -o loop sets autoclear) on destruction. error() is non-empty when any
 // step failed, with the command's output.
 class LoopFs {
  public:
-  LoopFs(const std::string& type, uint64_t size_mb);
+  LoopFs(const std::string& type, uint64_t size_mb, const LoopFsOptions& more = {});
   ~LoopFs();
   LoopFs(const LoopFs&) = delete;
   LoopFs& operator=(const LoopFs&) = delete;
