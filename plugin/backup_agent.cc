@@ -706,6 +706,13 @@ Status BackupAgent::restore_into(Vol& v, const Hash256& id) {
       return e;
     }
   }
+  // The restored copy must be on the disk before it replaces the data, which
+  // is then deleted: on a full thin-provisioned device only this shows that
+  // it is not.
+  if (Status synced = sync_filesystem(staging); !synced.is_ok()) {
+    (void)remove_tree(staging);
+    return synced.with_context("restore volume '" + v.name + "'");
+  }
   if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, data.c_str(), RENAME_EXCHANGE) != 0) {
     Status e = errno_status(errno, "swap restored data into " + data);
     (void)remove_tree(staging);

@@ -19,6 +19,11 @@ namespace stowage {
 // fsyncs a directory so that entries created, renamed or removed in it persist.
 [[nodiscard]] Status fsync_dir(const std::string& dir);
 
+// Writes every file of the filesystem holding `dir` to the disk (syncfs). An
+// error the writes did not see shows here: a full thin-provisioned device
+// refuses data at writeback (ENOSPC: kResourceExhausted).
+[[nodiscard]] Status sync_filesystem(const std::string& dir);
+
 // Renames `from` to `to` (same filesystem) and fsyncs the parent directories.
 [[nodiscard]] Status rename_durable(const std::string& from, const std::string& to);
 

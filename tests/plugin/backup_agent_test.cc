@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "dir_backend.h"
+#include "snapshot/tree_util.h"
 #include "stowage/store_faults.h"
 #include "stowage/store_deadline.h"
 #include "stowage/store_file.h"
@@ -251,6 +252,18 @@ class BackupAgentTest : public ::testing::Test {
     test::write_file(h.data("db") + "/f", contents);
     ASSERT_TRUE(h.agent->backup_volume("db", "scheduled").is_ok());
   }
+  // Volume "db" of `h` with "big" (8 MiB) and "f" is backed up; then "big" is
+  // deleted and "f" changed. Returns its data directory.
+  static std::string backed_up_then_changed(Host& h) {
+    EXPECT_TRUE(h.volumes->create("db", {}).is_ok());
+    const std::string data = h.data("db");
+    test::write_file(data + "/big", std::string(8 << 20, 'b'));
+    test::write_file(data + "/f", "backed up");
+    EXPECT_TRUE(h.agent->backup_volume("db", "manual").is_ok());
+    std::filesystem::remove(data + "/big");
+    test::write_file(data + "/f", "newer, not backed up");
+    return data;
+  }
   int restores_ = 0;
   test::TempDir dir_{"stowage-agent"};
 };
@@ -294,13 +307,8 @@ TEST_F(BackupAgentTest, RestoreOntoAFullDiskKeepsTheOldDataAndWorksOnceSpaceIsFr
   test::SmallFs small(32 << 20);
   ASSERT_EQ(small.error(), "");
   Host a(small.path() + "/node-a", dir_ / "repo", "node-a", 60'000'000'000);
-  ASSERT_TRUE(a.volumes->create("db", {}).is_ok());
-  const std::string data = a.data("db");
-  test::write_file(data + "/big", std::string(6 << 20, 'b'));
-  test::write_file(data + "/f", "backed up");
-  ASSERT_TRUE(a.agent->backup_volume("db", "manual").is_ok());
-  std::filesystem::remove(data + "/big");
-  test::write_file(data + "/f", "newer, not backed up");
+  const std::string data = backed_up_then_changed(a);
+  ASSERT_FALSE(HasFailure());
   const std::string filler = small.path() + "/filler";
   small.fill(filler);
 
@@ -319,7 +327,31 @@ TEST_F(BackupAgentTest, RestoreOntoAFullDiskKeepsTheOldDataAndWorksOnceSpaceIsFr
   auto restored = a.agent->restore_volume("db", "latest");
   ASSERT_TRUE(restored.is_ok()) << restored.status().to_string();
   EXPECT_EQ(test::read_file(data + "/f"), "backed up");
-  EXPECT_EQ(std::filesystem::file_size(data + "/big"), 6u << 20);
+  EXPECT_EQ(std::filesystem::file_size(data + "/big"), 8u << 20);
+}
+
+// The same on a thin-provisioned device (ext4 in a sparse image on a pool that
+// fills up): the restore's writes succeed and only writing them back fails.
+// The restored copy must be on the disk before it replaces the volume's data,
+// which is then deleted; else the volume keeps its data.
+TEST_F(BackupAgentTest, RestoreThatCannotBeWrittenBackKeepsTheOldData) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs and a loop image: needs root";
+  test::ThinFs lfs(48, 128);
+  ASSERT_EQ(lfs.error(), "");
+  Host a(lfs.mount_point() + "/node-a", dir_ / "repo", "node-a", 60'000'000'000);
+  const std::string data = backed_up_then_changed(a);
+  ASSERT_FALSE(HasFailure());
+  ::sync();
+  lfs.fill_pool();
+
+  auto restored = a.agent->restore_volume("db", "latest");
+  EXPECT_FALSE(restored.is_ok()) << "restored a copy that is not on the disk";
+  EXPECT_EQ(restored.status().code(), Code::kResourceExhausted) << restored.status().to_string();
+  EXPECT_NE(restored.status().message().find("restore volume 'db'"), std::string::npos) << restored.status().message();
+  EXPECT_EQ(test::read_file(data + "/f"), "newer, not backed up");
+  for (auto& e : std::filesystem::directory_iterator(std::filesystem::path(data).parent_path())) {
+    EXPECT_FALSE(e.path().filename().string().starts_with(".restore-")) << "left behind: " << e.path();
+  }
 }
 
 TEST_F(BackupAgentTest, SlowRestoreFailsTheMountButFinishesInTheBackground) {

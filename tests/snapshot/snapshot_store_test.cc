@@ -100,14 +100,7 @@ TEST(SnapshotStoreSpace, FullFilesystemLeavesNoPartialSnapshot) {
 // one; a snapshot must fail and leave nothing.
 TEST(SnapshotStoreSpace, CopyThatCannotBeWrittenBackFailsAndChangesNothing) {
   if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs and a loop image: needs root";
-  test::SmallFs pool(48 << 20);
-  ASSERT_EQ(pool.error(), "");
-  // No filesystem journal, every inode table written now, errors=continue:
-  // the only writes that need new room in the pool are the files' data.
-  test::LoopFs lfs("ext4", 128,
-                   {.image_dir = pool.path(),
-                    .mkfs_args = "-O ^has_journal -E lazy_itable_init=0",
-                    .mount_options = "errors=continue"});
+  test::ThinFs lfs(48, 128);
   ASSERT_EQ(lfs.error(), "");
   std::string vol = lfs.mount_point() + "/v";
   std::string data = vol + "/_data";
@@ -122,7 +115,7 @@ TEST(SnapshotStoreSpace, CopyThatCannotBeWrittenBackFailsAndChangesNothing) {
   ASSERT_TRUE(store.create(vol, data, "s0", 1).is_ok());
   test::write_file(data + "/f", "newer");
   ::sync();
-  pool.fill(pool.path() + "/filler");
+  lfs.fill_pool();
 
   Status rolled = store.rollback(vol, data, "s0");
   EXPECT_EQ(rolled.code(), Code::kResourceExhausted) << "rolled back to a copy that is not on the disk: "

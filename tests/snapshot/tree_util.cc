@@ -47,6 +47,13 @@ LoopFs::LoopFs(const std::string& type, uint64_t size_mb, const LoopFsOptions& m
   mounted_ = true;
 }
 
+ThinFs::ThinFs(uint64_t pool_mb, uint64_t size_mb)
+    : pool_(pool_mb << 20),
+      fs_("ext4", size_mb,
+          {.image_dir = pool_.path(),
+           .mkfs_args = "-O ^has_journal -E lazy_itable_init=0",
+           .mount_options = "errors=continue"}) {}
+
 LoopFs::~LoopFs() {
   if (!mounted_) return;
   // A lazy unmount as the last resort keeps a busy mount from pinning the

@@ -43,6 +43,23 @@ class LoopFs {
   bool mounted_ = false;
 };
 
+// A thin-provisioned filesystem: ext4 in a sparse `size_mb` image on a tmpfs
+// pool of `pool_mb` (no filesystem journal, every inode table written by mkfs,
+// errors=continue). Once fill_pool() has filled the pool, writes still succeed
+// into the page cache and only writing them back fails (ENOSPC), as on an
+// overcommitted pool. Needs root; error() says what failed.
+class ThinFs {
+ public:
+  ThinFs(uint64_t pool_mb, uint64_t size_mb);
+  const std::string& error() const { return pool_.error().empty() ? fs_.error() : pool_.error(); }
+  const std::string& mount_point() const { return fs_.mount_point(); }
+  void fill_pool() const { pool_.fill(pool_.path() + "/filler"); }
+
+ private:
+  SmallFs pool_;  // outlives fs_, whose image it holds
+  LoopFs fs_;
+};
+
 struct TreeShape {
   uint32_t seed = 1;
   bool with_owners = true;       // chown entries to other uids/gids (needs root)
