@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "dir_backend.h"
+#include "snapshot/tree_util.h"
 #include "support/test_support.h"
 
 namespace stowage {
@@ -911,6 +912,33 @@ TEST_F(VolumeManagerTest, CopiesThatRunOutOfSpaceLeaveNothingBehind) {
   ASSERT_TRUE(m->snapshot_rollback("v", "s1", false).is_ok());
   EXPECT_EQ(test::read_file(v->mountpoint + "/small"), "one");
   EXPECT_EQ(leftovers(), std::vector<std::string>{});
+}
+
+// A clone on a thin-provisioned device that is full: the copy's writes
+// succeed and only writing them back fails. The Create must fail rather than
+// acknowledge a volume whose data is not on the disk.
+TEST_F(VolumeManagerTest, CloneThatCannotBeWrittenBackIsNotCreated) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs and a loop image: needs root";
+  test::ThinFs lfs(48, 128);
+  ASSERT_EQ(lfs.error(), "");
+  auto m = open_with(options(lfs.mount_point()));
+  ASSERT_TRUE(m);
+  auto v = m->create("v", {});
+  ASSERT_TRUE(v.is_ok());
+  test::write_file(v->mountpoint + "/big", std::string(8 << 20, 'b'));
+  ASSERT_TRUE(m->snapshot_create("v", "s").is_ok());
+  ::sync();
+  lfs.fill_pool();
+
+  auto w = m->create("w", {{"from-snapshot", "v@s"}});
+  // Writeback reports ENOSPC or EIO, as the kernel maps the device's error.
+  EXPECT_TRUE(w.status().code() == Code::kResourceExhausted || w.status().code() == Code::kIOError)
+      << "created a clone that is not on the disk: " << w.status().to_string();
+  EXPECT_NE(w.status().message().find("create volume 'w'"), std::string::npos) << w.status().message();
+  EXPECT_FALSE(m->get("w", false).is_ok());
+  for (auto& e : fs::directory_iterator(lfs.mount_point() + "/volumes")) {
+    EXPECT_TRUE(e.path().filename() == "v") << "left behind: " << e.path();
+  }
 }
 
 TEST_F(VolumeManagerTest, SnapshotRollbackAndClone) {

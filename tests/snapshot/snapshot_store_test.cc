@@ -118,13 +118,14 @@ TEST(SnapshotStoreSpace, CopyThatCannotBeWrittenBackFailsAndChangesNothing) {
   lfs.fill_pool();
 
   Status rolled = store.rollback(vol, data, "s0");
-  EXPECT_EQ(rolled.code(), Code::kResourceExhausted) << "rolled back to a copy that is not on the disk: "
-                                                     << rolled.to_string();
-  EXPECT_NE(rolled.message().find("No space left on device"), std::string::npos) << rolled.message();
+  // Writeback reports ENOSPC or EIO, as the kernel maps the device's error.
+  EXPECT_TRUE(rolled.code() == Code::kResourceExhausted || rolled.code() == Code::kIOError)
+      << "rolled back to a copy that is not on the disk: " << rolled.to_string();
+  EXPECT_NE(rolled.message().find("write the copy to the disk"), std::string::npos) << rolled.message();
   EXPECT_EQ(test::read_file(data + "/f"), "newer");
   auto snap = store.create(vol, data, "s1", 2);
-  EXPECT_EQ(snap.status().code(), Code::kResourceExhausted) << "reported a snapshot that is not on the disk: "
-                                                            << snap.status().to_string();
+  EXPECT_TRUE(snap.status().code() == Code::kResourceExhausted || snap.status().code() == Code::kIOError)
+      << "reported a snapshot that is not on the disk: " << snap.status().to_string();
   auto listed = store.list(vol);
   ASSERT_TRUE(listed.is_ok());
   ASSERT_EQ(listed->size(), 1u);
