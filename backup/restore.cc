@@ -212,6 +212,8 @@ class Restorer {
     progress_ = opts.progress ? opts.progress : &own_progress_;
   }
   Result<RestoreResult> run(const Hash256& id);
+  // True once run() has made the target directory itself (it did not exist).
+  bool created_target() const { return created_target_; }
 
  private:
   void warn(const std::string& line) {
@@ -280,6 +282,7 @@ class Restorer {
   Fd root_;
   Fd reuse_root_;
   bool as_root_ = ::geteuid() == 0;
+  bool created_target_ = false;
 
   std::mutex mu_;
   RestoreResult result_;
@@ -626,7 +629,9 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   STOWAGE_ASSIGN_OR_RETURN(const SnapshotManifest manifest, parse_snapshot(bytes));
   STOWAGE_ASSIGN_OR_RETURN(index_, repo_.load_index());
 
-  if (::mkdir(opts_.target.c_str(), 0700) != 0 && errno != EEXIST) {
+  if (::mkdir(opts_.target.c_str(), 0700) == 0) {
+    created_target_ = true;
+  } else if (errno != EEXIST) {
     return errno_status(errno, "create target " + opts_.target);
   }
   const int rfd = ::open(opts_.target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -730,10 +735,9 @@ Result<std::optional<Hash256>> latest_snapshot_of(Repository& repo, std::string_
 
 Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const RestoreOptions& opts) {
   if (opts.target.empty()) return Status::invalid_argument("restore: no target directory");
-  struct stat st {};
-  const bool target_existed = ::lstat(opts.target.c_str(), &st) == 0;
-  Result<RestoreResult> result = Restorer(repo, opts).run(id);
-  if (!result.is_ok() && !target_existed) {
+  Restorer restorer(repo, opts);
+  Result<RestoreResult> result = restorer.run(id);
+  if (!result.is_ok() && restorer.created_target()) {
     // Everything there is ours and unfinished: a full disk must not leave a
     // half-restored tree holding the space and refusing the retry as "not
     // empty".
