@@ -54,6 +54,14 @@ ThinFs::ThinFs(uint64_t pool_mb, uint64_t size_mb)
            .mkfs_args = "-O ^has_journal -E lazy_itable_init=0",
            .mount_options = "errors=continue"}) {}
 
+void ThinFs::fill_pool() const {
+  // The loop device passes the trim on as a hole punched in the image.
+  const std::string cmd = "sync -f " + shell_quote(mount_point()) + " && fstrim " + shell_quote(mount_point());
+  std::string out;
+  if (run_shell(cmd + " 2>&1", &out) != 0) throw std::runtime_error("fill_pool: " + cmd + ": " + out);
+  pool_.fill(pool_.path() + "/filler");
+}
+
 LoopFs::~LoopFs() {
   if (!mounted_) return;
   // A lazy unmount as the last resort keeps a busy mount from pinning the

@@ -53,7 +53,11 @@ class ThinFs {
   ThinFs(uint64_t pool_mb, uint64_t size_mb);
   const std::string& error() const { return pool_.error().empty() ? fs_.error() : pool_.error(); }
   const std::string& mount_point() const { return fs_.mount_point(); }
-  void fill_pool() const { pool_.fill(pool_.path() + "/filler"); }
+  // Flushes the filesystem, trims its free blocks out of the image (else a
+  // later write may land on blocks the image still holds from a deleted file
+  // and need no pool space), then fills the pool: from here on, writing back
+  // new data fails.
+  void fill_pool() const;
 
  private:
   SmallFs pool_;  // outlives fs_, whose image it holds
