@@ -117,6 +117,14 @@ HttpResponse AdminApi::handle(const HttpRequest& req) {
       if (!lease.is_ok()) return fail(lease.status());
       return ok(json{{"volume", name}, {"lease", agent_->lease_json(name)}});
     }
+    if (action == "forget-unsynced" && req.method == "POST") {
+      if (!agent_) {
+        return fail(Status::unimplemented("no repository is configured (set repository_url / --repository)"));
+      }
+      auto discarded = agent_->forget_unsynced(name);
+      if (!discarded.is_ok()) return fail(discarded.status());
+      return ok(json{{"volume", name}, {"discarded", *discarded}});
+    }
     if (action == "snapshots" && req.method == "GET") {
       auto snaps = volumes_.snapshot_list(name);
       if (!snaps.is_ok()) return fail(snaps.status());

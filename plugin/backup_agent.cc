@@ -96,7 +96,8 @@ struct BackupAgent::Vol {
   std::optional<Hash256> restore_target;
   std::string restore_error;
   RestoreProgress progress;
-  bool final_pending = false, final_running = false;
+  bool final_pending = false, final_running = false;  // cv is notified when final_running ends
+  std::string final_error;  // why the last final backup failed; "" = it did not
   uint64_t unmounts = 0;  // last Unmounts seen; a running final backup compares
   int mounting = 0;       // Mounts between before_mount() and mount_done()
   std::string restoring;  // snapshot a restore_volume() is putting in place; "" = none
@@ -809,6 +810,8 @@ void BackupAgent::final_backup(const std::string& name) {
       continue;
     }
     v->final_running = false;
+    v->cv.notify_all();
+    v->final_error = st.is_ok() ? std::string() : st.message();
     if (mounted || st.is_ok() || !v->fenced.empty()) {
       v->final_pending = false;
       return;
@@ -818,6 +821,77 @@ void BackupAgent::final_backup(const std::string& name) {
     log_.error("final backup failed; keeping the lease and retrying", {{"volume", name}, {"error", st.message()}});
     return;
   }
+}
+
+Status BackupAgent::before_remove(const std::string& name) {
+  auto info = volumes_.get(name, false);
+  if (!info.is_ok() || !info->record.mount_ids.empty() || !enabled(name)) return Status::ok();
+  const std::string ctx = "remove volume '" + name + "'";
+  auto v = vol(name);
+  std::string why, older;
+  {
+    std::unique_lock lk(v->mu);
+    if (!v->cv.wait_for(lk, time_left(opts_.call_budget_ns), [&] { return !v->final_running; })) {
+      return Status::deadline_exceeded(ctx + ": its final backup after the last Unmount is still running (the "
+                                       "container's last writes are not in the backup repository yet); retry "
+                                       "the removal in a while");
+    }
+    if (!v->final_pending || !v->fenced.empty()) return Status::ok();
+    why = v->final_error;
+    older = v->synced ? "snapshot " + v->synced->hex().substr(0, 12) + ", without them" : "none of its data";
+  }
+  if (why.empty()) {
+    const json repo = repository_json();
+    why = repo["error"].is_string() ? "the backup repository has not been reached: " + repo["error"].get<std::string>()
+                                    : "it has not run yet since stowaged started";
+  }
+  return Status::failed_precondition(
+      ctx + ": the writes made since its last backup are not in the backup repository yet: its final backup "
+      "after the last Unmount failed (" + why + ") and is retried every " +
+      std::to_string(opts_.renew_interval_ns / 1'000'000'000) + " s. Removing it now would release its lease and "
+      "lose them (the next host to mount it would get " + older + "); retry the removal once the repository is "
+      "reachable and the backup has run ('stowctl volume inspect " + name + "' shows it), or discard them "
+      "deliberately with 'stowctl volume forget-unsynced " + name + "' and remove it then");
+}
+
+Result<bool> BackupAgent::forget_unsynced(const std::string& name) {
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(name));
+  const std::string ctx = "forget the unsynced writes of volume '" + name + "'";
+  STOWAGE_ASSIGN_OR_RETURN(const VolumeInfo info, volumes_.get(name, false));
+  if (!enabled(name)) return false;
+  auto v = vol(name);
+  // Decided under lease_mu, where before_mount() counts a Mount.
+  std::unique_lock ll(v->lease_mu, std::defer_lock);
+  if (!ll.try_lock_for(time_left(opts_.call_budget_ns))) {
+    return Status::deadline_exceeded(ctx + ": out of time waiting for this host's lease work on it (the backup "
+                                     "repository is not answering); retry in a while");
+  }
+  auto now = volumes_.get(name, false);
+  {
+    std::lock_guard lk(v->mu);
+    if (now.is_ok() && (!now->record.mount_ids.empty() || v->mounting > 0)) {
+      return Status::failed_precondition(ctx + ": it is mounted; its containers' writes are backed up after "
+                                         "their last Unmount");
+    }
+    if (v->final_running) {
+      return Status::unavailable(ctx + ": its final backup is running; wait for it to end ('stowctl volume "
+                                 "inspect " + name + "')");
+    }
+    if (!v->final_pending) return false;
+    v->final_pending = false;
+  }
+  log_.warn("unsynced writes discarded on request: the final backup is not retried and the lease goes",
+            {{"volume", name}});
+  Status st = connected() ? release_lease(*v) : Status::unavailable("the backup repository has not been reached");
+  if (!st.is_ok()) {
+    // Renewed no more, it runs out after the lease ttl.
+    log_.warn("lease not released; it is no longer renewed and runs out", {{"volume", name}, {"error", st.message()}});
+    std::lock_guard lk(v->mu);
+    v->lease.reset();
+    v->lease_held = false;
+    save_state(*v);
+  }
+  return true;
 }
 
 void BackupAgent::after_remove(const std::string& name) {

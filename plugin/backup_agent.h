@@ -97,8 +97,25 @@ class BackupAgent {
   // runs, another such Unmount makes it back up again before it releases the
   // lease (the container may have written after the first one's snapshot).
   void after_unmount(const std::string& name);
+  // Before Remove (the caller holds no VolumeManager lock): removing a volume
+  // releases its lease, so the next host mounts the repository's newest
+  // snapshot. While the final backup after the last Unmount runs, waits for
+  // it, no longer than the call budget (then kDeadlineExceeded: retry). While
+  // the volume's last writes are not in the repository (that backup failed,
+  // or has not run since a restart), refuses (kFailedPrecondition) saying what
+  // would be lost, the backup's last error, and the way out: retry once the
+  // repository answers, or forget_unsynced(). OK for unknown or mounted
+  // volumes (the volume manager answers those) and with backup=off.
+  [[nodiscard]] Status before_remove(const std::string& name);
   // After Remove: forgets the volume's agent state and releases its lease.
   void after_remove(const std::string& name);
+  // Discards the writes of an unmounted volume that its final backup could
+  // not save (`stowctl volume forget-unsynced`, for a repository gone for
+  // good): the final backup is not retried, and the lease is released, or,
+  // with the repository unreachable, no longer renewed (it runs out). Refused
+  // while the volume is mounted or its final backup runs. Returns whether
+  // there was anything to discard.
+  [[nodiscard]] Result<bool> forget_unsynced(const std::string& name);
 
   // Backs up volume `name` now (for the scheduler, the admin API and the
   // final backup). At most one backup per volume runs at a time; a second

@@ -132,6 +132,8 @@ HttpResponse DockerVolumeApi::handle(const HttpRequest& req) {
       return json{{"Err", ""}};
     }
     if (endpoint == "/VolumeDriver.Remove") {
+      // Checked first, holding no volume manager lock: it may wait for the final backup.
+      if (agent_) STOWAGE_RETURN_IF_ERROR(agent_->before_remove(volume));
       STOWAGE_RETURN_IF_ERROR(volumes_.remove(volume));
       if (agent_) agent_->after_remove(volume);
       return json{{"Err", ""}};

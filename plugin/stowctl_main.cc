@@ -205,6 +205,13 @@ int main(int argc, char** argv) {
                   "volume up); a volume unknown here is created and restored from the repository");
   takeover->add_option("name", name, "Volume name")->required();
   takeover->add_flag("--json", as_json, "Print JSON for scripts");
+  auto* forget_unsynced = volume->add_subcommand(
+      "forget-unsynced", "Discard the writes of a volume that its final backup could not save to the repository "
+                         "(docker volume rm refuses to lose them): for a repository gone for good. The final "
+                         "backup is not retried and the lease is released (or, unreachable, left to run out); "
+                         "then 'docker volume rm' works");
+  forget_unsynced->add_option("name", name, "Volume name")->required();
+  forget_unsynced->add_flag("--json", as_json, "Print JSON for scripts");
 
   auto* snapshot = app.add_subcommand("snapshot", "Point-in-time copies of volumes");
   snapshot->require_subcommand(1);
@@ -326,6 +333,19 @@ int main(int argc, char** argv) {
     } else {
       std::printf("took over volume %s (lease generation %llu)\n", name.c_str(),
                   static_cast<unsigned long long>((*j)["lease"].value("generation", uint64_t{0})));
+    }
+    return 0;
+  }
+  if (forget_unsynced->parsed()) {
+    auto j = call(socket, "POST", "/v1/volumes/" + name + "/forget-unsynced");
+    if (!j) return 1;
+    if (as_json) {
+      std::cout << j->dump(2) << "\n";
+    } else if ((*j).value("discarded", false)) {
+      std::printf("discarded the unsynced writes of %s; 'docker volume rm %s' removes it\n", name.c_str(),
+                  name.c_str());
+    } else {
+      std::printf("volume %s has no unsynced writes\n", name.c_str());
     }
     return 0;
   }

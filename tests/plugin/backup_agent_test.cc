@@ -159,6 +159,13 @@ struct Host {
     agent->after_unmount(name);
     return Status::ok();
   }
+  // Docker's Remove as DockerVolumeApi makes it.
+  Status remove(const std::string& name) {
+    STOWAGE_RETURN_IF_ERROR(agent->before_remove(name));
+    STOWAGE_RETURN_IF_ERROR(volumes->remove(name));
+    agent->after_remove(name);
+    return Status::ok();
+  }
 
   DirBackend backend;
   std::unique_ptr<CopyEngine> engine = CopyEngine::create();
@@ -725,6 +732,71 @@ TEST_F(BackupAgentTest, AMountWaitingForStalledLeaseWorkIsAnsweredWithinItsBudge
   // Once the repository answers again, so does the Mount.
   ASSERT_TRUE(test::wait_until([&] { return a.agent->volume_status("db")["final_backup"].is_null(); }, 60s));
   EXPECT_TRUE(a.mount("db", "two").is_ok());
+}
+
+// `docker volume rm` right after `docker stop`: the final backup the last
+// Unmount started has not taken its temporary snapshot yet. Removing the
+// volume then would release the lease with the container's last writes in no
+// snapshot, and the next host would mount older data. Remove waits for the
+// final backup, no longer than its call budget, and is refused (the volume
+// kept) while the backup is not done.
+TEST_F(BackupAgentTest, RemoveDuringTheFinalBackupWaitsForItWithinItsBudget) {
+  auto gate = std::make_shared<Gate>();
+  Host a(dir_ / "node-a", dir_ / "repo", "node-a", 60'000'000'000, 0ms, 0ms, nullptr, 1'000'000'000,
+         /*call_budget_ns=*/1'000'000'000, gate);
+  ASSERT_NO_FATAL_FAILURE(mounted_with_backup(a, "ctr", "backed up"));
+  test::write_file(a.data("db") + "/f", "last writes");
+  gate->arm(StoreOp::kList, "snapshots/");  // the final backup's look for the newest snapshot
+  ASSERT_TRUE(a.unmount("db", "ctr").is_ok());
+  ASSERT_TRUE(gate->wait_reached());
+
+  Status st = a.remove("db");
+  EXPECT_EQ(st.code(), Code::kDeadlineExceeded) << st.to_string();
+  EXPECT_NE(st.message().find("final backup"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("retry"), std::string::npos) << st.message();
+  const bool kept = a.volumes->get("db", false).is_ok();
+  gate->open();
+  ASSERT_TRUE(kept) << "removed before its last writes were backed up";
+  ASSERT_TRUE(test::wait_until([&] { return a.agent->volume_status("db")["final_backup"].is_null(); }, 60s));
+  st = a.remove("db");
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(test::read_file(restore_latest("db") + "/f"), "last writes");
+}
+
+// The final backup after the last Unmount failed (the repository is down):
+// the volume's last writes are only here. Remove is refused saying what would
+// be lost, why, and the way out; the lease stays with this host. When the
+// repository is gone for good, 'stowctl volume forget-unsynced' discards
+// them deliberately and the volume can be removed.
+TEST_F(BackupAgentTest, RemoveWithAFailedFinalBackupIsRefusedUntilTheWritesAreDiscarded) {
+  auto gate = std::make_shared<Gate>();
+  auto a = gated_host("node-a", gate);
+  ASSERT_NO_FATAL_FAILURE(mounted_with_backup(*a, "ctr", "backed up"));
+  test::write_file(a->data("db") + "/f", "last writes");
+  gate->down = true;
+  ASSERT_TRUE(a->unmount("db", "ctr").is_ok());
+  ASSERT_TRUE(test::wait_until([&] { return a->agent->volume_status("db")["final_backup"] == "pending"; }, 60s))
+      << a->agent->volume_status("db").dump();
+
+  Status st = a->remove("db");
+  EXPECT_EQ(st.code(), Code::kFailedPrecondition) << st.to_string();
+  for (const char* part : {"not in the backup repository", "repository down (test)", "retry",
+                           "stowctl volume forget-unsynced db"}) {
+    EXPECT_NE(st.message().find(part), std::string::npos) << part << " not in: " << st.message();
+  }
+  ASSERT_TRUE(a->volumes->get("db", false).is_ok()) << "removed with its last writes only here";
+  EXPECT_EQ(test::read_file(a->data("db") + "/f"), "last writes");
+  expect_kept_out("db", "node-a");
+
+  // The repository is gone for good: discard them deliberately.
+  auto discarded = a->agent->forget_unsynced("db");
+  ASSERT_TRUE(discarded.is_ok()) << discarded.status().to_string();
+  EXPECT_TRUE(*discarded);
+  EXPECT_TRUE(a->agent->volume_status("db")["final_backup"].is_null());
+  st = a->remove("db");
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_FALSE(a->volumes->get("db", false).is_ok());
+  gate->down = false;
 }
 
 }  // namespace
