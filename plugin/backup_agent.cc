@@ -102,6 +102,9 @@ struct BackupAgent::Vol {
   int mounting = 0;       // Mounts between before_mount() and mount_done()
   std::string restoring;  // snapshot a restore_volume() is putting in place; "" = none
   json last_restore;  // what the last restore fetched and reused
+  // Set by after_remove(): a job still holding this entry saves no state and
+  // restores no more, so the removed volume's state cannot come back.
+  bool removed = false;
 };
 
 BackupAgent::BackupAgent(Options opts, VolumeManager& volumes, Logger& log)
@@ -269,6 +272,7 @@ void BackupAgent::load_state(Vol& v) {
 }
 
 void BackupAgent::save_state(Vol& v) {
+  if (v.removed) return;
   json j = {{"synced", v.synced ? json(v.synced->hex()) : json(nullptr)},
             {"synced_generation", v.synced_generation},
             {"restore_pending", v.restore_pending},
@@ -645,7 +649,7 @@ void BackupAgent::restore_job(std::shared_ptr<Vol> v) {
     {
       std::lock_guard lk(v->mu);
       target = *v->restore_target;
-      if (v->synced == target && !v->restore_pending) {
+      if (v->removed || (v->synced == target && !v->restore_pending)) {
         v->restore_running = false;
         v->cv.notify_all();
         return;
@@ -899,6 +903,10 @@ void BackupAgent::after_remove(const std::string& name) {
   {
     std::lock_guard ll(v->lease_mu);
     (void)release_lease(*v);
+  }
+  {
+    std::lock_guard lk(v->mu);
+    v->removed = true;
   }
   ::unlink((opts_.state_dir + "/" + name + ".json").c_str());
   std::lock_guard lk(mu_);

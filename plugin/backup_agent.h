@@ -107,7 +107,8 @@ class BackupAgent {
   // repository answers, or forget_unsynced(). OK for unknown or mounted
   // volumes (the volume manager answers those) and with backup=off.
   [[nodiscard]] Status before_remove(const std::string& name);
-  // After Remove: forgets the volume's agent state and releases its lease.
+  // After Remove: forgets the volume's agent state and releases its lease. A
+  // restore or final backup of it still running saves no state afterwards.
   void after_remove(const std::string& name);
   // Discards the writes of an unmounted volume that its final backup could
   // not save (`stowctl volume forget-unsynced`, for a repository gone for
@@ -160,7 +161,7 @@ class BackupAgent {
   std::shared_ptr<Vol> vol(const std::string& name);
   bool enabled(const std::string& name);
   void load_state(Vol& v);
-  void save_state(Vol& v);  // under v.mu
+  void save_state(Vol& v);  // under v.mu; nothing once the volume is removed
   void spawn(std::function<void()> fn);
   void renew_loop();
   void recover_at_start();

@@ -13,6 +13,8 @@
 #include <mutex>
 #include <thread>
 
+#include <unistd.h>
+
 #include "dir_backend.h"
 #include "snapshot/tree_util.h"
 #include "stowage/store_faults.h"
@@ -270,6 +272,14 @@ class BackupAgentTest : public ::testing::Test {
     std::filesystem::remove(data + "/big");
     test::write_file(data + "/f", "newer, not backed up");
     return data;
+  }
+  // Host `id` with volume "db" (file f = "one") backed up, not mounted.
+  std::unique_ptr<Host> backed_up_elsewhere(const std::string& id) {
+    auto h = host(id);
+    EXPECT_TRUE(h->volumes->create("db", {}).is_ok());
+    test::write_file(h->data("db") + "/f", "one");
+    EXPECT_TRUE(h->agent->backup_volume("db", "manual").is_ok());
+    return h;
   }
   int restores_ = 0;
   test::TempDir dir_{"stowage-agent"};
@@ -671,11 +681,7 @@ TEST_F(BackupAgentTest, ALateSnapshotOfAFencedHolderDoesNotSupersedeItsSuccessor
 // superseded by the newer snapshot): it lets the lease go, so another host
 // mounts at once instead of waiting for the lease to run out.
 TEST_F(BackupAgentTest, ALeaseLeftByAnUnfinishedRestoreIsReleasedAfterARestart) {
-  auto a = host("node-a");
-  ASSERT_TRUE(a->volumes->create("db", {}).is_ok());
-  test::write_file(a->data("db") + "/f", "one");
-  ASSERT_TRUE(a->agent->backup_volume("db", "manual").is_ok());
-
+  auto a = backed_up_elsewhere("node-a");
   auto gate = std::make_shared<Gate>();
   auto b = gated_host("node-b", gate);
   ASSERT_TRUE(b->volumes->create("db", {}).is_ok());
@@ -797,6 +803,32 @@ TEST_F(BackupAgentTest, RemoveWithAFailedFinalBackupIsRefusedUntilTheWritesAreDi
   EXPECT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_FALSE(a->volumes->get("db", false).is_ok());
   gate->down = false;
+}
+
+// A volume removed while the restore that its Create started still runs: that
+// job ends after the removal and must not write the volume's agent state back,
+// or a later Create of the name would start from the removed volume's
+// 'restore pending' and synced snapshot.
+TEST_F(BackupAgentTest, ARemovedVolumesAgentStateDoesNotComeBack) {
+  auto a = backed_up_elsewhere("node-a");
+  auto gate = std::make_shared<Gate>();
+  auto b = gated_host("node-b", gate);
+  ASSERT_TRUE(b->volumes->create("db", {}).is_ok());
+  gate->arm(StoreOp::kGet, "data/");
+  ASSERT_TRUE(b->agent->after_create("db", true).is_ok());
+  ASSERT_TRUE(gate->wait_reached());  // the restore job is fetching
+  Status st = b->remove("db");
+  gate->open();
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  b.reset();  // joins the restore job
+
+  const std::string state = dir_ / "node-b/agent/db.json";
+  EXPECT_NE(::access(state.c_str(), F_OK), 0) << "the removed volume's agent state came back";
+  b = gated_host("node-b", gate);
+  ASSERT_TRUE(b->volumes->create("db", {}).is_ok());
+  auto status = b->agent->volume_status("db");
+  EXPECT_TRUE(status["synced_snapshot"].is_null()) << status.dump();
+  EXPECT_TRUE(status["restore"].is_null()) << status.dump();
 }
 
 }  // namespace
