@@ -98,7 +98,9 @@ struct BackupAgent::Vol {
   RestoreProgress progress;
   bool final_pending = false, final_running = false;  // cv is notified when final_running ends
   std::string final_error;  // why the last final backup failed; "" = it did not
-  uint64_t unmounts = 0;  // last Unmounts seen; a running final backup compares
+  // Unmounts begun (counted before the volume manager drops the mount ID); a
+  // running final backup compares.
+  uint64_t unmounts = 0;
   int mounting = 0;       // Mounts between before_mount() and mount_done()
   std::string restoring;  // snapshot a restore_volume() is putting in place; "" = none
   json last_restore;  // what the last restore fetched and reused
@@ -755,6 +757,16 @@ Status BackupAgent::wait_restored(Vol& v, const Hash256& id, int64_t wait_ns) {
       "); the restore goes on in the background: retry the mount (docker start) in a while");
 }
 
+void BackupAgent::before_unmount(const std::string& name) {
+  // Counted after the volume manager dropped the mount, a final backup could
+  // see the volume unmounted and the count unchanged in between, and release
+  // the lease on a snapshot older than the container's last writes.
+  if (!volumes_.get(name, false).is_ok()) return;
+  auto v = vol(name);
+  std::lock_guard lk(v->mu);
+  ++v->unmounts;
+}
+
 void BackupAgent::after_unmount(const std::string& name) {
   auto info = volumes_.get(name, false);
   if (!info.is_ok() || !info->record.mount_ids.empty() || !enabled(name)) return;
@@ -767,7 +779,6 @@ void BackupAgent::after_unmount(const std::string& name) {
       if (v->lease_held && v->fenced.empty()) v->final_pending = true;
       return;
     }
-    ++v->unmounts;
     v->final_pending = true;
     if (v->final_running) return;  // it sees the count change and backs up again
     v->final_running = true;

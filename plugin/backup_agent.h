@@ -92,10 +92,16 @@ class BackupAgent {
   // once the mount succeeded or failed.
   [[nodiscard]] Status before_mount(const std::string& name);
   void mount_done(const std::string& name);
+  // Before Unmount, called before the volume manager drops the mount ID:
+  // counts the Unmount. A final backup that finds the volume unmounted then
+  // also finds it unmounted since its snapshot, whatever the order of its
+  // check and after_unmount(), and backs up again before releasing the lease.
+  void before_unmount(const std::string& name);
   // After Unmount: when no mount ID is left, starts the final backup and the
   // lease release in the background and returns at once. While a final backup
-  // runs, another such Unmount makes it back up again before it releases the
-  // lease (the container may have written after the first one's snapshot).
+  // runs, an Unmount counted by before_unmount() makes it back up again before
+  // it releases the lease (the container may have written after the first
+  // one's snapshot).
   void after_unmount(const std::string& name);
   // Before Remove (the caller holds no VolumeManager lock): removing a volume
   // releases its lease, so the next host mounts the repository's newest

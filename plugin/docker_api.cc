@@ -148,6 +148,7 @@ HttpResponse DockerVolumeApi::handle(const HttpRequest& req) {
     }
     if (endpoint == "/VolumeDriver.Unmount") {
       STOWAGE_ASSIGN_OR_RETURN(std::string id, string_field(body, "ID"));
+      if (agent_) agent_->before_unmount(volume);
       STOWAGE_RETURN_IF_ERROR(volumes_.unmount(volume, id));
       if (agent_) agent_->after_unmount(volume);
       return json{{"Err", ""}};

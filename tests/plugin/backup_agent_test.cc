@@ -156,7 +156,9 @@ struct Host {
     agent->mount_done(name);
     return mp.status();
   }
+  // Docker's Unmount as DockerVolumeApi makes it.
   Status unmount(const std::string& name, const std::string& id) {
+    agent->before_unmount(name);
     STOWAGE_RETURN_IF_ERROR(volumes->unmount(name, id));
     agent->after_unmount(name);
     return Status::ok();
@@ -455,6 +457,33 @@ TEST_F(BackupAgentTest, UnmountDuringAFinalBackupIsBackedUpBeforeTheLeaseGoes) {
   const std::string restored = restore_latest("db");
   EXPECT_EQ(test::read_file(restored + "/f0"), "committed after the first final backup's snapshot");
   EXPECT_EQ(test::read_file(restored + "/f7"), std::string(200000, 'h'));
+}
+
+// The same when the container's Unmount ends right as that final backup
+// decides whether to release the lease: the volume manager has dropped the
+// mount ID, after_unmount() has not run yet. Two hosts in one test once hit
+// this (the next host came up without the container's writes).
+TEST_F(BackupAgentTest, UnmountEndingAsAFinalBackupDecidesIsBackedUpBeforeTheLeaseGoes) {
+  auto gate = std::make_shared<Gate>();
+  auto a = gated_host("node-a", gate);
+  ASSERT_TRUE(a->volumes->create("db", {}).is_ok());
+  ASSERT_TRUE(a->mount("db", "copy-up").is_ok());
+  test::write_file(a->data("db") + "/f", "copied up");
+  gate->arm(StoreOp::kPut, "snapshots/");
+  ASSERT_TRUE(a->unmount("db", "copy-up").is_ok());
+  ASSERT_TRUE(gate->wait_reached());  // the final backup's snapshot is taken, its manifest held
+  ASSERT_TRUE(a->mount("db", "container").is_ok());
+  test::write_file(a->data("db") + "/f", "committed by the container");
+
+  // The container's Unmount, stopped between the volume manager and after_unmount().
+  a->agent->before_unmount("db");
+  ASSERT_TRUE(a->volumes->unmount("db", "container").is_ok());
+  gate->open();
+  ASSERT_TRUE(test::wait_until([&] { return a->agent->volume_status("db")["final_backup"].is_null(); }, 60s));
+  a->agent->after_unmount("db");
+
+  ASSERT_TRUE(test::wait_until([&] { return a->agent->lease_json("db").is_null(); }, 60s));
+  EXPECT_EQ(test::read_file(restore_latest("db") + "/f"), "committed by the container");
 }
 
 // A Mount that comes while a final backup runs keeps the lease: the backup
