@@ -435,9 +435,11 @@ TEST_F(TwoHostRepoE2E, MoveBackToAHostWithAStaleCopyBringsEveryCommittedTransact
   ASSERT_EQ(pb2.stop_and_remove(), 0);
 }
 
-std::string rfc3339_now() {
+// Now plus `ahead`, in the daemon's time format.
+std::string rfc3339_now(std::chrono::seconds ahead = std::chrono::seconds(0)) {
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ahead.count();
   tm t{};
   ::gmtime_r(&ts.tv_sec, &t);
   char buf[64];
@@ -459,17 +461,33 @@ TEST_F(TwoHostRepoE2E, CrashedHostIsRefusedUntilForcedThenBRunsItsLastScheduledB
   // Nothing writes now: the next scheduled run that starts from here on holds
   // exactly this state (times are RFC 3339 in UTC, fixed width, so they
   // compare as strings; both hosts share this machine's clock).
+  // The next run must also be far enough away that none starts before A dies
+  // (it would back up the work below, or part of it); else wait for one more.
   const std::string quiet_since = rfc3339_now();
-  json st;
+  json st, sched;
+  auto next_run_far = [&] {
+    std::string out;
+    if (a.stowctl("schedule ls --json", &out) != 0) return false;
+    sched = json::parse(out, nullptr, false);
+    if (!sched.is_object() || !sched["schedules"].is_array()) return false;
+    for (const json& r : sched["schedules"]) {
+      if (r.value("volume", "") != "pgcrash") continue;
+      return !r.value("running", true) && r["next_run"].is_string() &&
+             r["next_run"].get<std::string>() >= rfc3339_now(std::chrono::seconds(20));
+    }
+    return false;
+  };
   ASSERT_TRUE(wait_until(
       [&] {
+        // In this order: no run can start between the two reads.
+        if (!next_run_far()) return false;
         st = a.backup_status("pgcrash");
         const json& lb = st.is_object() ? st["last_backup"] : json();
         return lb.is_object() && lb.value("ok", false) && lb.value("reason", "") == "scheduled" &&
                lb.value("time", "") >= quiet_since;
       },
-      std::chrono::seconds(150)))
-      << st.dump() << logs();
+      std::chrono::seconds(210)))
+      << st.dump() << "\n" << sched.dump() << logs();
   const std::string last_backup = string_at(st["last_backup"], "snapshot");
   EXPECT_FALSE(last_backup.empty()) << st.dump();
   std::string out;
