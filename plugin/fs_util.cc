@@ -46,23 +46,6 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, pos);
 }
 
-namespace {
-
-Status sync_dir(const std::string& dir, bool whole_filesystem) {
-  Fd d{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  if (d.fd < 0) return errno_status(errno, "open directory " + dir);
-  if ((whole_filesystem ? ::syncfs(d.fd) : ::fsync(d.fd)) != 0) {
-    return errno_status(errno, (whole_filesystem ? "write to the disk the filesystem of " : "fsync directory ") + dir);
-  }
-  return Status::ok();
-}
-
-}  // namespace
-
-Status fsync_dir(const std::string& dir) { return sync_dir(dir, false); }
-
-Status sync_filesystem(const std::string& dir) { return sync_dir(dir, true); }
-
 Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode) {
   std::string dir = parent_dir(path);
   std::string name = path.substr(path.find_last_of('/') + 1);

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "stowage/durable.h"
 #include "stowage/status.h"
 
 namespace stowage {
@@ -16,13 +17,7 @@ namespace stowage {
 // (".<name>.tmp-*") may remain and is safe to delete.
 [[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view data, unsigned mode = 0600);
 
-// fsyncs a directory so that entries created, renamed or removed in it persist.
-[[nodiscard]] Status fsync_dir(const std::string& dir);
-
-// Writes every file of the filesystem holding `dir` to the disk (syncfs). An
-// error the writes did not see shows here: a full thin-provisioned device
-// refuses data at writeback (ENOSPC: kResourceExhausted).
-[[nodiscard]] Status sync_filesystem(const std::string& dir);
+// fsync_dir() and sync_filesystem() come from stowage/durable.h.
 
 // Renames `from` to `to` (same filesystem) and fsyncs the parent directories.
 [[nodiscard]] Status rename_durable(const std::string& from, const std::string& to);

@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "stowage/durable.h"
+
 
 namespace stowage {
 
@@ -29,21 +31,6 @@ std::string unique_tag() {
   return std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(rng() % 1000000);
 }
 
-// fsync of directory `path`; with `whole_filesystem`, syncfs of the filesystem
-// holding it, so that every file copied there is on the disk. A copy's data
-// can fail only here (a full thin-provisioned pool refuses it at writeback,
-// after every write() succeeded), so its error must stop the commit.
-Status fsync_path(const std::string& path, bool whole_filesystem = false) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_status(errno, "open " + path);
-  int rc = whole_filesystem ? ::syncfs(fd) : ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc == 0) return Status::ok();
-  return errno_status(err, (whole_filesystem ? "write the copy to the disk (syncfs " : "fsync ") + path +
-                               (whole_filesystem ? ")" : ""));
-}
-
 Status remove_all(const std::string& path) {
   std::error_code ec;
   fs::remove_all(path, ec);
@@ -53,12 +40,18 @@ Status remove_all(const std::string& path) {
 Status write_durable(const std::string& path, const std::string& data) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return errno_status(errno, "create " + path);
-  ssize_t n = ::write(fd, data.data(), data.size());
-  int err = errno;
-  bool ok = n == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
-  if (!ok && n >= 0) err = errno ? errno : EIO;
+  Status st;
+  for (size_t done = 0; st.is_ok() && done < data.size();) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n == 0 || errno != EINTR) {
+      st = errno_status(n == 0 ? EIO : errno, "write " + path);
+    }
+  }
+  if (st.is_ok() && ::fsync(fd) != 0) st = errno_status(errno, "fsync " + path);
   ::close(fd);
-  return ok ? Status::ok() : errno_status(err, "write " + path);
+  return st;
 }
 
 // Names are validated by the caller (validate_volume_name); this is the last
@@ -107,13 +100,13 @@ Result<SnapshotInfo> SnapshotStore::create(const std::string& volume_dir, const 
   if (Status st = write_durable(tmp + "/snapshot.json", j.dump() + "\n"); !st.is_ok()) return fail(st);
   // The copy's own data reaches the disk with the filesystem's next commit;
   // syncfs here makes the snapshot durable before we report it.
-  if (Status st = fsync_path(tmp, true); !st.is_ok()) return fail(st);
+  if (Status st = sync_filesystem(tmp); !st.is_ok()) return fail(st.with_context("write the copy to the disk"));
   if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
     int err = errno;
     return fail(err == EEXIST || err == ENOTEMPTY ? Status::already_exists("snapshot '" + name + "' already exists")
                                                   : errno_status(err, "rename " + tmp));
   }
-  STOWAGE_RETURN_IF_ERROR(fsync_path(snaps));
+  STOWAGE_RETURN_IF_ERROR(fsync_dir(snaps));
   return info;
 }
 
@@ -154,7 +147,7 @@ Status SnapshotStore::remove(const std::string& volume_dir, const std::string& n
   if (::access(dir.c_str(), F_OK) != 0) return Status::not_found("no such snapshot: " + name);
   std::string doomed = volume_dir + "/snapshots/.tmp-rm-" + name + "-" + unique_tag();
   if (::rename(dir.c_str(), doomed.c_str()) != 0) return errno_status(errno, "rename " + dir);
-  STOWAGE_RETURN_IF_ERROR(fsync_path(volume_dir + "/snapshots"));
+  STOWAGE_RETURN_IF_ERROR(fsync_dir(volume_dir + "/snapshots"));
   return remove_all(doomed);
 }
 
@@ -167,9 +160,9 @@ Status SnapshotStore::rollback(const std::string& volume_dir, const std::string&
   STOWAGE_ASSIGN_OR_RETURN(auto stats, engine_.copy_tree(snap + "/data", incoming));
   (void)stats;
   // The copy must be on the disk before it replaces the data, which is then deleted.
-  if (Status st = fsync_path(volume_dir, true); !st.is_ok()) {
+  if (Status st = sync_filesystem(volume_dir); !st.is_ok()) {
     (void)remove_all(incoming);
-    return st;
+    return st.with_context("write the copy to the disk");
   }
   // One atomic step: `incoming` becomes the data, the old data takes its name.
   if (::syscall(SYS_renameat2, AT_FDCWD, incoming.c_str(), AT_FDCWD, data_dir.c_str(), RENAME_EXCHANGE) != 0) {
@@ -177,7 +170,7 @@ Status SnapshotStore::rollback(const std::string& volume_dir, const std::string&
     (void)remove_all(incoming);
     return st;
   }
-  STOWAGE_RETURN_IF_ERROR(fsync_path(volume_dir));
+  STOWAGE_RETURN_IF_ERROR(fsync_dir(volume_dir));
   return remove_all(incoming);
 }
 

@@ -15,6 +15,7 @@
 #include <random>
 #include <string>
 
+#include "stowage/durable.h"
 #include "stowage/store_file.h"
 
 namespace stowage {
@@ -37,13 +38,6 @@ class Fd {
  private:
   int fd_;
 };
-
-Status fsync_dir(const std::string& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.ok()) return errno_status(errno, "open dir " + dir);
-  if (::fsync(fd.get()) != 0) return errno_status(errno, "fsync dir " + dir);
-  return Status::ok();
-}
 
 std::string parent_of(const std::string& path) {
   auto pos = path.rfind('/');
