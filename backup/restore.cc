@@ -23,6 +23,7 @@
 #include "fs_util.h"
 #include "repo_util.h"
 #include "stowage/blob.h"
+#include "stowage/durable.h"
 #include "stowage/pack.h"
 #include "stowage/snapshot_manifest.h"
 #include "stowage/tree.h"
@@ -737,6 +738,9 @@ Result<RestoreResult> run_restore(Repository& repo, const Hash256& id, const Res
   if (opts.target.empty()) return Status::invalid_argument("restore: no target directory");
   Restorer restorer(repo, opts);
   Result<RestoreResult> result = restorer.run(id);
+  if (result.is_ok() && opts.sync) {
+    if (Status synced = sync_filesystem(opts.target); !synced.is_ok()) result = synced;
+  }
   if (!result.is_ok() && restorer.created_target()) {
     // Everything there is ours and unfinished: a full disk must not leave a
     // half-restored tree holding the space and refusing the retry as "not

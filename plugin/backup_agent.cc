@@ -696,6 +696,7 @@ Status BackupAgent::restore_into(Vol& v, const Hash256& id) {
   RestoreOptions ro;
   ro.target = staging;
   ro.reuse_from = data;
+  ro.sync = false;  // after the root's owner and mode, below
   ro.progress = &v.progress;
   ro.log = [this, name = v.name](std::string_view line) { log_.warn("restore", {{"volume", name}, {"detail", std::string(line)}}); };
   auto r = run_restore(*repo_, id, ro);

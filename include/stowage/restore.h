@@ -48,6 +48,11 @@ struct RestoreOptions {
   // resolved beneath this directory without following any symlink, and only
   // bytes that match a chunk id are ever used. Empty: fetch everything.
   std::string reuse_from;
+  // Before returning OK, write the restored files to the disk (syncfs of the
+  // target's filesystem): "restored" then survives a crash, and a full
+  // thin-provisioned device, which refuses data only at writeback, fails the
+  // restore. false: the caller flushes (after changes of its own).
+  bool sync = true;
 };
 
 struct RestoreResult {

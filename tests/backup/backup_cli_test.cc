@@ -11,6 +11,7 @@
 
 #include "backup/test_data.h"
 #include "backup/tree_fixture.h"
+#include "snapshot/tree_util.h"
 #include "support/test_support.h"
 
 namespace stowage {
@@ -296,6 +297,29 @@ TEST_F(StowctlTest, RestoreIntoAFullTargetFailsClearlyAndCanBeRetried) {
   ASSERT_TRUE(std::filesystem::remove(filler));
   EXPECT_EQ(stowctl_json("restore latest --to '" + target + "'")["snapshot"], made["snapshot"]);
   EXPECT_TRUE(test::diff_trees(src, target).empty());
+}
+
+// A thin-provisioned target whose pool is full: every write succeeds and only
+// writing back fails. The restore must fail rather than report files that are
+// not on the disk.
+TEST_F(StowctlTest, RestoreThatCannotBeWrittenBackFails) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs and a loop image: needs root";
+  test::ThinFs thin(48, 128);
+  ASSERT_EQ(thin.error(), "");
+  const std::string src = small_source();
+  test::write_file(src + "/big", test::random_bytes(8u << 20, 9));
+  ASSERT_EQ(stowctl("repo init"), 0);
+  ASSERT_EQ(stowctl("backup create '" + src + "'"), 0);
+  thin.fill_pool();
+
+  const std::string target = thin.mount_point() + "/restored";
+  std::string out, err;
+  EXPECT_NE(stowctl("restore latest --to '" + target + "'", &out, &err), 0) << out;
+  // Writeback reports ENOSPC or EIO, as the kernel maps the device's error.
+  EXPECT_TRUE(err.find("No space left on device") != std::string::npos ||
+              err.find("Input/output error") != std::string::npos)
+      << err;
+  EXPECT_FALSE(std::filesystem::exists(target)) << "a target the restore made is removed again";
 }
 
 }  // namespace
