@@ -1153,6 +1153,7 @@ json BackupAgent::volume_status(const std::string& name) {
                                     : json{{"reason", v->fenced}, {"since", format_rfc3339_ns(v->fenced_ns)}};
   out["synced_snapshot"] = v->synced ? json(v->synced->hex()) : json(nullptr);
   out["final_backup"] = v->final_running ? json("running") : v->final_pending ? json("pending") : json(nullptr);
+  out["final_backup_error"] = v->final_error.empty() ? json(nullptr) : json(v->final_error);
   if (v->restore_running || v->restore_pending || !v->restore_error.empty()) {
     out["restore"] = {{"running", v->restore_running},
                       {"snapshot", v->restore_target ? json(v->restore_target->hex()) : json(nullptr)},

@@ -139,7 +139,11 @@ void print_backup_status(const json& b) {
                                       : ("FAILED: " + lb.value("error", std::string())).c_str());
   }
   if (b["final_backup"].is_string()) {
-    std::printf("Final backup: %s (the lease is released after it)\n", b["final_backup"].get<std::string>().c_str());
+    const std::string failed = b["final_backup_error"].is_string()
+                                   ? "; the last attempt FAILED: " + b["final_backup_error"].get<std::string>()
+                                   : "";
+    std::printf("Final backup: %s (the lease is released after it%s)\n", b["final_backup"].get<std::string>().c_str(),
+                failed.c_str());
   }
   if (b["restore"].is_object()) {
     const json& r = b["restore"];

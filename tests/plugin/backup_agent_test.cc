@@ -812,6 +812,9 @@ TEST_F(BackupAgentTest, RemoveWithAFailedFinalBackupIsRefusedUntilTheWritesAreDi
   ASSERT_TRUE(a->unmount("db", "ctr").is_ok());
   ASSERT_TRUE(test::wait_until([&] { return a->agent->volume_status("db")["final_backup"] == "pending"; }, 60s))
       << a->agent->volume_status("db").dump();
+  const nlohmann::json failed = a->agent->volume_status("db")["final_backup_error"];
+  EXPECT_TRUE(failed.is_string() && failed.get<std::string>().find("repository down (test)") != std::string::npos)
+      << failed.dump();
 
   Status st = a->remove("db");
   EXPECT_EQ(st.code(), Code::kFailedPrecondition) << st.to_string();
