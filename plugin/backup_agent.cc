@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 #include "fs_util.h"
 #include "stowage/backup_pipeline.h"
@@ -102,6 +103,10 @@ struct BackupAgent::Vol {
   // running final backup compares.
   uint64_t unmounts = 0;
   int mounting = 0;       // Mounts between before_mount() and mount_done()
+  // A first Mount took the lease and failed while its restore went on: once
+  // the restore ends, release_unused(release_after_restore_unmounts).
+  bool release_after_restore = false;
+  uint64_t release_after_restore_unmounts = 0;
   std::string restoring;  // snapshot a restore_volume() is putting in place; "" = none
   json last_restore;  // what the last restore fetched and reused
   // Set by after_remove(): a job still holding this entry saves no state and
@@ -542,6 +547,8 @@ Status BackupAgent::before_mount(const std::string& name) {
   STOWAGE_RETURN_IF_ERROR(ensure_local(name));
   const bool backups = enabled(name);
   auto v = vol(name);
+  bool took = false;       // this Mount took the lease
+  uint64_t unmounts = 0;   // Unmounts begun before it
   // A further Mount of a volume mounted here under this host's lease takes
   // and fetches nothing: the repository may be away meanwhile. (A lease held
   // means the repository was reached.)
@@ -572,14 +579,40 @@ Status BackupAgent::before_mount(const std::string& name) {
       }
     }
     const bool more = further();  // again, under lease_mu: the last Unmount may have released it since
-    if (backups && !more) STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false));
+    if (backups && !more) {
+      {
+        std::lock_guard lk(v->mu);
+        took = !v->lease.has_value();
+      }
+      STOWAGE_RETURN_IF_ERROR(hold_lease(*v, false));
+    }
     std::lock_guard lk(v->mu);
     ++v->mounting;
+    unmounts = v->unmounts;
     if (!backups || more) return Status::ok();
   }
   Status st = bring_up_to_date(v);
-  if (!st.is_ok()) mount_done(name);
+  if (st.is_ok()) {
+    std::lock_guard lk(v->mu);
+    v->release_after_restore = false;
+    return st;
+  }
+  mount_done(name);
+  if (took) release_after_failed_mount(*v, unmounts);
   return st;
+}
+
+void BackupAgent::release_after_failed_mount(Vol& v, uint64_t unmounts_before) {
+  {
+    std::lock_guard lk(v.mu);
+    if (v.restore_running) {
+      // A retry finds the restore done; restore_job() lets the lease go if none comes.
+      v.release_after_restore = true;
+      v.release_after_restore_unmounts = unmounts_before;
+      return;
+    }
+  }
+  release_unused(v, unmounts_before);
 }
 
 void BackupAgent::mount_done(const std::string& name) {
@@ -646,15 +679,23 @@ void BackupAgent::start_restore(const std::shared_ptr<Vol>& v, const Hash256& id
 }
 
 void BackupAgent::restore_job(std::shared_ptr<Vol> v) {
+  bool release = false;
+  uint64_t unmounts_before = 0;
+  // Under v->mu: the job ends, and lets the lease go if a failed Mount left that to it.
+  auto end = [&] {
+    v->restore_running = false;
+    v->cv.notify_all();
+    release = std::exchange(v->release_after_restore, false) && !v->removed;
+    unmounts_before = v->release_after_restore_unmounts;
+  };
   while (true) {
     Hash256 target;
     {
       std::lock_guard lk(v->mu);
       target = *v->restore_target;
       if (v->removed || (v->synced == target && !v->restore_pending)) {
-        v->restore_running = false;
-        v->cv.notify_all();
-        return;
+        end();
+        break;
       }
     }
     Status st;
@@ -673,11 +714,11 @@ void BackupAgent::restore_job(std::shared_ptr<Vol> v) {
     }
     save_state(*v);
     if (!st.is_ok() || *v->restore_target == target) {
-      v->restore_running = false;
-      v->cv.notify_all();
-      return;
+      end();
+      break;
     }
   }
+  if (release) release_unused(*v, unmounts_before);
 }
 
 Status BackupAgent::restore_into(Vol& v, const Hash256& id) {

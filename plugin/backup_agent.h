@@ -189,6 +189,10 @@ class BackupAgent {
   // since `unmounts_before` was read (the final backup that Unmount started
   // waits for this operation and releases the lease after saving its writes).
   void release_unused(Vol& v, uint64_t unmounts_before);
+  // After a first Mount that took the lease and failed (no container used the
+  // copy): release_unused() now, or, while the restore it started still runs,
+  // once that restore ends (a retry in between keeps the lease).
+  void release_after_failed_mount(Vol& v, uint64_t unmounts_before);
   void fence(Vol& v, const Status& why);
   // Starts (or retargets) the restore job of a volume.
   void start_restore(const std::shared_ptr<Vol>& v, const Hash256& id);

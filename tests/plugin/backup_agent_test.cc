@@ -397,6 +397,31 @@ TEST_F(BackupAgentTest, SlowRestoreFailsTheMountButFinishesInTheBackground) {
   EXPECT_EQ(b->agent->lease_json("big")["holder"], "node-b");
 }
 
+// A first Mount that took the lease and failed leaves no container behind:
+// once the restore it started is done, the lease goes, so that another host
+// is not kept out for good by a Mount that never happened. (Before, B renewed
+// it for as long as it ran.)
+TEST_F(BackupAgentTest, FailedFirstMountReleasesTheLeaseOnceItsRestoreIsDone) {
+  auto a = host("node-a");
+  ASSERT_TRUE(a->volumes->create("big", {}).is_ok());
+  for (int i = 0; i < 8; ++i) test::write_file(a->data("big") + "/f" + std::to_string(i), std::string(300000, 'a' + i));
+  ASSERT_TRUE(a->agent->backup_volume("big", "manual").is_ok());
+
+  auto b = host("node-b", 1'000'000, 50ms);  // its Mount waits 1 ms for a restore of slow reads
+  ASSERT_TRUE(b->volumes->create("big", {}).is_ok());
+  Status first = b->mount("big", "c1");
+  ASSERT_EQ(first.code(), Code::kDeadlineExceeded) << first.to_string();
+  ASSERT_TRUE(test::wait_until([&] { return b->agent->lease_json("big").is_null(); }, 60s))
+      << "a failed Mount kept the lease: " << b->agent->volume_status("big").dump();
+  EXPECT_EQ(test::read_file(b->data("big") + "/f7"), std::string(300000, 'h')) << "the restore was finished first";
+
+  auto c = host("node-c");
+  ASSERT_TRUE(c->volumes->create("big", {}).is_ok());
+  ASSERT_TRUE(c->mount("big", "c2").is_ok());
+  EXPECT_EQ(c->agent->lease_json("big")["holder"], "node-c");
+  EXPECT_EQ(test::read_file(c->data("big") + "/f0"), std::string(300000, 'a'));
+}
+
 // A repository that stalls (every write takes up to 10 minutes, like radosgw
 // stopped with SIGSTOP) must not hold a Docker call past the call budget.
 TEST_F(BackupAgentTest, AStalledRepositoryFailsTheMountAtTheCallBudget) {
