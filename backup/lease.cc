@@ -116,6 +116,15 @@ Result<Lease> LeaseClient::acquire(std::string_view volume, bool force) {
     if (cur.is_ok()) {
       if (!force) STOWAGE_RETURN_IF_ERROR(excludes_us(*cur));
       next = cur->generation + 1;
+    } else if (cur.status().code() == Code::kCorruption && force) {
+      // A damaged newest lease object must not lock the volume for good: the
+      // operator's forced takeover supersedes it like any other holder's.
+      STOWAGE_ASSIGN_OR_RETURN(const uint64_t top, highest_generation(volume));
+      next = top + 1;
+    } else if (cur.status().code() == Code::kCorruption) {
+      return cur.status().with_context("read lease of volume '" + std::string(volume) +
+                                       "' (a forced takeover replaces a damaged lease: 'stowctl volume takeover " +
+                                       std::string(volume) + "')");
     } else if (cur.status().code() != Code::kNotFound) {
       return cur.status().with_context("read lease of volume '" + std::string(volume) + "'");
     }

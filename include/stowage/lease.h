@@ -69,6 +69,8 @@ class LeaseClient {
   // (a previous daemon of the same host id) is taken again. Of concurrent
   // contenders exactly one wins; the others get kFailedPrecondition naming the
   // winner. Retryable store errors are returned as they are (nothing held).
+  // A damaged newest lease object (kCorruption) is reported, and left as it
+  // is, without `force`; with `force` it is superseded like a live holder.
   // Deletes older generations afterwards (best effort).
   [[nodiscard]] Result<Lease> acquire(std::string_view volume, bool force);
 

@@ -254,9 +254,19 @@ TEST_F(LeaseTest, DamagedLeaseIsReportedNotOverwritten) {
   ASSERT_FALSE(la.is_ok());
   EXPECT_EQ(la.status().code(), Code::kCorruption);
   EXPECT_NE(la.status().message().find(lease_key("db1", 3)), std::string::npos) << la.status().message();
+  EXPECT_NE(la.status().message().find("stowctl volume takeover db1"), std::string::npos) << la.status().message();
   auto got = store_->get(lease_key("db1", 3));
   ASSERT_TRUE(got.is_ok());
   EXPECT_EQ(*got, "{not json");
+
+  // The operator's forced takeover is not locked out by it.
+  auto forced = a.acquire("db1", true);
+  ASSERT_TRUE(forced.is_ok()) << forced.status().to_string();
+  EXPECT_EQ(forced->generation, 4u);
+  auto now = a.current("db1");
+  ASSERT_TRUE(now.is_ok()) << now.status().to_string();
+  EXPECT_EQ(now->holder.host, "node-a");
+  EXPECT_TRUE(a.renew(*forced).is_ok());
 }
 
 TEST_F(LeaseTest, StoreFailuresLeaveNothingHeld) {
