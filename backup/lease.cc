@@ -204,6 +204,12 @@ Result<LeaseCheck> LeaseClient::check(const Lease& held) {
     if (taker.is_ok()) {
       c.current = *taker;
       c.why = "taken over by host '" + taker->holder.host + "' (generation " + std::to_string(*top) + ")";
+      if (taker->holder.host == held.holder.host && taker->holder.daemon_id != held.holder.daemon_id) {
+        // A daemon takes back at once what its host id held (after a
+        // restart). This daemon is alive, so another one runs with its id.
+        c.why += " while this daemon ran: two daemons share the host id (the other is " +
+                 taker->holder.daemon_id + "); give each host its own host_id";
+      }
     } else {
       c.why = "a newer generation " + std::to_string(*top) + " exists";
     }

@@ -158,6 +158,23 @@ TEST_F(LeaseTest, SameHostRetakesItsOwnLeaseAfterRestart) {
   EXPECT_TRUE(is_lease_lost(a.renew(*la)));
 }
 
+// Two live daemons configured with the same host id (a cloned machine) take
+// the lease from each other without waiting; the one that lost it is told why.
+TEST_F(LeaseTest, TwoDaemonsSharingAHostIdAreToldSo) {
+  LeaseConfig first = ha_.config("node-a"), second = hb_.config("node-a");
+  first.daemon_id = "boot-1/100";
+  second.daemon_id = "boot-2/100";
+  LeaseClient a(*store_, first), a2(*store_, second);
+  auto la = a.acquire("db1", false);
+  ASSERT_TRUE(la.is_ok());
+  ASSERT_TRUE(a2.acquire("db1", false).is_ok());
+  auto c = a.check(*la);
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_FALSE(c->ours);
+  EXPECT_NE(c->why.find("two daemons share the host id"), std::string::npos) << c->why;
+  EXPECT_NE(c->why.find("boot-2/100"), std::string::npos) << c->why;
+}
+
 // Without force exactly one contender wins. Forced takeovers may succeed one
 // after another (each fencing the one before, with a higher generation); in
 // both cases exactly one winner still holds the lease and can renew it.
