@@ -91,19 +91,26 @@ std::string VolumeManager::volume_dir(const std::string& name) const {
 
 Status VolumeManager::log_commit(const std::string& name, std::string payload, Durability durability) {
   uint64_t size = 0;
+  Status committed;
   {
     std::shared_lock jl(journal_mu_);
-    STOWAGE_RETURN_IF_ERROR(journal_->commit(payload, durability));
-    std::lock_guard dl(dirty_mu_);
-    dirty_.insert(name);
-    size = journal_->bytes();
+    committed = journal_->commit(payload, durability);
+    if (committed.is_ok()) {
+      std::lock_guard dl(dirty_mu_);
+      dirty_.insert(name);
+      size = journal_->bytes();
+    }
   }
-  if (size > opts_.checkpoint_bytes) {
+  // A failed flush leaves the journal refusing every commit (what reached the
+  // disk is unknown, and a flush is not retried); only a checkpoint, which
+  // writes the state afresh and starts a new journal, gets out of it. The
+  // background loop makes one, retrying with backoff until the disk takes it.
+  if (!committed.is_ok() || size > opts_.checkpoint_bytes) {
     std::lock_guard lock(loop_mu_);
     loop_wanted_ = true;
     loop_cv_.notify_all();
   }
-  return Status::ok();
+  return committed;
 }
 
 // Payloads: 'P' + the full record as JSON, or 'D' + the volume name. (Built

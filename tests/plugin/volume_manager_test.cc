@@ -1,5 +1,6 @@
 #include "volume_manager.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -939,6 +941,72 @@ TEST_F(VolumeManagerTest, CloneThatCannotBeWrittenBackIsNotCreated) {
   for (auto& e : fs::directory_iterator(lfs.mount_point() + "/volumes")) {
     EXPECT_TRUE(e.path().filename() == "v") << "left behind: " << e.path();
   }
+}
+
+// A journal flush that fails (the thin pool under the state root is full:
+// writes succeed, writeback does not) cannot be retried: what reached the
+// disk is unknown, so commits are refused until a checkpoint has written the
+// state afresh into a new journal. stowaged makes that checkpoint itself and
+// retries it, so once space is back calls work again without a restart; a
+// restart then finds exactly the acknowledged state.
+TEST_F(VolumeManagerTest, FailedJournalFlushRecoversThroughACheckpointWithoutARestart) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs and a loop image: needs root";
+  test::ThinFs thin(48, 128);
+  ASSERT_EQ(thin.error(), "");
+  VolumeManager::Options o = options(thin.mount_point());
+  // Far from the size that asks for a checkpoint: only the failure may.
+  o.checkpoint_bytes = 1 << 20;
+  o.checkpoint_retry_ns = 200'000'000;
+  auto m = open_with(o);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->create("v", {}).is_ok());
+  std::set<std::string> acknowledged = {"v"};
+  // The journal's preallocated space is written (zeros) on the disk, so its
+  // frames need no new pool space. A hole in its tail (read as the same
+  // zeros) makes them need it: then the pool is filled.
+  const std::string journal = StateJournal::list(thin.mount_point() + "/journal")->back().path;
+  {
+    const int fd = ::open(journal.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const int rc = ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192, 1 << 20);
+    ::close(fd);
+    ASSERT_EQ(rc, 0) << std::strerror(errno);
+  }
+  thin.fill_pool();
+
+  // A Create is flushed before it is acknowledged.
+  Status refused;
+  for (int i = 0; i < 500 && refused.is_ok(); ++i) {
+    const std::string name = "u" + std::to_string(i);
+    auto r = m->create(name, {});
+    if (r.is_ok()) {
+      acknowledged.insert(name);
+    } else {
+      refused = r.status();
+    }
+  }
+  ASSERT_FALSE(refused.is_ok()) << "no journal flush failed";
+  EXPECT_TRUE(refused.code() == Code::kIOError || refused.code() == Code::kResourceExhausted) << refused.to_string();
+  auto names = [&] {
+    std::set<std::string> out;
+    for (const auto& info : m->list(false)) out.insert(info.record.name);
+    return out;
+  };
+  EXPECT_EQ(names(), acknowledged);
+  EXPECT_FALSE(m->create("still-full", {}).is_ok());
+
+  thin.free_pool();
+  ASSERT_TRUE(test::wait_until([&] { return m->create("after", {}).is_ok(); }, std::chrono::seconds(20)))
+      << "calls stay refused after space came back";
+  acknowledged.insert("after");
+  ASSERT_TRUE(m->mount("v", "c1").is_ok());
+
+  m.reset();
+  m = open_with(o);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(names(), acknowledged);
+  EXPECT_EQ(m->get("v", false)->record.mount_ids, (std::set<std::string>{"c1"}));
+  for (const auto& info : m->list(false)) EXPECT_EQ(info.problem, "") << info.record.name;
 }
 
 TEST_F(VolumeManagerTest, SnapshotRollbackAndClone) {

@@ -62,6 +62,8 @@ void ThinFs::fill_pool() const {
   pool_.fill(pool_.path() + "/filler");
 }
 
+void ThinFs::free_pool() const { std::filesystem::remove(pool_.path() + "/filler"); }
+
 LoopFs::~LoopFs() {
   if (!mounted_) return;
   // A lazy unmount as the last resort keeps a busy mount from pinning the

@@ -58,6 +58,8 @@ class ThinFs {
   // and need no pool space), then fills the pool: from here on, writing back
   // new data fails.
   void fill_pool() const;
+  // Frees what fill_pool() took.
+  void free_pool() const;
 
  private:
   SmallFs pool_;  // outlives fs_, whose image it holds
