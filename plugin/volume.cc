@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "schedule.h"
+#include "stowage/snapshot_manifest.h"
 
 namespace stowage {
 
@@ -144,16 +145,7 @@ Result<VolumeOptions> parse_volume_options(const std::map<std::string, std::stri
   return out;
 }
 
-std::string format_rfc3339(int64_t unix_ns) {
-  time_t secs = static_cast<time_t>(unix_ns / 1000000000);
-  long nanos = static_cast<long>(unix_ns % 1000000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, nanos);
-  return buf;
-}
+std::string format_rfc3339(int64_t unix_ns) { return format_rfc3339_ns(unix_ns); }
 
 std::string volume_record_to_json(const VolumeRecord& rec) {
   nlohmann::ordered_json j;

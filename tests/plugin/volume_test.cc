@@ -112,6 +112,8 @@ TEST(VolumeRecord, DamagedRecordsAreCorruption) {
 TEST(Rfc3339, FormatsUtcWithNanoseconds) {
   EXPECT_EQ(format_rfc3339(0), "1970-01-01T00:00:00.000000000Z");
   EXPECT_EQ(format_rfc3339(1700000000123456789), "2023-11-14T22:13:20.123456789Z");
+  // Before 1970 (a file time can be): the fraction stays positive.
+  EXPECT_EQ(format_rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
 }
 
 }  // namespace
