@@ -598,21 +598,23 @@ Status BackupAgent::before_mount(const std::string& name) {
     return st;
   }
   mount_done(name);
-  if (took) release_after_failed_mount(*v, unmounts);
+  if (took) release_after_failed_mount(v, unmounts);
   return st;
 }
 
-void BackupAgent::release_after_failed_mount(Vol& v, uint64_t unmounts_before) {
+void BackupAgent::release_after_failed_mount(const std::shared_ptr<Vol>& v, uint64_t unmounts_before) {
   {
-    std::lock_guard lk(v.mu);
-    if (v.restore_running) {
+    std::lock_guard lk(v->mu);
+    if (v->restore_running) {
       // A retry finds the restore done; restore_job() lets the lease go if none comes.
-      v.release_after_restore = true;
-      v.release_after_restore_unmounts = unmounts_before;
+      v->release_after_restore = true;
+      v->release_after_restore_unmounts = unmounts_before;
       return;
     }
   }
-  release_unused(v, unmounts_before);
+  // In the background: the failed Mount is answered without waiting for the
+  // repository (a stalled one may be why it failed).
+  spawn([this, v, unmounts_before] { release_unused(*v, unmounts_before); });
 }
 
 void BackupAgent::mount_done(const std::string& name) {

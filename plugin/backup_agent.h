@@ -190,9 +190,10 @@ class BackupAgent {
   // waits for this operation and releases the lease after saving its writes).
   void release_unused(Vol& v, uint64_t unmounts_before);
   // After a first Mount that took the lease and failed (no container used the
-  // copy): release_unused() now, or, while the restore it started still runs,
-  // once that restore ends (a retry in between keeps the lease).
-  void release_after_failed_mount(Vol& v, uint64_t unmounts_before);
+  // copy): release_unused() in the background now, or, while the restore it
+  // started still runs, once that restore ends (a retry in between keeps the
+  // lease).
+  void release_after_failed_mount(const std::shared_ptr<Vol>& v, uint64_t unmounts_before);
   void fence(Vol& v, const Status& why);
   // Starts (or retargets) the restore job of a volume.
   void start_restore(const std::shared_ptr<Vol>& v, const Hash256& id);
