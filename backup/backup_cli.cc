@@ -415,7 +415,7 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.ls->add_option("--name", st.name, "Only snapshots of this source");
   st.ls->add_flag("--json", st.json, "Print JSON for scripts");
 
-  st.restore = app.add_subcommand("restore", "Restore a snapshot into an empty directory");
+  st.restore = app.add_subcommand("restore", "Restore a snapshot into an empty directory; it ends with the files on the disk (syncfs)");
   st.restore->add_option("snapshot", st.snapshot, "Snapshot id (a unique prefix) or 'latest'")->required();
   st.restore->add_option("--to", st.target, "Target directory (created if missing), or the name of a stowaged volume")->required();
   repo_option(st.restore, st);
