@@ -159,8 +159,12 @@ HttpResponse AdminApi::handle(const HttpRequest& req) {
       return ok(json{{"volume", name}, {"rolled_back_to", snap}});
     }
     if (action == "release" && req.method == "POST") {
+      // As Docker's Unmount of each: counted first, then the final backup
+      // and the lease release as after the last Unmount.
+      if (agent_) agent_->before_unmount(name);
       auto ids = volumes_.release_all(name);
       if (!ids.is_ok()) return fail(ids.status());
+      if (agent_ && !ids->empty()) agent_->after_unmount(name);
       return ok(json{{"released", *ids}});
     }
   }

@@ -103,15 +103,38 @@ struct BackupAgent::Vol {
   // running final backup compares.
   uint64_t unmounts = 0;
   int mounting = 0;       // Mounts between before_mount() and mount_done()
-  // A first Mount took the lease and failed while its restore went on: once
-  // the restore ends, release_unused(release_after_restore_unmounts).
-  bool release_after_restore = false;
-  uint64_t release_after_restore_unmounts = 0;
+  // A Mount took the lease and no mount has completed since: when nothing
+  // else needs it, release_if_unused() lets it go (no container used the copy).
+  bool mount_unconfirmed = false;
+  int ops = 0;  // backups and restores of this volume under way (backup_volume, restore_volume)
   std::string restoring;  // snapshot a restore_volume() is putting in place; "" = none
   json last_restore;  // what the last restore fetched and reused
   // Set by after_remove(): a job still holding this entry saves no state and
   // restores no more, so the removed volume's state cannot come back.
   bool removed = false;
+};
+
+// Counts a backup or restore in Vol::ops while in scope (or until end()):
+// release_unused() and release_if_unused() leave the lease to it meanwhile.
+class BackupAgent::OpCount {
+ public:
+  explicit OpCount(Vol& v) : v_(v) {
+    std::lock_guard lk(v_.mu);
+    ++v_.ops;
+  }
+  ~OpCount() { end(); }
+  OpCount(const OpCount&) = delete;
+  OpCount& operator=(const OpCount&) = delete;
+  void end() {
+    if (ended_) return;
+    ended_ = true;
+    std::lock_guard lk(v_.mu);
+    --v_.ops;
+  }
+
+ private:
+  Vol& v_;
+  bool ended_ = false;
 };
 
 BackupAgent::BackupAgent(Options opts, VolumeManager& volumes, Logger& log)
@@ -307,6 +330,7 @@ Status BackupAgent::hold_lease(Vol& v, bool force) {
   v.renewed_mono_ns = mono_ns();
   v.lease_held = true;
   v.fenced.clear();
+  if (force) v.mount_unconfirmed = false;  // taken over on purpose: kept until a Mount and its Unmount
   save_state(v);
   log_.info(force ? "lease taken over" : "lease taken",
             {{"volume", v.name}, {"generation", std::to_string(l.generation)}});
@@ -360,6 +384,9 @@ void BackupAgent::release_unused(Vol& v, uint64_t unmounts_before) {
   {
     std::lock_guard lk(v.mu);
     if (!info.is_ok() || !info->record.mount_ids.empty() || v.mounting > 0 || v.unmounts != unmounts_before) return;
+    // Writes not saved yet (a final backup to make or running), or another
+    // backup or restore under the lease: it stays.
+    if (v.final_pending || v.final_running || v.ops > 0) return;
   }
   (void)release_lease(v);
 }
@@ -479,6 +506,12 @@ void BackupAgent::renew_loop() {
           }
         }
       }
+      bool unconfirmed = false;
+      {
+        std::lock_guard lk(v->mu);
+        unconfirmed = v->mount_unconfirmed && v->lease.has_value();
+      }
+      if (unconfirmed) release_if_unused(*v);  // also retries one that failed
       bool run_final = false;
       {
         std::lock_guard lk(v->mu);
@@ -548,7 +581,6 @@ Status BackupAgent::before_mount(const std::string& name) {
   const bool backups = enabled(name);
   auto v = vol(name);
   bool took = false;       // this Mount took the lease
-  uint64_t unmounts = 0;   // Unmounts begun before it
   // A further Mount of a volume mounted here under this host's lease takes
   // and fetches nothing: the repository may be away meanwhile. (A lease held
   // means the repository was reached.)
@@ -588,39 +620,46 @@ Status BackupAgent::before_mount(const std::string& name) {
     }
     std::lock_guard lk(v->mu);
     ++v->mounting;
-    unmounts = v->unmounts;
+    if (took) v->mount_unconfirmed = true;
     if (!backups || more) return Status::ok();
   }
   Status st = bring_up_to_date(v);
-  if (st.is_ok()) {
-    std::lock_guard lk(v->mu);
-    v->release_after_restore = false;
-    return st;
-  }
-  mount_done(name);
-  if (took) release_after_failed_mount(v, unmounts);
+  if (!st.is_ok()) mount_done(name, false);
   return st;
 }
 
-void BackupAgent::release_after_failed_mount(const std::shared_ptr<Vol>& v, uint64_t unmounts_before) {
-  {
-    std::lock_guard lk(v->mu);
-    if (v->restore_running) {
-      // A retry finds the restore done; restore_job() lets the lease go if none comes.
-      v->release_after_restore = true;
-      v->release_after_restore_unmounts = unmounts_before;
-      return;
-    }
-  }
-  // In the background: the failed Mount is answered without waiting for the
-  // repository (a stalled one may be why it failed).
-  spawn([this, v, unmounts_before] { release_unused(*v, unmounts_before); });
+bool BackupAgent::unused_by_mount_locked(Vol& v, const VolumeInfo* info) const {
+  return v.lease && v.mount_unconfirmed && info && info->record.mount_ids.empty() && v.mounting == 0 &&
+         !v.restore_running && v.restoring.empty() && !v.final_pending && !v.final_running && v.ops == 0 &&
+         v.fenced.empty();
 }
 
-void BackupAgent::mount_done(const std::string& name) {
+void BackupAgent::release_if_unused(Vol& v) {
+  std::lock_guard ll(v.lease_mu);
+  auto info = volumes_.get(v.name, false);
+  {
+    std::lock_guard lk(v.mu);
+    if (!unused_by_mount_locked(v, info.is_ok() ? &*info : nullptr)) return;
+  }
+  log_.info("releasing the lease: the Mount that took it failed and no container used this copy", {{"volume", v.name}});
+  if (release_lease(v).is_ok()) {
+    std::lock_guard lk(v.mu);
+    v.mount_unconfirmed = false;
+  }
+}
+
+void BackupAgent::mount_done(const std::string& name, bool mounted) {
   auto v = vol(name);
-  std::lock_guard lk(v->mu);
-  if (v->mounting > 0) --v->mounting;
+  {
+    std::lock_guard lk(v->mu);
+    if (v->mounting > 0) --v->mounting;
+    if (mounted) v->mount_unconfirmed = false;
+    if (mounted || !v->mount_unconfirmed || v->restore_running) return;
+  }
+  // A failed Mount, answered without waiting for the repository (a stalled
+  // one may be why it failed); the restore job or the renewal loop tries
+  // again if this finds the lease still needed.
+  spawn([this, v] { release_if_unused(*v); });
 }
 
 Result<std::optional<Hash256>> BackupAgent::newest_snapshot(Vol& v) {
@@ -682,13 +721,12 @@ void BackupAgent::start_restore(const std::shared_ptr<Vol>& v, const Hash256& id
 
 void BackupAgent::restore_job(std::shared_ptr<Vol> v) {
   bool release = false;
-  uint64_t unmounts_before = 0;
-  // Under v->mu: the job ends, and lets the lease go if a failed Mount left that to it.
+  // Under v->mu: the job ends; a Mount that took the lease and failed while
+  // it ran may have left the lease unused.
   auto end = [&] {
     v->restore_running = false;
     v->cv.notify_all();
-    release = std::exchange(v->release_after_restore, false) && !v->removed;
-    unmounts_before = v->release_after_restore_unmounts;
+    release = v->mount_unconfirmed && !v->removed;
   };
   while (true) {
     Hash256 target;
@@ -720,7 +758,7 @@ void BackupAgent::restore_job(std::shared_ptr<Vol> v) {
       break;
     }
   }
-  if (release) release_unused(*v, unmounts_before);
+  if (release) release_if_unused(*v);
 }
 
 Status BackupAgent::restore_into(Vol& v, const Hash256& id) {
@@ -976,6 +1014,7 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
   if (!enabled(name)) return Status::failed_precondition(ctx + ": backups are off for it (backup=off)");
   auto v = vol(name);
   std::lock_guard op(v->op_mu);
+  OpCount counted(*v);
   {
     std::lock_guard lk(v->mu);
     if (!v->fenced.empty()) {
@@ -988,6 +1027,7 @@ Status BackupAgent::backup_volume(const std::string& name, std::string_view reas
   const uint64_t unmounts = unmounts_seen(*v);
   STOWAGE_ASSIGN_OR_RETURN(const bool temporary, hold_for_operation(*v, ctx));
   auto release_temporary = [&] {
+    counted.end();
     if (temporary) release_unused(*v, unmounts);
   };
   Lease held;
@@ -1095,6 +1135,7 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
     if (matches > 1) return Status::invalid_argument(ctx + ": snapshot prefix " + what + " is ambiguous");
   }
   auto v = vol(name);
+  OpCount counted(*v);
   const uint64_t unmounts = unmounts_seen(*v);
   bool temporary = false;
   if (enabled(name)) {
@@ -1129,6 +1170,7 @@ Result<std::string> BackupAgent::restore_volume(const std::string& name, const s
       save_state(*v);
     }
   }
+  counted.end();
   if (temporary) release_unused(*v, unmounts);
   STOWAGE_RETURN_IF_ERROR(st);
   return id.hex();

@@ -89,9 +89,10 @@ class BackupAgent {
   // repository. Refused (kUnavailable) while restore_volume() runs.
   // A successful before_mount() counts the volume as being mounted (a final
   // backup then keeps the lease) until mount_done(), which the caller makes
-  // once the mount succeeded or failed.
+  // once the mount succeeded or failed (`mounted`). A lease taken by a Mount
+  // that failed goes once nothing needs it (no container used the copy).
   [[nodiscard]] Status before_mount(const std::string& name);
-  void mount_done(const std::string& name);
+  void mount_done(const std::string& name, bool mounted);
   // Before Unmount, called before the volume manager drops the mount ID:
   // counts the Unmount. A final backup that finds the volume unmounted then
   // also finds it unmounted since its snapshot, whatever the order of its
@@ -189,11 +190,14 @@ class BackupAgent {
   // since `unmounts_before` was read (the final backup that Unmount started
   // waits for this operation and releases the lease after saving its writes).
   void release_unused(Vol& v, uint64_t unmounts_before);
-  // After a first Mount that took the lease and failed (no container used the
-  // copy): release_unused() in the background now, or, while the restore it
-  // started still runs, once that restore ends (a retry in between keeps the
-  // lease).
-  void release_after_failed_mount(const std::shared_ptr<Vol>& v, uint64_t unmounts_before);
+  // A lease a Mount took, with no mount completed since (the Mount failed),
+  // and nothing else needing it (no mount, Mount under way, restore, backup,
+  // final backup; not fenced): unused_by_mount_locked() (under v.mu) says so
+  // and release_if_unused() releases it. Tried when such a Mount fails, when
+  // the restore it started ends, and at each renewal.
+  bool unused_by_mount_locked(Vol& v, const VolumeInfo* info) const;
+  void release_if_unused(Vol& v);
+  class OpCount;
   void fence(Vol& v, const Status& why);
   // Starts (or retargets) the restore job of a volume.
   void start_restore(const std::shared_ptr<Vol>& v, const Hash256& id);

@@ -142,7 +142,7 @@ HttpResponse DockerVolumeApi::handle(const HttpRequest& req) {
       STOWAGE_ASSIGN_OR_RETURN(std::string id, string_field(body, "ID"));
       if (agent_) STOWAGE_RETURN_IF_ERROR(agent_->before_mount(volume).with_context("mount volume '" + volume + "'"));
       auto mp = volumes_.mount(volume, id);
-      if (agent_) agent_->mount_done(volume);
+      if (agent_) agent_->mount_done(volume, mp.is_ok());
       if (!mp.is_ok()) return mp.status();
       return json{{"Mountpoint", *mp}, {"Err", ""}};
     }
