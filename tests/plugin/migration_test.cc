@@ -221,6 +221,30 @@ TEST_P(MigrationTest, CrashedHolderTakesItsLeaseBackAndFinishesTheMove) {
   EXPECT_EQ(read_file(mpb + "/f"), pattern(300000, 3));
 }
 
+// `stowctl volume release` forgets mount IDs whose Unmount will never come
+// (containers removed while stowaged was down). It acts as that last
+// Unmount: the final backup saves what the container wrote, then the lease
+// goes and the volume can move. (Before, the lease stayed held for good.)
+TEST_P(MigrationTest, VolumeReleaseActsAsTheLastUnmount) {
+  ASSERT_EQ(ca_.call("Create", {{"Name", "gone"}}).status, 200);
+  const std::string mpa = mountpoint(ca_, "gone", "removed-container");
+  write_file(mpa + "/f", "written by a container removed while stowaged was down\n");
+  std::string out;
+  ASSERT_EQ(a_.stowctl("volume release gone", &out), 0) << out;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json j = inspect(a_, "gone");
+        return j.is_object() && j["backup"]["lease"].is_null() && j["backup"]["last_backup"].is_object() &&
+               j["backup"]["last_backup"]["reason"] == "final";
+      },
+      60s))
+      << inspect(a_, "gone").dump() << read_file(a_.log_path());
+  ASSERT_EQ(cb_.call("Create", {{"Name", "gone"}}).status, 200);
+  const std::string mpb = mountpoint(cb_, "gone", "c2");
+  ASSERT_FALSE(mpb.empty()) << read_file(b_.log_path());
+  EXPECT_EQ(read_file(mpb + "/f"), "written by a container removed while stowaged was down\n");
+}
+
 INSTANTIATE_TEST_SUITE_P(Repositories, MigrationTest, ::testing::Values(Repo::kFile, Repo::kS3),
                          [](const ::testing::TestParamInfo<Repo>& i) {
                            return i.param == Repo::kFile ? std::string("File") : std::string("Radosgw");
