@@ -17,7 +17,6 @@
 
 #include "stowage/durable.h"
 
-
 namespace stowage {
 
 namespace {

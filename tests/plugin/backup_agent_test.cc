@@ -237,6 +237,12 @@ class BackupAgentTest : public ::testing::Test {
       return snaps.is_ok() && !snaps->empty();
     }, 60s));
   }
+  // Volume "big" on `h` with eight files f0..f7 (300,000 bytes of 'a'..'h'), backed up.
+  static void big_backed_up(Host& h) {
+    ASSERT_TRUE(h.volumes->create("big", {}).is_ok());
+    for (int i = 0; i < 8; ++i) test::write_file(h.data("big") + "/f" + std::to_string(i), std::string(300000, 'a' + i));
+    ASSERT_TRUE(h.agent->backup_volume("big", "manual").is_ok());
+  }
   // Another host's Mount of `volume` is refused, naming `holder`.
   void expect_kept_out(const std::string& volume, const std::string& holder) {
     auto b = host("other-host");
@@ -376,9 +382,7 @@ TEST_F(BackupAgentTest, RestoreThatCannotBeWrittenBackKeepsTheOldData) {
 
 TEST_F(BackupAgentTest, SlowRestoreFailsTheMountButFinishesInTheBackground) {
   auto a = host("node-a");
-  ASSERT_TRUE(a->volumes->create("big", {}).is_ok());
-  for (int i = 0; i < 8; ++i) test::write_file(a->data("big") + "/f" + std::to_string(i), std::string(300000, 'a' + i));
-  ASSERT_TRUE(a->agent->backup_volume("big", "manual").is_ok());
+  ASSERT_NO_FATAL_FAILURE(big_backed_up(*a));
 
   // Every read of B's store takes up to 50 ms; B's Mount waits only 1 ms.
   // (No after_create: the restore starts with the Mount, not ahead of it.)
@@ -403,9 +407,7 @@ TEST_F(BackupAgentTest, SlowRestoreFailsTheMountButFinishesInTheBackground) {
 // it for as long as it ran.)
 TEST_F(BackupAgentTest, FailedFirstMountReleasesTheLeaseOnceItsRestoreIsDone) {
   auto a = host("node-a");
-  ASSERT_TRUE(a->volumes->create("big", {}).is_ok());
-  for (int i = 0; i < 8; ++i) test::write_file(a->data("big") + "/f" + std::to_string(i), std::string(300000, 'a' + i));
-  ASSERT_TRUE(a->agent->backup_volume("big", "manual").is_ok());
+  ASSERT_NO_FATAL_FAILURE(big_backed_up(*a));
 
   auto b = host("node-b", 1'000'000, 50ms);  // its Mount waits 1 ms for a restore of slow reads
   ASSERT_TRUE(b->volumes->create("big", {}).is_ok());

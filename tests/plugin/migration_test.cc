@@ -67,6 +67,17 @@ class MigrationTest : public ::testing::TestWithParam<Repo> {
     if (d.stowctl("volume inspect --json " + name, &out) != 0) return json();
     return json::parse(out, nullptr, false);
   }
+  // Waits (60 s at most) until `d` has made the final backup of `name` after
+  // its last Unmount and released the lease.
+  static bool final_backup_done(Daemon& d, const std::string& name) {
+    return wait_until(
+        [&] {
+          json j = inspect(d, name);
+          return j.is_object() && j["backup"]["lease"].is_null() && j["backup"]["last_backup"].is_object() &&
+                 j["backup"]["last_backup"]["reason"] == "final";
+        },
+        60s);
+  }
   static std::string mountpoint(PluginClient& c, const std::string& name, const std::string& id) {
     auto r = c.call("Mount", {{"Name", name}, {"ID", id}});
     EXPECT_EQ(r.status, 200) << r.body;
@@ -111,14 +122,7 @@ TEST_P(MigrationTest, VolumeMovesToAnotherHostWithItsExactBytes) {
   write_file(mpa + "/big", big2);
   write_file(mpa + "/sub/late", "written just before the unmount\n");
   ASSERT_EQ(ca_.call("Unmount", {{"Name", "db"}, {"ID", "ctr-a"}}).status, 200);
-  ASSERT_TRUE(wait_until(
-      [&] {
-        json j = inspect(a_, "db");
-        return j.is_object() && j["backup"]["lease"].is_null() && j["backup"]["last_backup"].is_object() &&
-               j["backup"]["last_backup"]["reason"] == "final";
-      },
-      60s))
-      << inspect(a_, "db").dump() << read_file(a_.log_path());
+  ASSERT_TRUE(final_backup_done(a_, "db")) << inspect(a_, "db").dump() << read_file(a_.log_path());
   EXPECT_TRUE(inspect(a_, "db")["backup"]["last_backup"]["ok"].get<bool>());
 
   // Now B mounts: its copy (restored from the first backup) is brought up to
@@ -231,14 +235,7 @@ TEST_P(MigrationTest, VolumeReleaseActsAsTheLastUnmount) {
   write_file(mpa + "/f", "written by a container removed while stowaged was down\n");
   std::string out;
   ASSERT_EQ(a_.stowctl("volume release gone", &out), 0) << out;
-  ASSERT_TRUE(wait_until(
-      [&] {
-        json j = inspect(a_, "gone");
-        return j.is_object() && j["backup"]["lease"].is_null() && j["backup"]["last_backup"].is_object() &&
-               j["backup"]["last_backup"]["reason"] == "final";
-      },
-      60s))
-      << inspect(a_, "gone").dump() << read_file(a_.log_path());
+  ASSERT_TRUE(final_backup_done(a_, "gone")) << inspect(a_, "gone").dump() << read_file(a_.log_path());
   ASSERT_EQ(cb_.call("Create", {{"Name", "gone"}}).status, 200);
   const std::string mpb = mountpoint(cb_, "gone", "c2");
   ASSERT_FALSE(mpb.empty()) << read_file(b_.log_path());
