@@ -383,12 +383,16 @@ void BackupAgent::release_unused(Vol& v, uint64_t unmounts_before) {
   auto info = volumes_.get(v.name, false);
   {
     std::lock_guard lk(v.mu);
-    if (!info.is_ok() || !info->record.mount_ids.empty() || v.mounting > 0 || v.unmounts != unmounts_before) return;
-    // Writes not saved yet (a final backup to make or running), or another
-    // backup or restore under the lease: it stays.
-    if (v.final_pending || v.final_running || v.ops > 0) return;
+    if (!idle_locked(v, info.is_ok() ? &*info : nullptr) || v.unmounts != unmounts_before) return;
   }
   (void)release_lease(v);
+}
+
+bool BackupAgent::idle_locked(const Vol& v, const VolumeInfo* info) {
+  // Not mounted or being mounted; no writes waiting for a final backup (to
+  // make, or running); no backup or restore of it under the lease.
+  return info && info->record.mount_ids.empty() && v.mounting == 0 && !v.final_pending && !v.final_running &&
+         v.ops == 0;
 }
 
 void BackupAgent::fence(Vol& v, const Status& why) {
@@ -628,9 +632,8 @@ Status BackupAgent::before_mount(const std::string& name) {
   return st;
 }
 
-bool BackupAgent::unused_by_mount_locked(Vol& v, const VolumeInfo* info) const {
-  return v.lease && v.mount_unconfirmed && info && info->record.mount_ids.empty() && v.mounting == 0 &&
-         !v.restore_running && v.restoring.empty() && !v.final_pending && !v.final_running && v.ops == 0 &&
+bool BackupAgent::unused_by_mount_locked(const Vol& v, const VolumeInfo* info) {
+  return v.lease && v.mount_unconfirmed && idle_locked(v, info) && !v.restore_running && v.restoring.empty() &&
          v.fenced.empty();
 }
 

@@ -195,7 +195,10 @@ class BackupAgent {
   // final backup; not fenced): unused_by_mount_locked() (under v.mu) says so
   // and release_if_unused() releases it. Tried when such a Mount fails, when
   // the restore it started ends, and at each renewal.
-  bool unused_by_mount_locked(Vol& v, const VolumeInfo* info) const;
+  static bool unused_by_mount_locked(const Vol& v, const VolumeInfo* info);
+  // Under v.mu, `info` the volume (null if unknown): nothing uses its lease,
+  // what release_unused() and release_if_unused() both require.
+  static bool idle_locked(const Vol& v, const VolumeInfo* info);
   void release_if_unused(Vol& v);
   class OpCount;
   void fence(Vol& v, const Status& why);
