@@ -131,10 +131,35 @@ class Session : public std::enable_shared_from_this<Session> {
     return out;
   }
 
+  // Answers a request the parser gave up on, then drains (see drain()).
   void refuse(int status, const std::string& message) {
     server_->log.warn("request refused", {{"server", server_->opts.name}, {"status", std::to_string(status)},
                                           {"error", message}});
+    drain_after_write_ = true;
     write(server_->on_error(status, message), /*keep_alive=*/false, 11);
+  }
+
+  // After refusing a request, the client may still be writing its body (a
+  // 413 is sent as soon as the headers announce too much). Closing at once
+  // would make the client's next write fail with EPIPE or ECONNRESET, and
+  // most clients then report that send error instead of reading the answer
+  // already waiting for them. So: end our side, read and discard what the
+  // client still sends, and close on its EOF, after opts.drain_limit bytes,
+  // or after kDrainTime, whichever comes first.
+  void drain() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(generic::socket::shutdown_send, ignored);
+    stream_.expires_after(kDrainTime);
+    drain_some();
+  }
+
+  void drain_some() {
+    buffer_.consume(buffer_.size());
+    stream_.async_read_some(buffer_.prepare(64 * 1024), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ >= self->server_->opts.drain_limit) return self->close();
+      self->drain_some();
+    });
   }
 
   void write(HttpResponse out, bool keep_alive, unsigned version) {
@@ -147,6 +172,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->prepare_payload();
     stream_.expires_after(server_->opts.idle_timeout);
     http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (!ec && self->drain_after_write_) return self->drain();
       if (ec || !res->keep_alive()) return self->close();
       self->read();
     });
@@ -158,8 +184,12 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().close(ec);
   }
 
+  static constexpr std::chrono::seconds kDrainTime{5};
+
   Stream stream_;
   std::shared_ptr<HttpServer::Impl> server_;
+  bool drain_after_write_ = false;
+  size_t drained_ = 0;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
 };

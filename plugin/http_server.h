@@ -50,6 +50,10 @@ class HttpServer {
     std::string socket_path;
     unsigned socket_mode = 0600;
     size_t body_limit = 1 << 20;
+    // After refusing a request (too big, malformed), at most this much more
+    // input is read and discarded before the connection closes, so a client
+    // still sending its body reads the refusal instead of a reset.
+    size_t drain_limit = 16 << 20;
     std::chrono::seconds idle_timeout{120};  // per request, header to last body byte
     size_t max_connections = 4096;
     std::string name = "http";  // for logs and request IDs

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -177,6 +178,76 @@ TEST(HttpServer, ConnectionsPastTheLimitAreClosedUnansweredAndLogged) {
   int refusals = 0;
   for (const auto& l : f.log_lines) refusals += l.find("too many connections") != std::string::npos;
   EXPECT_EQ(refusals, kClients - 5);
+}
+
+// Sends the headers of a POST announcing `length` body bytes, then waits
+// until the server's answer is there to read.
+void announce_body_and_await_answer(int fd, size_t length) {
+  std::string head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+  ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 60'000), 1) << "no answer to the headers within 60 s";
+}
+
+// A body over the limit is refused as soon as the headers announce it, while
+// the client may still be writing it. The client must be able to finish and
+// then read the refusal: a server that closed at once would make its writes
+// fail (EPIPE) before it got to the answer, which is what curl reports.
+TEST(HttpServer, AClientStillSendingARefusedBodyGetsToReadTheRefusal) {
+  Fixture f;
+  HttpServer::Options o;
+  o.body_limit = 1024;
+  f.listen_with(std::move(o), Fixture::echo);
+  auto threads = f.run();
+  int fd = connect_to(f.socket());
+  ASSERT_GE(fd, 0);
+  f.clients.push_back(fd);
+  const std::string body(512 * 1024, 'b');  // more than the socket buffers hold
+  ASSERT_NO_FATAL_FAILURE(announce_body_and_await_answer(fd, body.size()));
+  ASSERT_EQ(::send(fd, body.data(), body.size(), MSG_NOSIGNAL), static_cast<ssize_t>(body.size()))
+      << std::strerror(errno);
+  const std::string got = read_response(fd, "exceeds the limit of 1024 bytes");
+  EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+  // Our EOF ends the server's draining; it has nothing more to say.
+  ::shutdown(fd, SHUT_WR);
+  char c;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 0);
+  f.stop(threads);
+}
+
+// The draining is bounded: a client that goes on sending is cut off after
+// drain_limit bytes (and still finds the refusal in its receive queue).
+TEST(HttpServer, DrainingARefusedBodyStopsAtTheDrainLimit) {
+  Fixture f;
+  HttpServer::Options o;
+  o.body_limit = 1024;
+  o.drain_limit = 64 * 1024;
+  f.listen_with(std::move(o), Fixture::echo);
+  auto threads = f.run();
+  int fd = connect_to(f.socket());
+  ASSERT_GE(fd, 0);
+  f.clients.push_back(fd);
+  // A server that never stops reading would make send time out (EAGAIN).
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  constexpr size_t kMax = 64 << 20;
+  ASSERT_NO_FATAL_FAILURE(announce_body_and_await_answer(fd, size_t{1} << 30));
+  const std::string chunk(64 * 1024, 'c');
+  size_t sent = 0;
+  int err = 0;
+  while (sent < kMax) {
+    ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      err = errno;
+      break;
+    }
+    sent += static_cast<size_t>(n);
+  }
+  EXPECT_TRUE(err == EPIPE || err == ECONNRESET) << "sent " << sent << " bytes, then: " << std::strerror(err);
+  EXPECT_LT(sent, kMax);
+  const std::string got = read_response(fd, "exceeds the limit of 1024 bytes");
+  EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+  f.stop(threads);
 }
 
 // Requests that may wait (Options::may_wait) run on their own pool: with
