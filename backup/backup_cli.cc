@@ -263,7 +263,7 @@ int cmd_restore(const BackupCliState& st) {
   if (st.json) {
     std::cout << json{{"snapshot", snap->id.hex()}, {"target", st.target}, {"files", r->files},
                       {"dirs", r->dirs},             {"symlinks", r->symlinks}, {"bytes_written", r->bytes_written},
-                      {"warnings", r->warnings}}
+                      {"files_direct", r->files_direct}, {"warnings", r->warnings}}
                      .dump(2)
               << "\n";
   } else {

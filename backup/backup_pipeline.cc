@@ -55,6 +55,26 @@ constexpr size_t kQueuedBatches = 8;
 // queue while the reader waits for a buffer.
 constexpr unsigned kLendBuffers = 2;
 
+// Encoded blobs of one file (or of one batch of a large file), kept together
+// until they go into the pack under one lock: the file's chunks then lie side
+// by side in the pack, in file order. Added one at a time, they were
+// interleaved with the other workers' and encoders' chunks, and restore had
+// to write each 64 KiB chunk on its own (restore.cc writes runs of
+// consecutive chunks with one O_DIRECT call).
+struct StagedBlobs {
+  struct Blob {
+    BlobId id;
+    Compression compression = Compression::kRaw;
+    uint32_t raw_length = 0;
+    size_t at = 0, size = 0;  // in bytes
+  };
+  std::string bytes;
+  std::vector<Blob> blobs;
+};
+// A worker adds a small file's staged blobs to the pack once they hold this
+// much (and at the file's end).
+constexpr size_t kStageBytes = 1 << 20;
+
 class SystemClock : public Clock {
  public:
   int64_t now_ns() const override {
@@ -224,9 +244,16 @@ class Pipeline {
   // Hands `batch` to the encoders if it holds any chunk; leaves it empty
   // (holding no reader buffer) in any case.
   Status flush_batch(ChunkBatch& batch);
-  Status store_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec);
+  // Encodes `chunk` into `staged` unless another file already claimed it.
+  Status stage_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec, StagedBlobs& staged);
   bool claim(const BlobId& id);
   Status add_blob(const EncodedBlobView& blob);
+  // Adds the staged blobs to the pack, one after the other (a pack that
+  // fills up in between is closed, and the rest go into the next one), and
+  // empties `staged`.
+  Status add_staged(StagedBlobs& staged);
+  // add_blob() with pack_mu_ held by `lk`.
+  Status add_blob_locked(const EncodedBlobView& blob, std::unique_lock<std::mutex>& lk);
   Status finish_pack();
   // Moves the full open pack out (the caller filled it; `lk` holds pack_mu_),
   // then names and queues it with the lock released.
@@ -518,6 +545,27 @@ bool Pipeline::claim(const BlobId& id) {
 
 Status Pipeline::add_blob(const EncodedBlobView& blob) {
   std::unique_lock lk(pack_mu_);
+  return add_blob_locked(blob, lk);
+}
+
+Status Pipeline::add_staged(StagedBlobs& staged) {
+  if (staged.blobs.empty()) return Status::ok();
+  Status s;
+  {
+    std::unique_lock lk(pack_mu_);
+    for (const auto& b : staged.blobs) {
+      s = add_blob_locked({b.id, BlobType::kData, b.compression, b.raw_length,
+                           std::string_view(staged.bytes).substr(b.at, b.size)},
+                          lk);
+      if (!s.is_ok()) break;
+    }
+  }
+  staged.bytes.clear();
+  staged.blobs.clear();
+  return s;
+}
+
+Status Pipeline::add_blob_locked(const EncodedBlobView& blob, std::unique_lock<std::mutex>& lk) {
   // A full pack waits here for its closer (back-pressure on producers).
   pack_cv_.wait(lk, [&] { return aborted_ || writer_.blob_bytes() < repo_.config().pack_size; });
   if (aborted_) {
@@ -654,10 +702,12 @@ void Pipeline::worker_loop() {
   }
 }
 
-Status Pipeline::store_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec) {
+Status Pipeline::stage_chunk(const BlobId& id, std::string_view chunk, BlobCodec& codec, StagedBlobs& staged) {
   if (!claim(id)) return Status::ok();
   STOWAGE_ASSIGN_OR_RETURN(const EncodedBlobView enc, codec.encode_view(BlobType::kData, id, chunk));
-  return add_blob(enc);
+  staged.blobs.push_back({id, enc.compression, enc.raw_length, staged.bytes.size(), enc.stored.size()});
+  staged.bytes.append(enc.stored);
+  return Status::ok();
 }
 
 Status Pipeline::offload_chunk(FileChunks& file, ChunkBatch& batch, std::string_view chunk) {
@@ -709,6 +759,7 @@ void Pipeline::encoder_loop() {
   BlobCodec codec(level());
   ChunkBatch batch;
   std::vector<BlobId> ids;
+  StagedBlobs staged;
   while (chunks_.pop(batch)) {
     const size_t n = batch.pieces.size();
     ids.assign(n, BlobId{});
@@ -719,8 +770,11 @@ void Pipeline::encoder_loop() {
       }
       const std::string_view chunk = batch.chunk(i);
       ids[i] = sha.digest(chunk);
-      Status s = store_chunk(ids[i], chunk, codec);
+      Status s = stage_chunk(ids[i], chunk, codec, staged);
       if (!s.is_ok()) fail(s.with_context("back up " + repo_util::display_name(*batch.file->path)));
+    }
+    if (Status s = add_staged(staged); !s.is_ok() && !aborted_) {
+      fail(s.with_context("back up " + repo_util::display_name(*batch.file->path)));
     }
     FileChunks& file = *batch.file;
     const std::vector<BlobId*> slots = std::move(batch.ids);
@@ -756,6 +810,7 @@ Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, Blo
   FileChunks file;
   file.path = &job.path;
   ChunkBatch batch;
+  StagedBlobs staged;  // a small file's blobs
   // Reused chunks are read but neither cut, hashed nor compressed.
   uint64_t matched = 0;
   auto emit = [&](const FedChunk& c) -> Status {
@@ -772,7 +827,8 @@ Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, Blo
     if (offload) return offload_chunk(file, batch, c.data);
     const BlobId id = sha.digest(c.data);
     e.chunks.push_back(id);
-    return store_chunk(id, c.data, codec);
+    STOWAGE_RETURN_IF_ERROR(stage_chunk(id, c.data, codec, staged));
+    return staged.bytes.size() >= kStageBytes ? add_staged(staged) : Status::ok();
   };
   ChunkFeeder feeder(chunker_, summer_, emit, &job.parent);
   if (job.node->live_identity && (map.size != e.size || map.mtime_ns != e.mtime_ns)) {
@@ -824,6 +880,7 @@ Status Pipeline::process_file(FileJob& job, FileReader& reader, Sha256& sha, Blo
   }
   if (read.is_ok()) read = feeder.finish();
   if (read.is_ok()) read = flush_batch(batch);
+  if (read.is_ok()) read = add_staged(staged);
   if (offload) {
     // Whatever happened, the encoders still hold pointers into `file`.
     std::unique_lock lk(file.mu);

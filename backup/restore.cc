@@ -11,13 +11,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "bounded_queue.h"
 #include "fs_util.h"
@@ -39,6 +42,11 @@ constexpr int kMaxDepth = 4096;
 constexpr uint64_t kCoalesceGap = 256 * 1024;
 constexpr uint64_t kMaxRange = 8u << 20;  // bounds a fetcher's buffer
 constexpr size_t kFdCache = 64;           // open files kept per fetcher
+// Files with at least this much data are written with O_DIRECT (see
+// DirectFile), in blocks of kBlock; smaller ones through the page cache.
+constexpr uint64_t kDirectMin = 1 << 20;
+constexpr uint64_t kBlock = 4096;
+constexpr uint64_t kDirectRun = 2u << 20;  // bytes per direct write, at most
 
 // Nanoseconds since the epoch as a timespec: seconds rounded down, so that
 // tv_nsec is in [0, 1e9) also before 1970 (utimensat refuses a negative one).
@@ -59,11 +67,58 @@ struct DirRec {
   std::vector<std::string> path;
 };
 
+// Memory aligned to kBlock, as O_DIRECT needs.
+struct AlignedFree {
+  void operator()(char* p) const { std::free(p); }
+};
+using AlignedBytes = std::unique_ptr<char[], AlignedFree>;
+AlignedBytes aligned_bytes(size_t n) {
+  auto* p = static_cast<char*>(std::aligned_alloc(kBlock, (n + kBlock - 1) / kBlock * kBlock));
+  if (p == nullptr) throw std::bad_alloc();
+  return AlignedBytes(p);
+}
+
+// A file written with O_DIRECT. Through the page cache, the data reaches the
+// disk only at writeback, which on the machines measured ran at a third of
+// the rate of direct writes (3 GiB: 10.4 s buffered + fdatasync, 3.3 s
+// O_DIRECT), and a restore had to end with seconds of flushing; it also
+// filled the page cache with data nobody reads, evicting the host's. Direct
+// writes go to the disk as they are made, while other blobs are decoded.
+//
+// O_DIRECT writes whole aligned blocks, but chunks start and end anywhere,
+// and a block's pieces arrive from different packs on different fetchers.
+// Each fetcher writes the whole blocks of its run (OpenFiles::DirectRun) at
+// once; the bytes of a block it only partly covers are collected here until
+// the block's data is complete, and the fetcher that completes it writes it. Every write of the
+// file is direct: buffered writes beside direct ones in the same file could
+// meet in one page-cache folio. The last block may be written past the
+// file's size; the size is set again once all data is written.
+struct DirectFile {
+  struct Block {
+    AlignedBytes bytes;  // kBlock, zeroed: hole bytes in it stay zero
+    uint64_t filled = 0;
+  };
+  std::mutex mu;
+  std::unordered_map<uint64_t, Block> partial;  // by block number
+};
+
 struct FileRec {
   size_t dir = 0;
   std::string name;
   std::vector<Hole> data;  // data ranges (file offsets)
+  uint64_t size = 0;
+  std::unique_ptr<DirectFile> direct;  // null: written through the page cache
 };
+
+// Data bytes of a file (its data ranges) in block `b`.
+uint64_t data_in_block(const std::vector<Hole>& ranges, uint64_t b) {
+  const uint64_t lo = b * kBlock, hi = lo + kBlock;
+  auto it = std::partition_point(ranges.begin(), ranges.end(),
+                                 [&](const Hole& r) { return r.offset + r.length <= lo; });
+  uint64_t n = 0;
+  for (; it != ranges.end() && it->offset < hi; ++it) n += std::min(hi, it->offset + it->length) - std::max(lo, it->offset);
+  return n;
+}
 
 struct OtherRec {  // anything but a directory, for the metadata pass
   size_t dir = 0;
@@ -264,9 +319,34 @@ class Restorer {
     std::unordered_map<size_t, Slot> open;  // by index into files_
     uint64_t clock = 0;
     DirCursor dir;
+    // Consecutive bytes of one DirectFile, collected across the blobs of a
+    // pack (a backup packs a file's chunks in order) and written with one
+    // call: direct writes are synchronous, and one per 64 KiB chunk made
+    // restores slower than through the page cache. bytes[i] is file offset
+    // `block_start + i`, so whole blocks are aligned in memory as they are.
+    struct DirectRun {
+      size_t file = SIZE_MAX;  // none
+      uint64_t block_start = 0, begin = 0, end = 0;  // file offsets
+      AlignedBytes bytes;
+    } run;
   };
+  // Opens files_[file] for writing (O_DIRECT for a DirectFile), or returns
+  // the fetcher's open fd for it.
+  Result<int> file_fd(size_t file, OpenFiles& files);
   Status fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec, OpenFiles& files);
   Status write_blob(const WriteOp& op, std::string_view plain, OpenFiles& files);
+  // Adds `piece` at file offset `off` of DirectFile `file` to the fetcher's
+  // run, writing the run first if the piece does not continue it.
+  Status add_direct(size_t file, std::string_view piece, uint64_t off, OpenFiles& files);
+  // Writes the run's whole blocks, and adds its partial first and last block
+  // to the DirectFile (writing each one its bytes complete).
+  Status write_run(OpenFiles& files);
+  // Whether files on the target's filesystem can be written with O_DIRECT in
+  // kBlock units (asked once, of the open file `fd`).
+  bool direct_io_works(int fd);
+  // After the fetchers: every DirectFile's blocks were all written, and its
+  // size is set again where the last block went past it.
+  Status finish_direct_files();
   Status apply_meta(int dirfd, const std::string& name, const TreeEntry& e, int fd);
   // The regular file at the same path under opts.reuse_from, or an invalid Fd.
   Fd open_reusable(size_t dir, const std::string& name);
@@ -284,6 +364,7 @@ class Restorer {
   Fd reuse_root_;
   bool as_root_ = ::geteuid() == 0;
   bool created_target_ = false;
+  std::optional<bool> direct_io_;  // see direct_io_works()
 
   std::mutex mu_;
   RestoreResult result_;
@@ -381,8 +462,24 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
       // Holes stay holes: the size is set first and only data is written.
       if (::ftruncate(fd, static_cast<off_t>(e.size)) != 0) return errno_status(errno, "truncate " + where(dir, name));
       const size_t file = files_.size();
-      files_.push_back({dir, name, fs_util::data_ranges(e.size, e.holes)});
+      files_.push_back({dir, name, fs_util::data_ranges(e.size, e.holes), e.size, nullptr});
       Fd old = open_reusable(dir, name);
+      // Reused chunks are copied in below through the page cache, so such a
+      // file is not direct (see DirectFile).
+      if (opts_.direct_io && data >= kDirectMin && old.get() < 0 && direct_io_works(fd)) {
+        files_[file].direct = std::make_unique<DirectFile>();
+        ++result_.files_direct;
+        // Allocated blocks let ext4 take concurrent direct writes to one file
+        // under a shared lock; into a hole each write holds the inode lock
+        // until its I/O completes, which serialized the fetchers. (Where
+        // fallocate is not supported the writes are merely serialized.)
+        for (const Hole& r : files_[file].data) {
+          if (::fallocate(fd, 0, static_cast<off_t>(r.offset), static_cast<off_t>(r.length)) != 0) {
+            if (errno == EOPNOTSUPP) break;
+            return errno_status(errno, "allocate " + where(dir, name));
+          }
+        }
+      }
       uint64_t off = 0;
       for (const auto& c : e.chunks) {
         auto loc = index_.find(c);
@@ -496,9 +593,9 @@ Result<int> Restorer::dir_fd(size_t dir, DirCursor& cursor) {
   return cursor.fd.get();
 }
 
-Status Restorer::write_blob(const WriteOp& op, std::string_view plain, OpenFiles& files) {
-  const FileRec& f = files_[op.file];
-  auto it = files.open.find(op.file);
+Result<int> Restorer::file_fd(size_t file, OpenFiles& files) {
+  const FileRec& f = files_[file];
+  auto it = files.open.find(file);
   if (it == files.open.end()) {
     if (files.open.size() >= kFdCache) {
       files.open.erase(std::min_element(files.open.begin(), files.open.end(), [](const auto& a, const auto& b) {
@@ -506,21 +603,124 @@ Status Restorer::write_blob(const WriteOp& op, std::string_view plain, OpenFiles
       }));
     }
     STOWAGE_ASSIGN_OR_RETURN(const int dfd, dir_fd(f.dir, files.dir));
-    const int fd = ::openat(dfd, f.name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    const int fd = ::openat(dfd, f.name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (f.direct ? O_DIRECT : 0));
     if (fd < 0) return errno_status(errno, "open " + where(f.dir, f.name));
-    it = files.open.emplace(op.file, OpenFiles::Slot{Fd(fd), 0}).first;
+    it = files.open.emplace(file, OpenFiles::Slot{Fd(fd), 0}).first;
   }
   it->second.used = ++files.clock;
+  return it->second.fd.get();
+}
+
+Status Restorer::write_blob(const WriteOp& op, std::string_view plain, OpenFiles& files) {
+  const FileRec& f = files_[op.file];
+  int fd = -1;
+  if (!f.direct) {
+    STOWAGE_ASSIGN_OR_RETURN(fd, file_fd(op.file, files));
+  }
   // Map the blob's place in the data stream onto file offsets around holes.
   uint64_t mapped = 0;
-  const int fd = it->second.fd.get();
   STOWAGE_RETURN_IF_ERROR(map_data(f.data, op.data_offset, plain.size(), &mapped,
                                    [&](uint64_t file_off, uint64_t at, uint64_t n) {
-                                     return pwrite_all(fd, plain.substr(at, n), file_off)
-                                         .with_context(where(f.dir, f.name));
+                                     const std::string_view piece = plain.substr(at, n);
+                                     if (f.direct) return add_direct(op.file, piece, file_off, files);
+                                     return pwrite_all(fd, piece, file_off).with_context(where(f.dir, f.name));
                                    }));
   if (mapped != plain.size()) return Status::corruption(where(f.dir, f.name) + ": data runs past the file's size");
   progress_->bytes_written += plain.size();
+  return Status::ok();
+}
+
+bool Restorer::direct_io_works(int fd) {
+  std::lock_guard lk(mu_);
+  if (!direct_io_) {
+    struct statx stx {};
+    direct_io_ = ::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN) &&
+                 stx.stx_dio_offset_align != 0 && kBlock % stx.stx_dio_offset_align == 0 &&
+                 stx.stx_dio_mem_align != 0 && kBlock % stx.stx_dio_mem_align == 0;
+  }
+  return *direct_io_;
+}
+
+Status Restorer::add_direct(size_t file, std::string_view piece, uint64_t off, OpenFiles& files) {
+  OpenFiles::DirectRun& run = files.run;
+  while (!piece.empty()) {
+    if (run.file != file || run.end != off || run.end - run.block_start == kDirectRun) {
+      STOWAGE_RETURN_IF_ERROR(write_run(files));
+      if (!run.bytes) run.bytes = aligned_bytes(kDirectRun);
+      run.file = file;
+      run.block_start = off / kBlock * kBlock;
+      run.begin = run.end = off;
+    }
+    const uint64_t n = std::min<uint64_t>(piece.size(), kDirectRun - (run.end - run.block_start));
+    std::memcpy(run.bytes.get() + (run.end - run.block_start), piece.data(), n);
+    run.end += n;
+    off += n;
+    piece.remove_prefix(n);
+  }
+  return Status::ok();
+}
+
+Status Restorer::write_run(OpenFiles& files) {
+  OpenFiles::DirectRun& run = files.run;
+  if (run.file == SIZE_MAX) return Status::ok();
+  const size_t file = std::exchange(run.file, SIZE_MAX);
+  const FileRec& f = files_[file];
+  STOWAGE_ASSIGN_OR_RETURN(const int fd, file_fd(file, files));
+  // [whole_begin, whole_end): the blocks the run covers entirely.
+  const uint64_t whole_begin = (run.begin + kBlock - 1) / kBlock * kBlock;
+  const uint64_t whole_end = std::max(whole_begin, run.end / kBlock * kBlock);
+  // A block the run covers only in part joins the DirectFile's partial
+  // blocks; whoever completes it writes it.
+  auto add_partial = [&](uint64_t from, uint64_t to) -> Status {
+    const uint64_t block = from / kBlock, block_start = block * kBlock;
+    std::optional<DirectFile::Block> complete;
+    {
+      std::lock_guard lk(f.direct->mu);
+      DirectFile::Block& b = f.direct->partial[block];
+      if (!b.bytes) {
+        b.bytes = aligned_bytes(kBlock);
+        std::memset(b.bytes.get(), 0, kBlock);
+      }
+      std::memcpy(b.bytes.get() + (from - block_start), run.bytes.get() + (from - run.block_start), to - from);
+      b.filled += to - from;
+      const uint64_t expected = data_in_block(f.data, block);
+      if (b.filled > expected) return Status::internal("block " + std::to_string(block) + " written twice");
+      if (b.filled == expected) {
+        complete = std::move(b);
+        f.direct->partial.erase(block);
+      }
+    }
+    if (!complete) return Status::ok();
+    return pwrite_all(fd, std::string_view(complete->bytes.get(), kBlock), block_start);
+  };
+  Status s;
+  if (whole_begin >= run.end) {  // within one block
+    s = add_partial(run.begin, run.end);
+  } else {
+    if (run.begin < whole_begin) s = add_partial(run.begin, whole_begin);
+    if (s.is_ok() && whole_end > whole_begin) {
+      s = pwrite_all(fd, std::string_view(run.bytes.get() + (whole_begin - run.block_start), whole_end - whole_begin),
+                     whole_begin);
+    }
+    if (s.is_ok() && whole_end < run.end) s = add_partial(whole_end, run.end);
+  }
+  return s.with_context(where(f.dir, f.name));
+}
+
+Status Restorer::finish_direct_files() {
+  DirCursor cursor;
+  for (const FileRec& f : files_) {
+    if (!f.direct) continue;
+    if (!f.direct->partial.empty()) {
+      return Status::internal(where(f.dir, f.name) + ": " + std::to_string(f.direct->partial.size()) +
+                              " blocks left partly written");
+    }
+    if (f.size % kBlock == 0) continue;
+    STOWAGE_ASSIGN_OR_RETURN(const int dfd, dir_fd(f.dir, cursor));
+    Fd fd(::openat(dfd, f.name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd.get() < 0) return errno_status(errno, "open " + where(f.dir, f.name));
+    if (::ftruncate(fd.get(), static_cast<off_t>(f.size)) != 0) return errno_status(errno, "truncate " + where(f.dir, f.name));
+  }
   return Status::ok();
 }
 
@@ -561,7 +761,7 @@ Status Restorer::fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobC
     }
     i = j;
   }
-  return Status::ok();
+  return write_run(files);
 }
 
 Status Restorer::apply_meta(int dirfd, const std::string& name, const TreeEntry& e, int fd) {
@@ -681,6 +881,7 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   }
   for (auto& t : threads) t.join();
   STOWAGE_RETURN_IF_ERROR(first);
+  STOWAGE_RETURN_IF_ERROR(finish_direct_files());
   result_.bytes_written = progress_->bytes_written;
 
   // Hard links after their leader's data is written.

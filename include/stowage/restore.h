@@ -53,6 +53,10 @@ struct RestoreOptions {
   // thin-provisioned device, which refuses data only at writeback, fails the
   // restore. false: the caller flushes (after changes of its own).
   bool sync = true;
+  // Write the data of files holding at least 1 MiB of it with O_DIRECT
+  // where the target's filesystem allows (docs/BACKUP.md, Restore); false:
+  // everything goes through the page cache.
+  bool direct_io = true;
 };
 
 struct RestoreResult {
@@ -61,6 +65,7 @@ struct RestoreResult {
   uint64_t blobs_fetched = 0;
   uint64_t blobs_reused = 0;  // chunks copied from opts.reuse_from
   uint64_t bytes_reused = 0;
+  uint64_t files_direct = 0;  // files whose data was written with O_DIRECT
   // The snapshot recorded its root's metadata (FORMAT.md §6.1) and the
   // target's root now has it; false for snapshots older than that record.
   bool root_restored = false;
