@@ -89,7 +89,10 @@ AlignedBytes aligned_bytes(size_t n) {
 // and a block's pieces arrive from different packs on different fetchers.
 // Each fetcher writes the whole blocks of its run (OpenFiles::DirectRun) at
 // once; the bytes of a block it only partly covers are collected here until
-// the block's data is complete, and the fetcher that completes it writes it. Every write of the
+// the block's data is complete, and the fetcher that completes it writes it.
+// Those blocks are held within RestoreOptions::partial_block_memory; past it
+// a block's pieces are merged on the disk instead (read, modify, write under
+// the file's lock; only `on_disk` counts remain in memory). Every write of the
 // file is direct: buffered writes beside direct ones in the same file could
 // meet in one page-cache folio. The last block may be written past the
 // file's size; the size is set again once all data is written.
@@ -99,7 +102,8 @@ struct DirectFile {
     uint64_t filled = 0;
   };
   std::mutex mu;
-  std::unordered_map<uint64_t, Block> partial;  // by block number
+  std::unordered_map<uint64_t, Block> partial;     // by block number
+  std::unordered_map<uint64_t, uint64_t> on_disk;  // block number → data bytes written
 };
 
 struct FileRec {
@@ -341,6 +345,9 @@ class Restorer {
   // Writes the run's whole blocks, and adds its partial first and last block
   // to the DirectFile (writing each one its bytes complete).
   Status write_run(OpenFiles& files);
+  // Adds bytes [from, to) of the run, which lie in one block of `f` (open
+  // as `fd`), to that block: see DirectFile.
+  Status add_partial(const FileRec& f, int fd, const OpenFiles::DirectRun& run, uint64_t from, uint64_t to);
   // Whether files on the target's filesystem can be written with O_DIRECT in
   // kBlock units (asked once, of the open file `fd`).
   bool direct_io_works(int fd);
@@ -365,6 +372,7 @@ class Restorer {
   bool as_root_ = ::geteuid() == 0;
   bool created_target_ = false;
   std::optional<bool> direct_io_;  // see direct_io_works()
+  std::atomic<uint64_t> partial_bytes_{0};  // held in DirectFile::partial
 
   std::mutex mu_;
   RestoreResult result_;
@@ -383,6 +391,7 @@ class Restorer {
   };
   std::map<uint64_t, LinkLeader> link_leaders_;
   std::map<PackId, std::vector<WriteOp>> by_pack_;
+  std::vector<PackId> pack_order_;  // by_pack_'s keys in the order files first need them
   std::unique_ptr<TreePrefetcher> trees_;  // while planning
 };
 
@@ -492,8 +501,9 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
           result_.bytes_reused += loc->raw_length;
           progress_->bytes_written += loc->raw_length;
         } else {
-          by_pack_[loc->pack].push_back(
-              {loc->offset, loc->stored_length, loc->raw_length, loc->compression, c, file, off});
+          auto& ops = by_pack_[loc->pack];
+          if (ops.empty()) pack_order_.push_back(loc->pack);
+          ops.push_back({loc->offset, loc->stored_length, loc->raw_length, loc->compression, c, file, off});
         }
         off += loc->raw_length;
       }
@@ -603,7 +613,7 @@ Result<int> Restorer::file_fd(size_t file, OpenFiles& files) {
       }));
     }
     STOWAGE_ASSIGN_OR_RETURN(const int dfd, dir_fd(f.dir, files.dir));
-    const int fd = ::openat(dfd, f.name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | (f.direct ? O_DIRECT : 0));
+    const int fd = ::openat(dfd, f.name.c_str(), (f.direct ? O_RDWR | O_DIRECT : O_WRONLY) | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return errno_status(errno, "open " + where(f.dir, f.name));
     it = files.open.emplace(file, OpenFiles::Slot{Fd(fd), 0}).first;
   }
@@ -669,50 +679,78 @@ Status Restorer::write_run(OpenFiles& files) {
   // [whole_begin, whole_end): the blocks the run covers entirely.
   const uint64_t whole_begin = (run.begin + kBlock - 1) / kBlock * kBlock;
   const uint64_t whole_end = std::max(whole_begin, run.end / kBlock * kBlock);
-  // A block the run covers only in part joins the DirectFile's partial
-  // blocks; whoever completes it writes it.
-  auto add_partial = [&](uint64_t from, uint64_t to) -> Status {
-    const uint64_t block = from / kBlock, block_start = block * kBlock;
-    std::optional<DirectFile::Block> complete;
-    {
-      std::lock_guard lk(f.direct->mu);
-      DirectFile::Block& b = f.direct->partial[block];
-      if (!b.bytes) {
-        b.bytes = aligned_bytes(kBlock);
-        std::memset(b.bytes.get(), 0, kBlock);
-      }
-      std::memcpy(b.bytes.get() + (from - block_start), run.bytes.get() + (from - run.block_start), to - from);
-      b.filled += to - from;
-      const uint64_t expected = data_in_block(f.data, block);
-      if (b.filled > expected) return Status::internal("block " + std::to_string(block) + " written twice");
-      if (b.filled == expected) {
-        complete = std::move(b);
-        f.direct->partial.erase(block);
-      }
-    }
-    if (!complete) return Status::ok();
-    return pwrite_all(fd, std::string_view(complete->bytes.get(), kBlock), block_start);
-  };
   Status s;
   if (whole_begin >= run.end) {  // within one block
-    s = add_partial(run.begin, run.end);
+    s = add_partial(f, fd, run, run.begin, run.end);
   } else {
-    if (run.begin < whole_begin) s = add_partial(run.begin, whole_begin);
+    if (run.begin < whole_begin) s = add_partial(f, fd, run, run.begin, whole_begin);
     if (s.is_ok() && whole_end > whole_begin) {
       s = pwrite_all(fd, std::string_view(run.bytes.get() + (whole_begin - run.block_start), whole_end - whole_begin),
                      whole_begin);
     }
-    if (s.is_ok() && whole_end < run.end) s = add_partial(whole_end, run.end);
+    if (s.is_ok() && whole_end < run.end) s = add_partial(f, fd, run, whole_end, run.end);
   }
   return s.with_context(where(f.dir, f.name));
+}
+
+Status Restorer::add_partial(const FileRec& f, int fd, const OpenFiles::DirectRun& run, uint64_t from, uint64_t to) {
+  const uint64_t block = from / kBlock, block_start = block * kBlock;
+  const uint64_t expected = data_in_block(f.data, block);
+  const char* bytes = run.bytes.get() + (from - run.block_start);
+  DirectFile& d = *f.direct;
+  std::optional<DirectFile::Block> complete;
+  {
+    std::lock_guard lk(d.mu);
+    auto cached = d.partial.find(block);
+    auto merged = d.on_disk.find(block);
+    if (cached == d.partial.end() && merged == d.on_disk.end()) {
+      // The block's first piece: held in memory if there is room.
+      if (partial_bytes_.fetch_add(kBlock) + kBlock <= opts_.partial_block_memory) {
+        cached = d.partial.emplace(block, DirectFile::Block{aligned_bytes(kBlock), 0}).first;
+        std::memset(cached->second.bytes.get(), 0, kBlock);
+      } else {
+        partial_bytes_ -= kBlock;
+        merged = d.on_disk.emplace(block, 0).first;
+      }
+    }
+    if (merged != d.on_disk.end()) {
+      // Read, modify, write: what earlier pieces put there, or zeros (the
+      // range is allocated unwritten, or past the end of the file).
+      AlignedBytes buf = aligned_bytes(kBlock);
+      std::memset(buf.get(), 0, kBlock);
+      ssize_t got;
+      do {
+        got = ::pread(fd, buf.get(), kBlock, static_cast<off_t>(block_start));
+      } while (got < 0 && errno == EINTR);
+      if (got < 0) return errno_status(errno, "read back block " + std::to_string(block));
+      std::memcpy(buf.get() + (from - block_start), bytes, to - from);
+      STOWAGE_RETURN_IF_ERROR(pwrite_all(fd, std::string_view(buf.get(), kBlock), block_start));
+      merged->second += to - from;
+      if (merged->second > expected) return Status::internal("block " + std::to_string(block) + " written twice");
+      if (merged->second == expected) d.on_disk.erase(merged);
+      return Status::ok();
+    }
+    DirectFile::Block& b = cached->second;
+    std::memcpy(b.bytes.get() + (from - block_start), bytes, to - from);
+    b.filled += to - from;
+    if (b.filled > expected) return Status::internal("block " + std::to_string(block) + " written twice");
+    if (b.filled == expected) {
+      complete = std::move(b);
+      d.partial.erase(cached);
+      partial_bytes_ -= kBlock;
+    }
+  }
+  if (!complete) return Status::ok();
+  return pwrite_all(fd, std::string_view(complete->bytes.get(), kBlock), block_start);
 }
 
 Status Restorer::finish_direct_files() {
   DirCursor cursor;
   for (const FileRec& f : files_) {
     if (!f.direct) continue;
-    if (!f.direct->partial.empty()) {
-      return Status::internal(where(f.dir, f.name) + ": " + std::to_string(f.direct->partial.size()) +
+    if (!f.direct->partial.empty() || !f.direct->on_disk.empty()) {
+      return Status::internal(where(f.dir, f.name) + ": " +
+                              std::to_string(f.direct->partial.size() + f.direct->on_disk.size()) +
                               " blocks left partly written");
     }
     if (f.size % kBlock == 0) continue;
@@ -856,7 +894,12 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   STOWAGE_RETURN_IF_ERROR(planned);
 
   // Data: packs are handed out to fetchers one at a time.
-  std::vector<std::pair<PackId, std::vector<WriteOp>>> packs(by_pack_.begin(), by_pack_.end());
+  // In the order files first need them, not by pack id: the runs that
+  // complete each other's blocks are then fetched close together in time,
+  // and few partial blocks wait (DirectFile).
+  std::vector<std::pair<PackId, std::vector<WriteOp>>> packs;
+  packs.reserve(pack_order_.size());
+  for (const PackId& p : pack_order_) packs.emplace_back(p, std::move(by_pack_[p]));
   by_pack_.clear();
   std::atomic<size_t> next{0};
   std::mutex err_mu;

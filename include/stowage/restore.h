@@ -57,6 +57,10 @@ struct RestoreOptions {
   // where the target's filesystem allows (docs/BACKUP.md, Restore); false:
   // everything goes through the page cache.
   bool direct_io = true;
+  // Memory for the blocks of such files that chunk boundaries cut, held until
+  // their other pieces are decoded; past it a block is merged on the disk
+  // (read, modify, write) instead.
+  uint64_t partial_block_memory = 32u << 20;
 };
 
 struct RestoreResult {

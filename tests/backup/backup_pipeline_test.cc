@@ -83,7 +83,8 @@ TEST_F(PipelineTest, RoundTripOfEveryEntryKindIncluding64MiBFile) {
 // at once, the blocks that chunk boundaries cut collected from the fetchers
 // that hold their pieces. Sizes, chunk boundaries and data ranges that are
 // not block-aligned, a chunk that repeats within a file, and a hole all come
-// back exactly, as through the page cache.
+// back exactly, as through the page cache, also when the blocks that chunk
+// boundaries cut are merged on the disk for want of memory.
 TEST_F(PipelineTest, LargeFilesRestoreExactlyWithDirectWrites) {
   const std::string src = dir_ / "src";
   ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
@@ -117,6 +118,16 @@ TEST_F(PipelineTest, LargeFilesRestoreExactlyWithDirectWrites) {
   EXPECT_GT(r->blobs_fetched, 8u);
   EXPECT_TRUE(test::diff_trees(src, target).empty()) << ::testing::PrintToString(test::diff_trees(src, target));
   EXPECT_LT(test::allocated_bytes(target + "/sparse"), 5u << 20) << "the hole was filled";
+
+  // With no memory for partial blocks, each is merged on the disk.
+  const std::string merged = dir_ / "restore-merged";
+  o = test::restore_opts(merged);
+  o.workers = 8;
+  o.partial_block_memory = 0;
+  r = run_restore(*repo_, b.snapshot_id, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->files_direct, 4u);
+  EXPECT_TRUE(test::diff_trees(src, merged).empty()) << ::testing::PrintToString(test::diff_trees(src, merged));
 
   // And the same through the page cache.
   const std::string buffered = dir_ / "restore-buffered";
