@@ -40,7 +40,7 @@ constexpr int kMaxDepth = 4096;
 // Blobs of one pack closer than this are fetched with one GET (reading a
 // small gap costs less than another request).
 constexpr uint64_t kCoalesceGap = 256 * 1024;
-constexpr uint64_t kMaxRange = 8u << 20;  // bounds a fetcher's buffer
+constexpr uint64_t kMaxRange = 4u << 20;  // bounds a fetcher's buffer
 constexpr size_t kFdCache = 64;           // open files kept per fetcher
 // Files with at least this much data are written with O_DIRECT (see
 // DirectFile), in blocks of kBlock; smaller ones through the page cache.
