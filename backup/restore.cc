@@ -25,6 +25,7 @@
 #include "bounded_queue.h"
 #include "fs_util.h"
 #include "repo_util.h"
+#include "stowage/aligned.h"
 #include "stowage/blob.h"
 #include "stowage/durable.h"
 #include "stowage/pack.h"
@@ -67,15 +68,12 @@ struct DirRec {
   std::vector<std::string> path;
 };
 
-// Memory aligned to kBlock, as O_DIRECT needs.
-struct AlignedFree {
-  void operator()(char* p) const { std::free(p); }
-};
-using AlignedBytes = std::unique_ptr<char[], AlignedFree>;
-AlignedBytes aligned_bytes(size_t n) {
-  auto* p = static_cast<char*>(std::aligned_alloc(kBlock, (n + kBlock - 1) / kBlock * kBlock));
+// `n` bytes aligned to kBlock, as O_DIRECT needs; zeroed if `zero`.
+AlignedBytes block_aligned(size_t n, bool zero = false) {
+  AlignedBytes p = aligned_bytes(kBlock, n);
   if (p == nullptr) throw std::bad_alloc();
-  return AlignedBytes(p);
+  if (zero) std::memset(p.get(), 0, n);
+  return p;
 }
 
 // A file written with O_DIRECT. Through the page cache, the data reaches the
@@ -656,7 +654,7 @@ Status Restorer::add_direct(size_t file, std::string_view piece, uint64_t off, O
   while (!piece.empty()) {
     if (run.file != file || run.end != off || run.end - run.block_start == kDirectRun) {
       STOWAGE_RETURN_IF_ERROR(write_run(files));
-      if (!run.bytes) run.bytes = aligned_bytes(kDirectRun);
+      if (!run.bytes) run.bytes = block_aligned(kDirectRun);
       run.file = file;
       run.block_start = off / kBlock * kBlock;
       run.begin = run.end = off;
@@ -698,7 +696,7 @@ Status Restorer::add_partial(const FileRec& f, int fd, const OpenFiles::DirectRu
   const uint64_t expected = data_in_block(f.data, block);
   const char* bytes = run.bytes.get() + (from - run.block_start);
   DirectFile& d = *f.direct;
-  std::optional<DirectFile::Block> complete;
+  DirectFile::Block complete;  // the block, once this piece completes it
   {
     std::lock_guard lk(d.mu);
     auto cached = d.partial.find(block);
@@ -706,18 +704,17 @@ Status Restorer::add_partial(const FileRec& f, int fd, const OpenFiles::DirectRu
     if (cached == d.partial.end() && merged == d.on_disk.end()) {
       // The block's first piece: held in memory if there is room.
       if (partial_bytes_.fetch_add(kBlock) + kBlock <= opts_.partial_block_memory) {
-        cached = d.partial.emplace(block, DirectFile::Block{aligned_bytes(kBlock), 0}).first;
-        std::memset(cached->second.bytes.get(), 0, kBlock);
+        cached = d.partial.emplace(block, DirectFile::Block{block_aligned(kBlock, /*zero=*/true), 0}).first;
       } else {
         partial_bytes_ -= kBlock;
         merged = d.on_disk.emplace(block, 0).first;
       }
     }
-    if (merged != d.on_disk.end()) {
+    const bool on_disk = merged != d.on_disk.end();
+    if (on_disk) {
       // Read, modify, write: what earlier pieces put there, or zeros (the
       // range is allocated unwritten, or past the end of the file).
-      AlignedBytes buf = aligned_bytes(kBlock);
-      std::memset(buf.get(), 0, kBlock);
+      AlignedBytes buf = block_aligned(kBlock, /*zero=*/true);
       ssize_t got;
       do {
         got = ::pread(fd, buf.get(), kBlock, static_cast<off_t>(block_start));
@@ -725,23 +722,22 @@ Status Restorer::add_partial(const FileRec& f, int fd, const OpenFiles::DirectRu
       if (got < 0) return errno_status(errno, "read back block " + std::to_string(block));
       std::memcpy(buf.get() + (from - block_start), bytes, to - from);
       STOWAGE_RETURN_IF_ERROR(pwrite_all(fd, std::string_view(buf.get(), kBlock), block_start));
-      merged->second += to - from;
-      if (merged->second > expected) return Status::internal("block " + std::to_string(block) + " written twice");
-      if (merged->second == expected) d.on_disk.erase(merged);
+    } else {
+      std::memcpy(cached->second.bytes.get() + (from - block_start), bytes, to - from);
+    }
+    uint64_t& filled = on_disk ? merged->second : cached->second.filled;
+    filled += to - from;
+    if (filled > expected) return Status::internal("block " + std::to_string(block) + " written twice");
+    if (filled < expected) return Status::ok();
+    if (on_disk) {
+      d.on_disk.erase(merged);
       return Status::ok();
     }
-    DirectFile::Block& b = cached->second;
-    std::memcpy(b.bytes.get() + (from - block_start), bytes, to - from);
-    b.filled += to - from;
-    if (b.filled > expected) return Status::internal("block " + std::to_string(block) + " written twice");
-    if (b.filled == expected) {
-      complete = std::move(b);
-      d.partial.erase(cached);
-      partial_bytes_ -= kBlock;
-    }
+    complete = std::move(cached->second);
+    d.partial.erase(cached);
+    partial_bytes_ -= kBlock;
   }
-  if (!complete) return Status::ok();
-  return pwrite_all(fd, std::string_view(complete->bytes.get(), kBlock), block_start);
+  return pwrite_all(fd, std::string_view(complete.bytes.get(), kBlock), block_start);
 }
 
 Status Restorer::finish_direct_files() {

@@ -15,6 +15,7 @@
 #include <random>
 #include <string>
 
+#include "stowage/aligned.h"
 #include "stowage/durable.h"
 #include "stowage/store_file.h"
 
@@ -83,16 +84,12 @@ constexpr size_t kDirectMinSize = 1 << 20;
 constexpr size_t kDirectAlign = 4096;
 constexpr size_t kBounceSize = 1 << 20;
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
 // Writes `data` to `fd`, which was opened with O_DIRECT, through an aligned
 // bounce buffer (an object's bytes are not aligned), and the last partial
 // block buffered. If the file system refuses a direct write (EINVAL), the
 // rest is written buffered. Leaves O_DIRECT cleared on `fd`.
 Status write_all_direct(int fd, std::string_view data, const std::string& what) {
-  std::unique_ptr<char, FreeDeleter> bounce(static_cast<char*>(std::aligned_alloc(kDirectAlign, kBounceSize)));
+  const AlignedBytes bounce = aligned_bytes(kDirectAlign, kBounceSize);
   bool direct = bounce != nullptr;
   while (direct && data.size() >= kDirectAlign) {
     const size_t len = std::min(data.size(), kBounceSize) & ~(kDirectAlign - 1);

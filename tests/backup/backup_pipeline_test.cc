@@ -109,34 +109,27 @@ TEST_F(PipelineTest, LargeFilesRestoreExactlyWithDirectWrites) {
   write_at("small", {{0, test::random_bytes(100 * 1024 + 5, 6)}}, 100 * 1024 + 5);
   const auto b = backup(src, "direct");
 
-  const std::string target = dir_ / "restore-direct";
-  RestoreOptions o = test::restore_opts(target);
-  o.workers = 8;
-  auto r = run_restore(*repo_, b.snapshot_id, o);
-  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-  EXPECT_EQ(r->files_direct, 4u) << "the four files of 1 MiB or more; the target's file system must allow O_DIRECT";
-  EXPECT_GT(r->blobs_fetched, 8u);
-  EXPECT_TRUE(test::diff_trees(src, target).empty()) << ::testing::PrintToString(test::diff_trees(src, target));
-  EXPECT_LT(test::allocated_bytes(target + "/sparse"), 5u << 20) << "the hole was filled";
-
+  // Restores into dir_/name with `o` adjusted by `adjust`, expects src back,
+  // and returns how many files went direct.
+  auto restore = [&](const std::string& name, const std::function<void(RestoreOptions&)>& adjust) -> uint64_t {
+    const std::string target = dir_ / name;
+    RestoreOptions o = test::restore_opts(target);
+    o.workers = 8;
+    adjust(o);
+    auto r = run_restore(*repo_, b.snapshot_id, o);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    if (!r.is_ok()) return 0;
+    EXPECT_GT(r->blobs_fetched, 8u);
+    EXPECT_TRUE(test::diff_trees(src, target).empty()) << name << ": " << ::testing::PrintToString(test::diff_trees(src, target));
+    return r->files_direct;
+  };
+  EXPECT_EQ(restore("restore-direct", [](RestoreOptions&) {}), 4u)
+      << "the four files of 1 MiB or more; the target's file system must allow O_DIRECT";
+  EXPECT_LT(test::allocated_bytes(dir_ / "restore-direct/sparse"), 5u << 20) << "the hole was filled";
   // With no memory for partial blocks, each is merged on the disk.
-  const std::string merged = dir_ / "restore-merged";
-  o = test::restore_opts(merged);
-  o.workers = 8;
-  o.partial_block_memory = 0;
-  r = run_restore(*repo_, b.snapshot_id, o);
-  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-  EXPECT_EQ(r->files_direct, 4u);
-  EXPECT_TRUE(test::diff_trees(src, merged).empty()) << ::testing::PrintToString(test::diff_trees(src, merged));
-
+  EXPECT_EQ(restore("restore-merged", [](RestoreOptions& o) { o.partial_block_memory = 0; }), 4u);
   // And the same through the page cache.
-  const std::string buffered = dir_ / "restore-buffered";
-  o = test::restore_opts(buffered);
-  o.direct_io = false;
-  r = run_restore(*repo_, b.snapshot_id, o);
-  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-  EXPECT_EQ(r->files_direct, 0u);
-  EXPECT_TRUE(test::diff_trees(src, buffered).empty()) << ::testing::PrintToString(test::diff_trees(src, buffered));
+  EXPECT_EQ(restore("restore-buffered", [](RestoreOptions& o) { o.direct_io = false; }), 0u);
 }
 
 // Files backed up at the same time still have their chunks side by side in
@@ -149,11 +142,7 @@ TEST_F(PipelineTest, AFilesChunksLieSideBySideInThePack) {
   for (int i = 0; i < 8; ++i) {
     // Four large files (encoded by the encoders) and four of 1-3 MiB (by the workers).
     const size_t size = i < 4 ? (6u << 20) : ((1u + i % 3) << 20);
-    const std::string bytes = test::random_bytes(size, 100 + i);
-    const int fd = ::open((src + "/f" + std::to_string(i)).c_str(), O_WRONLY | O_CREAT, 0644);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-    ::close(fd);
+    test::write_file(src + "/f" + std::to_string(i), test::random_bytes(size, 100 + i));
   }
   BackupOptions o = test::backup_opts(src, "side");
   o.workers = 4;
