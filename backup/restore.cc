@@ -107,12 +107,27 @@ struct DirectFile {
   std::unordered_map<uint64_t, uint64_t> on_disk;  // block number → data bytes written
 };
 
+// A file whose chunks all lie in one pack: the fetcher of that pack creates
+// it and sets its metadata once the last chunk is written. A small file then
+// costs one open, not three (create, write, set metadata), and that work runs
+// on the fetchers in parallel instead of on the planner before them and a
+// metadata pass after them (31,000 small files: about a second).
+struct FetcherMade {
+  TreeEntry meta;  // without chunks and holes
+  size_t chunks_left = 0;
+  bool sparse = false;  // its size is set when it is created
+  bool created = false;
+};
+
 struct FileRec {
   size_t dir = 0;
   std::string name;
   std::vector<Hole> data;  // data ranges (file offsets)
   uint64_t size = 0;
   std::unique_ptr<DirectFile> direct;  // null: written through the page cache
+  // Set while the fetcher is to make the file; null for a file the planner
+  // created, whose metadata the metadata pass sets.
+  std::unique_ptr<FetcherMade> fetcher_made;
 };
 
 // Data bytes of a file (its data ranges) in block `b`.
@@ -354,9 +369,10 @@ class Restorer {
   // Whether files on the target's filesystem can be written with O_DIRECT in
   // kBlock units (asked once, of the open file `fd`).
   bool direct_io_works(int fd);
-  // After the fetchers: every DirectFile's blocks were all written, and its
-  // size is set again where the last block went past it.
-  Status finish_direct_files();
+  // After the fetchers: every file the fetchers were to make was made, every
+  // DirectFile's blocks were all written, and its size is set again where
+  // the last block went past it.
+  Status finish_files();
   Status apply_meta(int dirfd, const std::string& name, const TreeEntry& e, int fd);
   // The regular file at the same path under opts.reuse_from, or an invalid Fd.
   Fd open_reusable(size_t dir, const std::string& name);
@@ -400,12 +416,15 @@ class Restorer {
 
 Status Restorer::make_room(int dirfd, size_t dir, const std::string& name, bool want_dir, bool* exists_as_dir) {
   *exists_as_dir = false;
+  // Into an empty target, nothing is in the way: a tree's names are unique
+  // (parse_tree), and whatever appeared meanwhile makes the exclusive create
+  // of the entry fail.
+  if (!opts_.overwrite) return Status::ok();
   struct stat st {};
   if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return Status::ok();
     return errno_status(errno, where(dir, name));
   }
-  if (!opts_.overwrite) return Status::already_exists(where(dir, name) + ": exists in the target");
   if (S_ISDIR(st.st_mode)) {
     if (want_dir) {
       *exists_as_dir = true;
@@ -442,11 +461,15 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
     case NodeType::kFile: {
       // FORMAT.md §6.2: size = chunk bytes + hole bytes.
       uint64_t data = 0;
+      std::optional<PackId> pack;  // while all chunks are in one
+      bool one_pack = true;
       for (const auto& c : e.chunks) {
         auto loc = index_.find(c);
         if (!loc) return Status::not_found(where(dir, name) + ": data blob " + c.hex() + " is not in the index");
         if (loc->type != BlobType::kData) return Status::corruption(where(dir, name) + ": blob " + c.hex() + " is not data");
         data += loc->raw_length;
+        if (pack && *pack != loc->pack) one_pack = false;
+        pack = loc->pack;
       }
       uint64_t holes = 0;
       for (const auto& h : e.holes) holes += h.length;
@@ -468,17 +491,42 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
         }
         link_leaders_.emplace(e.hardlink, LinkLeader{dir, name, e.size, e.chunks, e.holes});
       }
+      const size_t file = files_.size();
+      files_.push_back({dir, name, fs_util::data_ranges(e.size, e.holes), e.size, nullptr, nullptr});
+      progress_->bytes_total += data;
+      progress_->files_total += 1;
+      auto queue = [&](const BlobId& c, const auto& loc, uint64_t off) {
+        auto& ops = by_pack_[loc.pack];
+        if (ops.empty()) pack_order_.push_back(loc.pack);
+        ops.push_back({loc.offset, loc.stored_length, loc.raw_length, loc.compression, c, file, off});
+      };
+      Fd old = open_reusable(dir, name);
+      const bool direct_size = opts_.direct_io && data >= kDirectMin;
+      if (pack && one_pack && !direct_size && old.get() < 0) {
+        auto made = std::make_unique<FetcherMade>();
+        made->chunks_left = e.chunks.size();
+        made->sparse = !e.holes.empty();
+        uint64_t off = 0;
+        for (const auto& c : e.chunks) {
+          auto loc = index_.find(c);
+          queue(c, *loc, off);
+          off += loc->raw_length;
+        }
+        e.chunks.clear();
+        e.chunk_sums.clear();
+        e.holes.clear();
+        made->meta = std::move(e);
+        files_[file].fetcher_made = std::move(made);
+        return std::optional<OpenedDir>();
+      }
       const int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (fd < 0) return errno_status(errno, "create " + where(dir, name));
       Fd f(fd);
       // Holes stay holes: the size is set first and only data is written.
       if (::ftruncate(fd, static_cast<off_t>(e.size)) != 0) return errno_status(errno, "truncate " + where(dir, name));
-      const size_t file = files_.size();
-      files_.push_back({dir, name, fs_util::data_ranges(e.size, e.holes), e.size, nullptr});
-      Fd old = open_reusable(dir, name);
       // Reused chunks are copied in below through the page cache, so such a
       // file is not direct (see DirectFile).
-      if (opts_.direct_io && data >= kDirectMin && old.get() < 0 && direct_io_works(fd)) {
+      if (direct_size && old.get() < 0 && direct_io_works(fd)) {
         files_[file].direct = std::make_unique<DirectFile>();
         ++result_.files_direct;
         // Allocated blocks let ext4 take concurrent direct writes to one file
@@ -504,14 +552,10 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
           result_.bytes_reused += loc->raw_length;
           progress_->bytes_written += loc->raw_length;
         } else {
-          auto& ops = by_pack_[loc->pack];
-          if (ops.empty()) pack_order_.push_back(loc->pack);
-          ops.push_back({loc->offset, loc->stored_length, loc->raw_length, loc->compression, c, file, off});
+          queue(c, *loc, off);
         }
         off += loc->raw_length;
       }
-      progress_->bytes_total += data;
-      progress_->files_total += 1;
       e.chunks.clear();
       e.chunk_sums.clear();
       e.holes.clear();
@@ -607,7 +651,7 @@ Result<int> Restorer::dir_fd(size_t dir, DirCursor& cursor) {
 }
 
 Result<int> Restorer::file_fd(size_t file, OpenFiles& files) {
-  const FileRec& f = files_[file];
+  FileRec& f = files_[file];
   auto it = files.open.find(file);
   if (it == files.open.end()) {
     if (files.open.size() >= kFdCache) {
@@ -616,16 +660,30 @@ Result<int> Restorer::file_fd(size_t file, OpenFiles& files) {
       }));
     }
     STOWAGE_ASSIGN_OR_RETURN(const int dfd, dir_fd(f.dir, files.dir));
-    const int fd = ::openat(dfd, f.name.c_str(), (f.direct ? O_RDWR | O_DIRECT : O_WRONLY) | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return errno_status(errno, "open " + where(f.dir, f.name));
-    it = files.open.emplace(file, OpenFiles::Slot{Fd(fd), 0}).first;
+    FetcherMade* made = f.fetcher_made.get();
+    const bool create = made && !made->created;
+    const int fd = ::openat(dfd, f.name.c_str(),
+                            (f.direct ? O_RDWR | O_DIRECT : O_WRONLY) | (create ? O_CREAT | O_EXCL : 0) | O_NOFOLLOW |
+                                O_CLOEXEC,
+                            0600);
+    if (fd < 0) return errno_status(errno, (create ? "create " : "open ") + where(f.dir, f.name));
+    Fd owned(fd);
+    if (create) {
+      made->created = true;
+      // Holes stay holes: data is written around them, and a hole at the
+      // end needs the size.
+      if (made->sparse && ::ftruncate(fd, static_cast<off_t>(f.size)) != 0) {
+        return errno_status(errno, "truncate " + where(f.dir, f.name));
+      }
+    }
+    it = files.open.emplace(file, OpenFiles::Slot{std::move(owned), 0}).first;
   }
   it->second.used = ++files.clock;
   return it->second.fd.get();
 }
 
 Status Restorer::write_blob(const WriteOp& op, std::string_view plain, OpenFiles& files) {
-  const FileRec& f = files_[op.file];
+  FileRec& f = files_[op.file];
   int fd = -1;
   if (!f.direct) {
     STOWAGE_ASSIGN_OR_RETURN(fd, file_fd(op.file, files));
@@ -640,6 +698,12 @@ Status Restorer::write_blob(const WriteOp& op, std::string_view plain, OpenFiles
                                    }));
   if (mapped != plain.size()) return Status::corruption(where(f.dir, f.name) + ": data runs past the file's size");
   progress_->bytes_written += plain.size();
+  if (f.fetcher_made && --f.fetcher_made->chunks_left == 0) {
+    // All its data is written: its metadata now, and it is closed.
+    STOWAGE_RETURN_IF_ERROR(apply_meta(-1, f.name, f.fetcher_made->meta, fd).with_context(where(f.dir, f.name)));
+    files.open.erase(op.file);
+    f.fetcher_made.reset();
+  }
   return Status::ok();
 }
 
@@ -759,9 +823,13 @@ Result<bool> Restorer::add_partial(const FileRec& f, int fd, OpenFiles::DirectRu
   return false;
 }
 
-Status Restorer::finish_direct_files() {
+Status Restorer::finish_files() {
   DirCursor cursor;
   for (const FileRec& f : files_) {
+    if (f.fetcher_made) {
+      return Status::internal(where(f.dir, f.name) + ": " + std::to_string(f.fetcher_made->chunks_left) +
+                              " chunks never written");
+    }
     if (!f.direct) continue;
     if (!f.direct->partial.empty() || !f.direct->on_disk.empty()) {
       return Status::internal(where(f.dir, f.name) + ": " +
@@ -939,7 +1007,7 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   }
   for (auto& t : threads) t.join();
   STOWAGE_RETURN_IF_ERROR(first);
-  STOWAGE_RETURN_IF_ERROR(finish_direct_files());
+  STOWAGE_RETURN_IF_ERROR(finish_files());
   result_.bytes_written = progress_->bytes_written;
 
   // Hard links after their leader's data is written.
