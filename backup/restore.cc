@@ -91,9 +91,10 @@ AlignedBytes block_aligned(size_t n, bool zero = false) {
 // its own blocks (one write, not three: a run's edges are cut by chunk
 // boundaries wherever consecutive chunks lie in different packs, as after an
 // incremental backup, and thousands of separate 4 KiB writes cost a restore
-// seconds on a disk with 0.1-0.5 ms per request). Those blocks are held within RestoreOptions::partial_block_memory; past it
-// a block's pieces are merged on the disk instead (read, modify, write under
-// the file's lock; only `on_disk` counts remain in memory). Every write of the
+// seconds on a disk with 0.1-0.5 ms per request). Those blocks are held
+// within RestoreOptions::partial_block_memory; past it a block's pieces are
+// merged on the disk instead (read, modify, write under the file's lock;
+// only `on_disk` counts remain in memory). Every write of the
 // file is direct: buffered writes beside direct ones in the same file could
 // meet in one page-cache folio. The last block may be written past the
 // file's size; the size is set again once all data is written.
@@ -495,38 +496,25 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
       files_.push_back({dir, name, fs_util::data_ranges(e.size, e.holes), e.size, nullptr, nullptr});
       progress_->bytes_total += data;
       progress_->files_total += 1;
-      auto queue = [&](const BlobId& c, const auto& loc, uint64_t off) {
-        auto& ops = by_pack_[loc.pack];
-        if (ops.empty()) pack_order_.push_back(loc.pack);
-        ops.push_back({loc.offset, loc.stored_length, loc.raw_length, loc.compression, c, file, off});
-      };
       Fd old = open_reusable(dir, name);
       const bool direct_size = opts_.direct_io && data >= kDirectMin;
+      std::unique_ptr<FetcherMade> made;
+      Fd f;
       if (pack && one_pack && !direct_size && old.get() < 0) {
-        auto made = std::make_unique<FetcherMade>();
+        made = std::make_unique<FetcherMade>();
         made->chunks_left = e.chunks.size();
         made->sparse = !e.holes.empty();
-        uint64_t off = 0;
-        for (const auto& c : e.chunks) {
-          auto loc = index_.find(c);
-          queue(c, *loc, off);
-          off += loc->raw_length;
+      } else {
+        f = Fd(::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (f.get() < 0) return errno_status(errno, "create " + where(dir, name));
+        // Holes stay holes: the size is set first and only data is written.
+        if (::ftruncate(f.get(), static_cast<off_t>(e.size)) != 0) {
+          return errno_status(errno, "truncate " + where(dir, name));
         }
-        e.chunks.clear();
-        e.chunk_sums.clear();
-        e.holes.clear();
-        made->meta = std::move(e);
-        files_[file].fetcher_made = std::move(made);
-        return std::optional<OpenedDir>();
       }
-      const int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-      if (fd < 0) return errno_status(errno, "create " + where(dir, name));
-      Fd f(fd);
-      // Holes stay holes: the size is set first and only data is written.
-      if (::ftruncate(fd, static_cast<off_t>(e.size)) != 0) return errno_status(errno, "truncate " + where(dir, name));
       // Reused chunks are copied in below through the page cache, so such a
       // file is not direct (see DirectFile).
-      if (direct_size && old.get() < 0 && direct_io_works(fd)) {
+      if (direct_size && old.get() < 0 && direct_io_works(f.get())) {
         files_[file].direct = std::make_unique<DirectFile>();
         ++result_.files_direct;
         // Allocated blocks let ext4 take concurrent direct writes to one file
@@ -534,7 +522,7 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
         // until its I/O completes, which serialized the fetchers. (Where
         // fallocate is not supported the writes are merely serialized.)
         for (const Hole& r : files_[file].data) {
-          if (::fallocate(fd, 0, static_cast<off_t>(r.offset), static_cast<off_t>(r.length)) != 0) {
+          if (::fallocate(f.get(), 0, static_cast<off_t>(r.offset), static_cast<off_t>(r.length)) != 0) {
             if (errno == EOPNOTSUPP) break;
             return errno_status(errno, "allocate " + where(dir, name));
           }
@@ -545,21 +533,28 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
         auto loc = index_.find(c);
         bool reused = false;
         if (old.get() >= 0) {
-          STOWAGE_ASSIGN_OR_RETURN(reused, reuse_chunk(old.get(), fd, files_[file].data, off, loc->raw_length, c));
+          STOWAGE_ASSIGN_OR_RETURN(reused, reuse_chunk(old.get(), f.get(), files_[file].data, off, loc->raw_length, c));
         }
         if (reused) {
           ++result_.blobs_reused;
           result_.bytes_reused += loc->raw_length;
           progress_->bytes_written += loc->raw_length;
         } else {
-          queue(c, *loc, off);
+          auto& ops = by_pack_[loc->pack];
+          if (ops.empty()) pack_order_.push_back(loc->pack);
+          ops.push_back({loc->offset, loc->stored_length, loc->raw_length, loc->compression, c, file, off});
         }
         off += loc->raw_length;
       }
       e.chunks.clear();
       e.chunk_sums.clear();
       e.holes.clear();
-      others_.push_back({dir, std::move(e)});
+      if (made) {
+        made->meta = std::move(e);
+        files_[file].fetcher_made = std::move(made);
+      } else {
+        others_.push_back({dir, std::move(e)});
+      }
       return std::optional<OpenedDir>();
     }
     case NodeType::kSymlink:
