@@ -418,37 +418,61 @@ Status Pipeline::add_node(const std::shared_ptr<const fs_util::Fd>& dir_fd, int 
   e.mtime_ns = ns_of(st.st_mtim);
   e.ctime_ns = ns_of(st.st_ctim);
   e.inode = st.st_ino;
-  if (!S_ISDIR(st.st_mode)) {  // a directory's are read through the descriptor it is walked with
+  // A directory's are read through the descriptor it is walked with, and a
+  // file's only if it is not its parent's entry unchanged.
+  auto read_xattrs = [&]() -> Status {
     auto xattrs = fs_util::read_xattrs_at(dirfd, name);
-    if (xattrs.status().code() == Code::kNotFound) return vanished();
-    if (!xattrs.is_ok()) return xattrs.status().with_context(repo_util::display_name(full));
+    if (!xattrs.is_ok()) return xattrs.status();
     e.xattrs = std::move(xattrs).value();
+    return Status::ok();
+  };
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+    Status s = read_xattrs();
+    if (s.code() == Code::kNotFound) return vanished();
+    STOWAGE_RETURN_IF_ERROR(s.with_context(repo_util::display_name(full)));
   }
   switch (st.st_mode & S_IFMT) {
     case S_IFREG: {
       e.type = NodeType::kFile;
       e.size = static_cast<uint64_t>(st.st_size);
+      const auto key = std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
+      Node* leader = nullptr;
+      if (st.st_nlink > 1) {
+        auto it = links_.find(key);
+        if (it != links_.end()) leader = it->second;
+      }
+      const TreeEntry* old = nullptr;
+      bool unchanged = false;
+      if (leader) {
+        e.xattrs = leader->entry.xattrs;  // the same inode
+      } else {
+        adopt_live_identity(live_fd, name, st, *node);
+        old = parent_file(e, parent);
+        unchanged = reusable(e, old) != nullptr;
+        if (unchanged) {
+          // Setting or removing an xattr sets ctime, which is unchanged: the
+          // parent's are still the file's (one syscall less per such file).
+          e.xattrs = old->xattrs;
+        } else if (Status s = read_xattrs(); !s.is_ok()) {
+          if (s.code() == Code::kNotFound) return vanished();
+          return s.with_context(repo_util::display_name(full));
+        }
+      }
       ++files_;
       bytes_ += e.size;
       progress_->files_total += 1;
       progress_->bytes_total += e.size;
-      if (st.st_nlink > 1) {
-        auto key = std::make_pair(uint64_t{st.st_dev}, uint64_t{st.st_ino});
-        auto [it, fresh] = links_.emplace(key, node.get());
-        if (!fresh) {
-          Node* leader = it->second;
-          if (leader->entry.hardlink == 0) leader->entry.hardlink = next_link_group_++;
-          e.hardlink = leader->entry.hardlink;
-          node->link_leader = leader;
-          followers_.push_back({node.get(), full, rel, name});
-          progress_->files_done += 1;
-          progress_->bytes_done += e.size;
-          break;
-        }
+      if (leader) {
+        if (leader->entry.hardlink == 0) leader->entry.hardlink = next_link_group_++;
+        e.hardlink = leader->entry.hardlink;
+        node->link_leader = leader;
+        followers_.push_back({node.get(), full, rel, name});
+        progress_->files_done += 1;
+        progress_->bytes_done += e.size;
+        break;
       }
-      adopt_live_identity(live_fd, name, st, *node);
-      const TreeEntry* old = parent_file(e, parent);
-      if (reusable(e, old)) {
+      if (st.st_nlink > 1) links_.emplace(key, node.get());
+      if (unchanged) {
         e.chunks = old->chunks;
         e.chunk_sums = old->chunk_sums;
         e.holes = old->holes;

@@ -439,8 +439,12 @@ TEST_F(PipelineTest, IncrementalBackupsRestoreEachStateAndSkipUnchangedFiles) {
   EXPECT_EQ(same.manifest.stats.bytes_read, 0u);
   EXPECT_EQ(same.manifest.stats.new_blobs, 0u);
 
-  // Modify in place (same size), append, truncate, rename, delete.
+  // Modify in place (same size), append, truncate, rename, delete, and
+  // change only the xattrs of a file (which changes its ctime, not its mtime).
   {
+    const std::string x = src + "/xattr_file";
+    ASSERT_EQ(::removexattr(x.c_str(), "user.a"), 0) << std::strerror(errno);
+    ASSERT_EQ(::setxattr(x.c_str(), "user.added", "new", 3, 0), 0) << std::strerror(errno);
     const int fd = ::open((src + "/edit").c_str(), O_WRONLY);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::pwrite(fd, "CHANGED", 7, 250000), 7);
@@ -453,8 +457,9 @@ TEST_F(PipelineTest, IncrementalBackupsRestoreEachStateAndSkipUnchangedFiles) {
   }
   const auto changed = snap(2);
   // Exactly the modified files were read (the renamed one has a new ctime and
-  // its name moved, so it is read too; its chunks dedup).
-  const uint64_t expected_read = 500000 + 301000 + 100000 + 200000;
+  // its name moved, so it is read too; its chunks dedup; so is the 1-byte
+  // xattr_file, whose new xattrs the restore of this state must show).
+  const uint64_t expected_read = 500000 + 301000 + 100000 + 200000 + 1;
   EXPECT_EQ(changed.manifest.stats.bytes_read, expected_read);
   // The rename uploads no data; the edits upload about one chunk each.
   EXPECT_LT(changed.manifest.stats.new_bytes, 3 * 262144u + 100000u);
