@@ -98,8 +98,8 @@ Result<std::vector<TreeEntry>> load_dir(Repository& repo, const Index& index, Bl
   std::vector<TreeEntry> entries;
   for (const auto& id : ids) {
     auto loc = index.find(id);
+    // Whatever its type: a file chunk may hold a tree's bytes (FORMAT.md §3.3).
     if (!loc) return Status::not_found("tree blob " + id.hex() + " is not in the index");
-    if (loc->type != BlobType::kTree) return Status::corruption("blob " + id.hex() + " is not a tree blob");
     STOWAGE_ASSIGN_OR_RETURN(Bytes bytes, repo.read_blob(codec, id, *loc));
     auto tree = parse_tree(bytes);
     if (!tree.is_ok()) return tree.status().with_context("tree " + id.hex());

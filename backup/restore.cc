@@ -466,8 +466,8 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
       bool one_pack = true;
       for (const auto& c : e.chunks) {
         auto loc = index_.find(c);
+        // Whatever its type: a chunk may be a tree's bytes (FORMAT.md §3.3).
         if (!loc) return Status::not_found(where(dir, name) + ": data blob " + c.hex() + " is not in the index");
-        if (loc->type != BlobType::kData) return Status::corruption(where(dir, name) + ": blob " + c.hex() + " is not data");
         data += loc->raw_length;
         if (pack && *pack != loc->pack) one_pack = false;
         pack = loc->pack;

@@ -624,7 +624,8 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
             if (!plain.is_ok()) {
               bad.push_back(b.id);
               errors.push_back("pack " + p.id.hex() + ": blob " + b.id.hex() + ": " + plain.status().message());
-            } else if (b.type == BlobType::kData) {
+            } else {
+              // Of trees too: a file's chunk may be a tree blob (FORMAT.md §3.3).
               pack_sums.emplace_back(b.id, summer(*plain));
             }
           }

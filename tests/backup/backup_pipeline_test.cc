@@ -468,6 +468,45 @@ TEST_F(PipelineTest, IncrementalBackupsRestoreEachStateAndSkipUnchangedFiles) {
   expect_check_clean();
 }
 
+// A blob is its bytes, whatever type it was first stored as: the tree of an
+// empty directory is `{"entries":[]}`, and a file holding those 14 bytes
+// shares that blob. Both orders: the tree stored first (a repository that
+// already has an empty directory), and the file first (its chunk is claimed
+// before the backup builds its trees). Restore and check once refused them.
+TEST_F(PipelineTest, AFileHoldingATreesBytesSharesItsBlobEitherWay) {
+  const std::string empty_tree = R"({"entries":[]})";
+  auto round_trip = [&](Repository& repo, const std::string& label, bool tree_first) {
+    SCOPED_TRACE(label);
+    const std::string dirs = dir_ / (label + "-dirs"), both = dir_ / (label + "-both");
+    ASSERT_EQ(::mkdir(dirs.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((dirs + "/empty").c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir(both.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((both + "/empty").c_str(), 0755), 0);
+    test::write_file(both + "/looks_like_a_tree", empty_tree);
+    std::vector<std::pair<Hash256, std::string>> snaps;
+    for (const auto& src : tree_first ? std::vector{dirs, both} : std::vector{both, dirs}) {
+      auto r = run_backup(repo, test::backup_opts(src, label + "-" + std::to_string(snaps.size())));
+      ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+      snaps.emplace_back(r->snapshot_id, src);
+    }
+    auto index = repo.load_index();
+    ASSERT_TRUE(index.is_ok());
+    const auto loc = index->find(sha256(empty_tree));
+    ASSERT_TRUE(loc.has_value());
+    EXPECT_EQ(loc->type, tree_first ? BlobType::kTree : BlobType::kData);  // stored once, as whichever came first
+    for (const auto& [id, src] : snaps) {
+      test::expect_restores_to(repo, id, dir_ / ("restore-" + std::to_string(restores_++)), src);
+    }
+    auto c = run_check(repo, {.read_data = true});
+    ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+    EXPECT_TRUE(c->ok()) << ::testing::PrintToString(c->errors);
+  };
+  round_trip(*repo_, "tree-first", true);
+  auto fresh = Repository::init(test::must_file_store(dir_ / "repo2"), test::small_pack_config());
+  ASSERT_TRUE(fresh.is_ok()) << fresh.status().to_string();
+  round_trip(**fresh, "file-first", false);
+}
+
 // A changed file is read whole, but of its chunks only the changed ones are
 // cut, hashed and stored: the others are found in place by the chunk sums
 // its parent entry records. Whether a chunk was found that way or cut anew,
