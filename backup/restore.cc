@@ -841,7 +841,9 @@ Status Restorer::finish_files() {
 }
 
 Status Restorer::fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobCodec& codec, OpenFiles& files) {
-  std::sort(ops.begin(), ops.end(), [](const WriteOp& a, const WriteOp& b) { return a.offset < b.offset; });
+  std::sort(ops.begin(), ops.end(), [](const WriteOp& a, const WriteOp& b) {
+    return a.offset != b.offset ? a.offset < b.offset : a.id < b.id;
+  });
   const std::string key = pack_key(pack);
   size_t i = 0;
   while (i < ops.size()) {
@@ -864,8 +866,12 @@ Status Restorer::fetch_pack(const PackId& pack, std::vector<WriteOp>& ops, BlobC
     Bytes plain;
     for (size_t k = i; k < j; ++k) {
       const WriteOp& op = ops[k];
-      // The same blob at the same offset (deduplicated) decodes once.
-      if (k == i || op.offset != ops[k - 1].offset) {
+      // The same blob (deduplicated) decodes once. Only the same blob: a
+      // damaged or planted index may list another id at the same place,
+      // whose bytes must then fail their own hash check.
+      const WriteOp* prev = k == i ? nullptr : &ops[k - 1];
+      if (!prev || op.offset != prev->offset || op.id != prev->id || op.compression != prev->compression ||
+          op.stored_length != prev->stored_length || op.raw_length != prev->raw_length) {
         auto dec = codec.decode(op.id, op.compression, op.raw_length,
                                 std::string_view(range).substr(op.offset - start, op.stored_length));
         if (!dec.is_ok()) return dec.status().with_context("pack " + pack.hex());

@@ -681,6 +681,34 @@ TEST_F(HostileTest, HardLinkMembersWithOtherContentAreRefused) {
   EXPECT_EQ(test::read_file(dir_ / "linked/b"), one);
 }
 
+// Two index entries at one place in a pack: the real chunk of "a" and, from
+// a planted index file, another id of the same length for "b". Restore
+// decodes a blob once for all files that share it, but only when it is the
+// same blob: "b" must not get a's bytes unchecked.
+TEST_F(HostileTest, AnIndexListingAnotherBlobAtAChunksPlaceIsCaught) {
+  const std::string one = "the bytes of a", two = "what b must be";
+  ASSERT_EQ(one.size(), two.size());
+  auto entry = [](const std::string& name, const std::string& data, int inode) {
+    return R"({"type":"file","name":")" + name + R"(","mode":420,"uid":0,"gid":0,"mtime_ns":1,"ctime_ns":1,"inode":)" +
+           std::to_string(inode) + R"(,"size":)" + std::to_string(data.size()) + R"(,"chunks":[")" + sha256(data).hex() +
+           R"("]})";
+  };
+  const Hash256 id = plant({R"({"entries":[)" + entry("a", one, 1) + "," + entry("b", two, 2) + "]}"}, {one});
+  auto index = repo_->load_index();
+  ASSERT_TRUE(index.is_ok());
+  const auto at = index->find(sha256(one));
+  ASSERT_TRUE(at.has_value());
+  ASSERT_EQ(at->compression, Compression::kRaw);
+  auto stored = repo_->store().get(pack_key(at->pack));
+  ASSERT_TRUE(stored.is_ok());
+  IndexFile planted;
+  planted.packs.push_back({at->pack, static_cast<uint32_t>(stored->size()),
+                           {PackBlob{sha256(two), BlobType::kData, Compression::kRaw, at->offset,
+                                     static_cast<uint32_t>(two.size()), static_cast<uint32_t>(two.size())}}});
+  ASSERT_TRUE(repo_->save_index(planted).is_ok());
+  expect_refused(id, sha256(two).hex());
+}
+
 // Trees are read ahead of the planner (TreePrefetcher). A hostile entry in
 // the first of many directories stops the restore with that entry's error
 // while the reader is blocked further ahead; nothing hangs or leaks.
