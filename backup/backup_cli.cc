@@ -322,12 +322,20 @@ int cmd_prune(const BackupCliState& st) {
     std::cerr << "stowctl: prune: pack " << p.hex() << " is missing from the store: "
               << (st.dry_run ? "would drop" : "dropped") << " its index entries (the next backup stores that data again)\n";
   }
+  json kept = json::array();
+  for (const auto& p : r->unindexed_kept) {
+    kept.push_back(p.hex());
+    std::cerr << "stowctl: prune: pack " << p.hex()
+              << " is in no index file but holds data snapshots use (or its header is unreadable): kept; "
+                 "'stowctl check --repair' indexes it\n";
+  }
   if (st.json) {
     std::cout << json{{"packs_marked", r->packs_marked},       {"packs_deleted", r->packs_deleted},
                       {"bytes_deleted", r->bytes_deleted},     {"packs_rescued", r->packs_rescued},
                       {"marks_pending", r->marks_pending},     {"index_files_rewritten", r->index_files_rewritten},
                       {"index_files_removed", r->index_files_removed},
-                      {"packs_partly_used", r->packs_partly_used}, {"lost_packs", lost}}
+                      {"packs_partly_used", r->packs_partly_used}, {"lost_packs", lost},
+                      {"unindexed_kept", kept}}
                      .dump(2)
               << "\n";
   } else {
@@ -348,13 +356,15 @@ int cmd_check(const BackupCliState& st) {
   if (st.json) {
     json damaged = json::array();
     for (const auto& d : r->damaged) damaged.push_back({{"snapshot", d.snapshot.hex()}, {"path", d.path}, {"problem", d.problem}});
-    json packs = json::array(), unindexed = json::array();
+    json packs = json::array(), unindexed = json::array(), indexed = json::array();
     for (const auto& p : r->damaged_packs) packs.push_back(p.hex());
     for (const auto& p : r->packs_unindexed) unindexed.push_back(p.hex());
+    for (const auto& p : r->packs_indexed) indexed.push_back(p.hex());
     std::cout << json{{"ok", r->ok()},          {"snapshots", r->snapshots}, {"packs", r->packs},
                       {"blobs", r->blobs},      {"blobs_read", r->blobs_read}, {"errors", r->errors},
                       {"warnings", r->warnings}, {"damaged_packs", packs},  {"damaged", damaged},
-                      {"packs_unindexed", unindexed}, {"packs_salvaged", r->packs_salvaged}}
+                      {"packs_unindexed", unindexed}, {"packs_salvaged", r->packs_salvaged},
+                      {"packs_indexed", indexed}}
                      .dump(2)
               << "\n";
   } else {
@@ -362,6 +372,7 @@ int cmd_check(const BackupCliState& st) {
       std::cout << "repaired: pack " << p.hex() << " taken out of the index (the next backup stores its data again)\n";
     }
     if (r->packs_salvaged) std::cout << "repaired: intact blobs copied into " << r->packs_salvaged << " new packs\n";
+    for (const auto& p : r->packs_indexed) std::cout << "repaired: pack " << p.hex() << " indexed from its header\n";
     for (const auto& w : r->warnings) std::cout << "warning: " << w << "\n";
     for (const auto& e : r->errors) std::cout << "error: " << e << "\n";
     std::cout << (r->ok() ? "no errors" : std::to_string(r->errors.size()) + " errors") << " in " << r->snapshots
@@ -457,7 +468,8 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   st.check->add_flag("--read-data", st.read_data, "Download, decompress and hash every blob");
   st.check->add_flag("--repair", st.repair,
                      "Take damaged packs out of the index so the next backup stores their data again "
-                     "(snapshots that used damaged data stay damaged until it is backed up again)");
+                     "(snapshots that used damaged data stay damaged until it is backed up again), and index the "
+                     "intact packs no index file lists (after an index file was lost)");
   st.check->add_flag("--json", st.json, "Print JSON for scripts");
 }
 

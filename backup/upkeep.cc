@@ -425,6 +425,28 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
     w.walk(s.manifest.tree, path, 0);
     if (!walk_error.is_ok()) return walk_error.with_context("prune: snapshot " + s.id.hex() + " is unreadable");
   }
+  // A pack no index lists is a running or a dead backup's, or one check
+  // --repair took out of the index as damaged, unless an index file was
+  // lost: then it may hold blobs snapshots use that no index lists, and
+  // only its header tells. Such a pack is kept if it is intact.
+  std::map<PackId, bool> unindexed_keep;
+  auto keep_unindexed = [&](const PackId& p) -> Result<bool> {
+    auto [it, fresh] = unindexed_keep.emplace(p, false);
+    if (!fresh) return it->second;
+    auto header = read_pack_header(repo.store(), pack_key(p));
+    if (!header.is_ok()) {
+      if (header.status().code() != Code::kCorruption) return header.status().with_context("prune");
+      return false;  // unreadable: of no use to anyone
+    }
+    if (std::none_of(header->begin(), header->end(),
+                     [&](const PackBlob& b) { return used.count(b.id) > 0 && !index.contains(b.id); })) {
+      return false;
+    }
+    STOWAGE_ASSIGN_OR_RETURN(const Bytes whole, repo.store().get(pack_key(p)));
+    it->second = sha256(whole) == p;
+    if (it->second) report.unindexed_kept.push_back(p);
+    return it->second;
+  };
   auto pack_used = [&](const PackId& p) {
     auto it = indexed.find(p);
     if (it == indexed.end()) return false;
@@ -456,6 +478,13 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
     }
   }
   for (auto it = doomed.begin(); it != doomed.end();) {
+    if (!indexed.count(*it)) {
+      STOWAGE_ASSIGN_OR_RETURN(const bool keep, keep_unindexed(*it));
+      if (keep) {
+        it = doomed.erase(it);
+        continue;
+      }
+    }
     auto rec = indexed.find(*it);
     const bool needed = rec != indexed.end() &&
                         std::any_of(rec->second->blobs.begin(), rec->second->blobs.end(), [&](const PackBlob& b) {
@@ -497,6 +526,10 @@ Result<PruneReport> run_prune(Repository& repo, const PruneOptions& opts) {
   std::set<Hash256> mark_indexes;
   for (const auto& [p, size] : stored) {
     if (doomed.count(p) || pending.count(p)) continue;
+    if (!indexed.count(p)) {
+      STOWAGE_ASSIGN_OR_RETURN(const bool keep, keep_unindexed(p));
+      if (keep) continue;
+    }
     if (pack_used(p)) {
       auto it = indexed.find(p);
       if (std::any_of(it->second->blobs.begin(), it->second->blobs.end(),
@@ -576,7 +609,9 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
   }
   for (const auto& [id, size] : stored) {
     if (!indexed.count(id)) {
-      report.warnings.push_back("pack " + id.hex() + " is not indexed (a backup running or interrupted; prune removes it)");
+      report.warnings.push_back("pack " + id.hex() +
+                                " is not indexed (a backup running or interrupted, or a lost index file; prune removes "
+                                "it unless snapshots use its blobs, check --repair indexes it)");
     }
   }
 
@@ -723,6 +758,25 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
     STOWAGE_RETURN_IF_ERROR(
         drop_from_index(repo, *files, damaged, leftovers, std::move(salvaged)).with_context("check --repair"));
     report.packs_unindexed = report.damaged_packs;
+  }
+  if (opts.repair) {
+    // Packs no index lists, from their headers (FORMAT.md §4: a pack
+    // describes itself). Harmless for a running backup's packs: it indexes
+    // them the same way.
+    // Only intact ones: check --repair takes damaged packs out of the index
+    // and leaves them in data/ for prune.
+    IndexFile found;
+    for (const auto& [id, size] : stored) {
+      if (indexed.count(id) || damaged.count(id)) continue;
+      auto whole = repo.store().get(pack_key(id));
+      if (!whole.is_ok()) return whole.status().with_context("check --repair");
+      if (sha256(*whole) != id) continue;
+      auto header = parse_pack_tail(*whole, whole->size());
+      if (!header.is_ok()) continue;
+      found.packs.push_back({id, static_cast<uint32_t>(size), std::move(header).value()});
+      report.packs_indexed.push_back(id);
+    }
+    if (!found.packs.empty()) STOWAGE_RETURN_IF_ERROR(repo.save_index(found).status().with_context("check --repair"));
   }
   return report;
 }

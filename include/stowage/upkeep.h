@@ -87,6 +87,10 @@ struct PruneReport {
   // entries were dropped (with dry_run: would be), so backups upload that
   // data again.
   std::vector<PackId> lost_packs;
+  // Packs no index file lists that hold blobs snapshots use (an index file
+  // was lost), or whose header cannot be read: kept, neither marked nor
+  // deleted. `check --repair` indexes them.
+  std::vector<PackId> unindexed_kept;
 };
 
 // One prune run: first sweeps marks older than the grace period (deleting the
@@ -129,6 +133,9 @@ struct CheckReport {
   std::vector<PackId> damaged_packs;
   std::vector<PackId> packs_unindexed;  // with repair: damaged packs taken out of the index
   size_t packs_salvaged = 0;            // with repair: new packs holding their intact blobs
+  // With repair: packs no index file listed (a lost index file, or a backup
+  // running or interrupted), now listed by a new one, from their headers.
+  std::vector<PackId> packs_indexed;
   std::vector<DamagedEntry> damaged;  // which snapshots and files the damage affects
   size_t snapshots = 0, packs = 0, blobs = 0, blobs_read = 0;
   bool ok() const { return errors.empty(); }

@@ -214,6 +214,58 @@ TEST_F(UpkeepTest, ForgetThenTwoPhasePruneDeletesOnlyUnreferencedDataAfterGrace)
 
 // A backup that uploaded packs but has not indexed them when prune marks must
 // lose nothing: the sweep finds its snapshot and keeps the packs.
+// An index file lost (deleted by hand, or by a store) while the one listing
+// the trees survives: the snapshot's trees load, but its data packs are in no
+// index, which is what a dead backup's packs look like. Prune must keep them
+// (it reads their headers), and check --repair must index them again.
+TEST_F(UpkeepTest, PacksALostIndexFileListedAreKeptByPruneAndIndexedByCheckRepair) {
+  const std::string a = make_source("a", 9);
+  auto r = backup(*repo_, a, "a", kT0);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  auto files = repo_->load_index_files();
+  ASSERT_TRUE(files.is_ok());
+  IndexFile trees_only;
+  size_t data_only = 0;
+  for (const auto& [id, f] : *files) {
+    for (const auto& p : f.packs) {
+      const bool trees = std::any_of(p.blobs.begin(), p.blobs.end(), [](const PackBlob& b) { return b.type == BlobType::kTree; });
+      if (trees) {
+        trees_only.packs.push_back(p);
+      } else {
+        ++data_only;
+      }
+    }
+    ASSERT_TRUE(repo_->store().remove(index_key(id)).is_ok());
+  }
+  ASSERT_GE(data_only, 2u) << "the source must fill packs of data only";
+  ASSERT_TRUE(repo_->save_index(trees_only).is_ok());
+  const size_t packs = count("data/");
+  EXPECT_FALSE(check(false).ok());  // the file's chunks are in no index
+
+  auto clock = std::make_shared<test::ManualClock>(kT0);
+  PruneOptions po{.grace_ns = kDay, .clock = clock};
+  for (int round = 0; round < 2; ++round) {
+    auto p = run_prune(*repo_, po);
+    ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+    EXPECT_EQ(p->packs_marked, 0u);
+    EXPECT_EQ(p->packs_deleted, 0u);
+    EXPECT_EQ(p->unindexed_kept.size(), data_only);
+    clock->advance(2 * kDay);
+  }
+  EXPECT_EQ(count("data/"), packs);
+
+  auto repaired = run_check(*repo_, {.repair = true});
+  ASSERT_TRUE(repaired.is_ok()) << repaired.status().to_string();
+  EXPECT_EQ(repaired->packs_indexed.size(), data_only);
+  const auto c = check(true);
+  EXPECT_TRUE(c.ok()) << ::testing::PrintToString(c.errors);
+  EXPECT_TRUE(c.warnings.empty()) << ::testing::PrintToString(c.warnings);
+  expect_restores_to(r->snapshot_id, a);
+  auto p = run_prune(*repo_, po);
+  ASSERT_TRUE(p.is_ok());
+  EXPECT_TRUE(p->unindexed_kept.empty());
+}
+
 TEST_F(UpkeepTest, PruneDuringABackupLosesNothing) {
   const std::string a = make_source("a", 3);
   auto clock = std::make_shared<test::ManualClock>(kT0);
