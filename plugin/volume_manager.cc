@@ -301,7 +301,8 @@ Status VolumeManager::replay(const std::vector<StateJournal::Generation>& gens) 
     log_.info("finishing acknowledged remove", {{"volume", name}});
     std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
     STOWAGE_RETURN_IF_ERROR(rename_durable(dir, trash));
-    STOWAGE_RETURN_IF_ERROR(remove_tree(trash));
+    std::lock_guard lock(loop_mu_);
+    trash_.push_back(std::move(trash));  // deleted in the background
   }
   for (const auto& name : dirty_) {
     auto it = entries_.find(name);
@@ -337,14 +338,21 @@ Status VolumeManager::load() {
     std::string dir = vols + "/" + n;
     if (n.starts_with(kStagingPrefix)) {
       // A Create that never returned: nothing was acknowledged, discard it.
+      // What cannot be deleted now is left for the next start: it must not
+      // keep stowaged from starting.
       log_.info("discarding interrupted create", {{"dir", dir}});
-      STOWAGE_RETURN_IF_ERROR(remove_tree(dir));
+      if (Status st = remove_tree(dir); !st.is_ok()) {
+        log_.warn("could not delete; will retry at next start", {{"dir", dir}, {"error", st.message()}});
+      }
       continue;
     }
     if (n.starts_with(kTrashPrefix)) {
-      // A Remove that was acknowledged (or was about to be): finish it.
+      // An acknowledged Remove (journaled before the directory is moved
+      // aside): finished by the background thread, so that a large or
+      // undeletable tree neither delays nor stops the start.
       log_.info("finishing interrupted remove", {{"dir", dir}});
-      STOWAGE_RETURN_IF_ERROR(remove_tree(dir));
+      std::lock_guard lock(loop_mu_);
+      trash_.push_back(dir);
       continue;
     }
     if (n.starts_with(".")) continue;  // not ours: leave it alone
@@ -680,15 +688,20 @@ Status VolumeManager::remove(const std::string& name) {
     }
   }
   std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
-  if (::rename(volume_dir(name).c_str(), trash.c_str()) != 0) {
-    return errno_status(errno, "rename " + volume_dir(name)).with_context("remove volume '" + name + "'");
-  }
-  // The commit point.
-  if (Status st = log_delete(name); !st.is_ok()) {
-    if (::rename(trash.c_str(), volume_dir(name).c_str()) != 0) {
-      log_.error("could not undo unjournaled remove", {{"volume", name}, {"error", std::strerror(errno)}});
-    }
-    return st.with_context("remove volume '" + name + "'");
+  // The commit point comes first. A crash before it leaves the volume as it
+  // was; after it, the next start finishes the Remove (replay). Moving the
+  // directory aside first, a crash between the two brought the volume back
+  // empty: its directory was deleted as trash, its record replayed.
+  if (Status st = log_delete(name); !st.is_ok()) return st.with_context("remove volume '" + name + "'");
+  const bool moved = ::rename(volume_dir(name).c_str(), trash.c_str()) == 0;
+  if (!moved) {
+    Status failed = errno_status(errno, "rename " + volume_dir(name)).with_context("remove volume '" + name + "'");
+    // Not removed after all: journal the volume again. If that fails too,
+    // the journal says removed, and the next start finishes the Remove.
+    Status undone = log_put(e->record, Durability::kDisk);
+    if (undone.is_ok()) return failed;
+    log_.error("could not undo a journaled remove; the next start finishes it",
+               {{"volume", name}, {"error", undone.message()}});
   }
   e->state = Entry::State::kRemoved;
   {
@@ -698,7 +711,7 @@ Status VolumeManager::remove(const std::string& name) {
   }
   // The data is deleted by the background thread, after the answer: a big
   // volume's files take long to delete, and the call is already durable.
-  {
+  if (moved) {
     std::lock_guard lock(loop_mu_);
     trash_.push_back(std::move(trash));
   }

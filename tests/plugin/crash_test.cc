@@ -2,6 +2,9 @@
 // daemon is killed with SIGKILL at random moments. After every restart each
 // volume's state must be exactly the last acknowledged one, or the one its
 // in-flight (unacknowledged) call would have produced — never anything else.
+// Each client writes a file into its volume once its Create is acknowledged:
+// a volume that is there must still hold it (a Remove killed halfway once
+// brought a volume back empty).
 #include <atomic>
 #include <optional>
 #include <random>
@@ -19,13 +22,14 @@ using json = nlohmann::json;
 
 struct Model {
   bool exists = false;
+  bool data = false;  // the client's file is in the volume
   std::set<std::string> mounts;
   bool operator==(const Model&) const = default;
 };
 
 std::string describe(const Model& m) {
   if (!m.exists) return "absent";
-  std::string s = "present{";
+  std::string s = m.data ? "present with data{" : "present without data{";
   for (const auto& id : m.mounts) s += id + ",";
   return s + "}";
 }
@@ -70,6 +74,7 @@ Model observe(PluginClient& c, const std::string& volume) {
   m.exists = true;
   json body = g.json();
   for (const auto& id : body["Volume"]["Status"]["mount_ids"]) m.mounts.insert(id.get<std::string>());
+  m.data = read_file(body["Volume"]["Mountpoint"].get<std::string>() + "/written") == volume;
   return m;
 }
 
@@ -112,6 +117,16 @@ TEST(CrashTest, StateIsLastAcknowledgedOrInFlightAfterEveryKill) {
             return;
           }
           ASSERT_EQ(r.status, 200) << op << " " << body.dump() << ": " << r.body;
+          if (op == "Create") {
+            auto p = pc.call("Path", {{"Name", c.volume}});
+            if (p.status == 0) {  // died right after the Create: write next round
+              c.acked = after;
+              ++c.step;
+              return;
+            }
+            write_file(p.json()["Mountpoint"].get<std::string>() + "/written", c.volume);
+            after.data = true;
+          }
           c.acked = after;
           ++c.step;
           ++c.acks;

@@ -1,6 +1,8 @@
 #include "volume_manager.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,11 +222,52 @@ TEST_F(VolumeManagerTest, InterruptedCreateAndRemoveAreResolvedAtOpen) {
   fs::create_directories(dir_.path() + "/volumes/.trash-gone-1/_data/deep");
   test::write_file(vol_dir("keep") + "/.volume.json.tmp-1", "partial");
   auto m = open();
+  m->finish_removals();  // trash is deleted in the background
   EXPECT_FALSE(fs::exists(dir_.path() + "/volumes/.staging-half-1"));
   EXPECT_FALSE(fs::exists(dir_.path() + "/volumes/.trash-gone-1"));
   EXPECT_FALSE(fs::exists(vol_dir("keep") + "/.volume.json.tmp-1"));
   ASSERT_EQ(m->list(false).size(), 1u);
   EXPECT_EQ(m->list(false)[0].record.name, "keep");
+}
+
+// Leftovers that cannot be deleted (a file a container made immutable, a
+// mount point inside the volume) must not keep stowaged from starting: they
+// are left for the next start, with a warning.
+TEST_F(VolumeManagerTest, UndeletableLeftoversDoNotStopTheStart) {
+  {
+    auto m = open();
+    ASSERT_TRUE(m->create("keep", {}).is_ok());
+  }
+  // Immutable (chattr +i): not even root can unlink it.
+  auto immutable = [](const std::string& path, bool on) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    int flags = 0;
+    bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+    ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    ::close(fd);
+    return ok;
+  };
+  const std::vector<std::string> files = {dir_.path() + "/volumes/.staging-x-1-2-3/_data/f",
+                                          dir_.path() + "/volumes/.trash-y-1-2-3/_data/f"};
+  for (const auto& f : files) {
+    fs::create_directories(fs::path(f).parent_path());
+    test::write_file(f, "x");
+    ASSERT_TRUE(immutable(f, true)) << f << ": " << std::strerror(errno);
+  }
+  auto m = open();
+  ASSERT_NE(m, nullptr);
+  m->finish_removals();
+  EXPECT_TRUE(m->get("keep", false).is_ok());
+  for (const auto& f : files) {
+    EXPECT_TRUE(fs::exists(f));  // left for the next start
+    ASSERT_TRUE(immutable(f, false));
+  }
+  m.reset();
+  m = open();
+  m->finish_removals();
+  for (const auto& f : files) EXPECT_FALSE(fs::exists(fs::path(f).parent_path().parent_path())) << f;
 }
 
 TEST_F(VolumeManagerTest, AcknowledgedCreateNeedsOnlyItsJournalRecord) {
@@ -487,6 +530,7 @@ TEST_F(VolumeManagerTest, ReplayOfCreateRemoveSequencesEndsInTheLastState) {
   EXPECT_TRUE(m->list(false).empty());
   EXPECT_FALSE(fs::exists(vol_dir("once")));
   EXPECT_FALSE(fs::exists(vol_dir("twice")));
+  m->finish_removals();
   EXPECT_TRUE(entries_with_prefix(dir_.path() + "/volumes", ".trash-").empty());
 }
 
@@ -518,6 +562,7 @@ TEST_F(VolumeManagerTest, RemovedDataNotYetDeletedAtStopIsDeletedAtNextOpen) {
     // Destroyed without finish_removals(): some .trash-* may be left, as after a crash.
   }
   auto m = open();
+  m->finish_removals();  // in the background after a start too
   EXPECT_TRUE(entries_with_prefix(dir_.path() + "/volumes", ".trash-").empty());
   EXPECT_TRUE(m->list(false).empty());
 }
