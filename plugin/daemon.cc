@@ -195,11 +195,13 @@ Status run_daemon(const DaemonOptions& opts) {
   plugin_opts.socket_mode = 0660;
   plugin_opts.name = "docker";
   plugin_opts.wait_pool = &wait_pool;
-  plugin_opts.may_wait = [with_agent = agent != nullptr](const HttpRequest& r) {
-    // Create and Remove wait for the journal's flush; with a repository,
-    // Mount and Unmount wait for leases (and a restore or a final backup).
-    if (r.target == "/VolumeDriver.Create" || r.target == "/VolumeDriver.Remove") return true;
-    return with_agent && (r.target == "/VolumeDriver.Mount" || r.target == "/VolumeDriver.Unmount");
+  plugin_opts.may_wait = [](const HttpRequest& r) {
+    // Create and Remove wait for the journal's flush; Mount and Unmount for
+    // a snapshot, clone or rollback of their volume (its `busy` lock, held
+    // for a whole copy) and, with a repository, for leases, a restore or a
+    // final backup. Get, Path, List and Capabilities never wait.
+    return r.target == "/VolumeDriver.Create" || r.target == "/VolumeDriver.Remove" ||
+           r.target == "/VolumeDriver.Mount" || r.target == "/VolumeDriver.Unmount";
   };
   STOWAGE_ASSIGN_OR_RETURN(
       auto plugin_server,

@@ -889,7 +889,20 @@ Result<SnapshotInfo> VolumeManager::snapshot_create(const std::string& volume, s
 
 Result<std::vector<SnapshotInfo>> VolumeManager::snapshot_list(const std::string& volume) {
   STOWAGE_RETURN_IF_ERROR(need_snapshots());
-  STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(volume));
+  // Without `busy`: a snapshot appears and goes by a rename, so a listing
+  // never sees half of one, and it must not wait for a snapshot's copy
+  // (metrics scrapes and `snapshot ls` answered on the I/O threads piled up
+  // behind it until Docker's Get and Path were not answered either).
+  auto e = find(volume);
+  if (!e || e->being_created) return no_such_volume(volume);
+  {
+    std::lock_guard vlock(e->mu);
+    if (e->state == Entry::State::kBroken) {
+      return Status::failed_precondition("volume '" + volume + "' has an unreadable record: " + e->problem);
+    }
+    if (e->state != Entry::State::kReady) return no_such_volume(volume);
+  }
   return opts_.snapshots->list(volume_dir(volume));
 }
 

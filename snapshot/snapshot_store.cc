@@ -125,6 +125,7 @@ Result<std::vector<SnapshotInfo>> SnapshotStore::list(const std::string& volume_
   ::closedir(d);
   for (const auto& n : names) {
     auto info = read_info(snaps + "/" + n);
+    if (!info.is_ok() && ::access((snaps + "/" + n).c_str(), F_OK) != 0) continue;  // removed meanwhile
     if (!info.is_ok()) {
       SnapshotInfo broken;
       broken.name = n;
