@@ -326,7 +326,7 @@ int cmd_prune(const BackupCliState& st) {
   for (const auto& p : r->unindexed_kept) {
     kept.push_back(p.hex());
     std::cerr << "stowctl: prune: pack " << p.hex()
-              << " is in no index file but holds data snapshots use (or its header is unreadable): kept; "
+              << " is in no index file but holds data snapshots use: kept; "
                  "'stowctl check --repair' indexes it\n";
   }
   if (st.json) {

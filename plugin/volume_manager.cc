@@ -808,12 +808,17 @@ Result<std::pair<std::shared_ptr<VolumeManager::Entry>, std::unique_lock<std::mu
   // each other forever.
   if (!e || e->being_created) return no_such_volume(name);
   std::unique_lock busy(e->busy);
-  std::lock_guard vlock(e->mu);
-  if (e->state == Entry::State::kBroken) {
-    return Status::failed_precondition("volume '" + name + "' has an unreadable record: " + e->problem);
-  }
-  if (e->state != Entry::State::kReady) return no_such_volume(name);
+  STOWAGE_RETURN_IF_ERROR(check_ready(*e, name));
   return std::make_pair(std::move(e), std::move(busy));
+}
+
+Status VolumeManager::check_ready(Entry& e, const std::string& name) {
+  std::lock_guard vlock(e.mu);
+  if (e.state == Entry::State::kBroken) {
+    return Status::failed_precondition("volume '" + name + "' has an unreadable record: " + e.problem);
+  }
+  if (e.state != Entry::State::kReady) return no_such_volume(name);
+  return Status::ok();
 }
 
 Status VolumeManager::clone_into(const std::string& staging, const VolumeOptions& opts) {
@@ -889,20 +894,14 @@ Result<SnapshotInfo> VolumeManager::snapshot_create(const std::string& volume, s
 
 Result<std::vector<SnapshotInfo>> VolumeManager::snapshot_list(const std::string& volume) {
   STOWAGE_RETURN_IF_ERROR(need_snapshots());
-  STOWAGE_RETURN_IF_ERROR(validate_volume_name(volume));
   // Without `busy`: a snapshot appears and goes by a rename, so a listing
   // never sees half of one, and it must not wait for a snapshot's copy
   // (metrics scrapes and `snapshot ls` answered on the I/O threads piled up
   // behind it until Docker's Get and Path were not answered either).
+  STOWAGE_RETURN_IF_ERROR(validate_volume_name(volume));
   auto e = find(volume);
   if (!e || e->being_created) return no_such_volume(volume);
-  {
-    std::lock_guard vlock(e->mu);
-    if (e->state == Entry::State::kBroken) {
-      return Status::failed_precondition("volume '" + volume + "' has an unreadable record: " + e->problem);
-    }
-    if (e->state != Entry::State::kReady) return no_such_volume(volume);
-  }
+  STOWAGE_RETURN_IF_ERROR(check_ready(*e, volume));
   return opts_.snapshots->list(volume_dir(volume));
 }
 

@@ -176,6 +176,8 @@ class VolumeManager {
   // is not: take it briefly for its fields); or why not. A volume that is
   // being created is kNotFound at once, without waiting for its lock.
   Result<std::pair<std::shared_ptr<Entry>, std::unique_lock<std::mutex>>> ready_entry(const std::string& name);
+  // Why `e` (named `name`) is not a ready volume, or ok. Takes its `mu`.
+  Status check_ready(Entry& e, const std::string& name);
   Status need_snapshots() const;
   // Fills a staging volume's data from options.from_volume@from_snapshot.
   Status clone_into(const std::string& staging, const VolumeOptions& opts);

@@ -87,9 +87,9 @@ struct PruneReport {
   // entries were dropped (with dry_run: would be), so backups upload that
   // data again.
   std::vector<PackId> lost_packs;
-  // Packs no index file lists that hold blobs snapshots use (an index file
-  // was lost), or whose header cannot be read: kept, neither marked nor
-  // deleted. `check --repair` indexes them.
+  // Intact packs no index file lists that hold blobs snapshots use and no
+  // index lists (an index file was lost): kept, neither marked nor deleted.
+  // `check --repair` indexes them.
   std::vector<PackId> unindexed_kept;
 };
 
