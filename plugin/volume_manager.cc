@@ -24,6 +24,11 @@ constexpr std::string_view kTrashPrefix = ".trash-";
 // start, which no longer reads that journal, does not take it for something
 // it can decide on (a Create to discard, a ready volume).
 constexpr std::string_view kHeldBroken = "held-broken";
+// In a volume directory: made by a Create from a snapshot before the clone is
+// renamed into place, deleted once the Create is committed. A directory that
+// holds it and has no record is a Create that was never acknowledged, however
+// much data its clone holds, and is discarded at the next start.
+constexpr std::string_view kClonePending = "create-pending";
 
 std::string unique_suffix() {
   static std::atomic<uint64_t> counter{0};
@@ -440,11 +445,14 @@ Status VolumeManager::load() {
     if (e->state != Entry::State::kReady) continue;
     std::string dir = volume_dir(name);
     if (opts_.snapshots) STOWAGE_RETURN_IF_ERROR(opts_.snapshots->recover(dir));
-    // Leftover temp files of an interrupted record update.
+    // Leftover temp files of an interrupted record update, and the marker of
+    // a clone whose Create was committed but not finished (the checkpoint at
+    // the end of open() makes its deletion durable with the record).
     if (DIR* vd = ::opendir(dir.c_str())) {
       while (dirent* de = ::readdir(vd)) {
         std::string_view f = de->d_name;
         if (f.starts_with(".volume.json.tmp-")) ::unlinkat(::dirfd(vd), de->d_name, 0);
+        if (f == kClonePending && ::unlinkat(::dirfd(vd), de->d_name, 0) == 0) dirty_.insert(name);
       }
       ::closedir(vd);
     }
@@ -507,20 +515,22 @@ std::vector<std::string> dir_entries(const std::string& path, size_t most) {
 
 Result<bool> VolumeManager::discard_unacknowledged(const std::string& name) {
   // Docker never saw this volume, so nothing can have been stored in it
-  // through Stowage. Only exactly what a Create makes before its commit (the
-  // data directory, empty, and nothing else) is discarded. Data put there by
-  // other means is kept: the directory then stays, refused for mounts and
-  // removal, for an operator to look at.
+  // through Stowage. Only exactly what a Create makes before its commit is
+  // discarded: the data directory, empty, and nothing else; or a clone's data
+  // directory beside kClonePending. Data put there by other means is kept:
+  // the directory then stays, refused for mounts and removal, for an
+  // operator to look at.
   std::string dir = volume_dir(name);
   std::string data = backend_.data_path(dir);
   std::string why;
   struct stat st {};
-  auto top = dir_entries(dir, 2);
+  auto top = dir_entries(dir, 3);
+  const bool clone = ::access((dir + "/" + std::string(kClonePending)).c_str(), F_OK) == 0;
   if (::lstat(data.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     why = data + " is missing";
-  } else if (top.size() != 1) {
+  } else if (top.size() != (clone ? 2u : 1u)) {
     why = dir + " holds more than a Create makes";
-  } else if (!dir_entries(data, 1).empty()) {
+  } else if (!clone && !dir_entries(data, 1).empty()) {
     why = data + " is not empty";
   }
   if (!why.empty()) {
@@ -529,10 +539,11 @@ Result<bool> VolumeManager::discard_unacknowledged(const std::string& name) {
     entries_.find(name)->second->problem = "volume.json is missing and " + why;
     return false;
   }
-  log_.info("discarding interrupted create", {{"dir", dir}});
+  log_.info(clone ? "discarding interrupted create from a snapshot" : "discarding interrupted create", {{"dir", dir}});
   std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
   STOWAGE_RETURN_IF_ERROR(rename_durable(dir, trash));
-  STOWAGE_RETURN_IF_ERROR(remove_tree(trash));
+  std::lock_guard lock(loop_mu_);
+  trash_.push_back(std::move(trash));  // deleted in the background: a clone can be large
   return true;
 }
 
@@ -633,11 +644,23 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   // the disk, and the next checkpoint writes volume.json. A directory without
   // volume.json and without a journal record is therefore a Create that was
   // never acknowledged; load() discards it.
-  Status st = opts.from_volume.empty() ? backend_.provision(staging, opts) : clone_into(staging, opts);
+  //
+  // A clone is the exception: replay could only make it again empty. So its
+  // rename reaches the disk before the commit, and until the commit its
+  // directory carries kClonePending, which tells the next start that its data
+  // is an unacknowledged clone's and not something to keep.
+  const bool cloned = !opts.from_volume.empty();
+  Status st = cloned ? clone_into(staging, opts) : backend_.provision(staging, opts);
   if (st.is_ok() && ::rename(staging.c_str(), volume_dir(name).c_str()) != 0) {
     st = errno == ENOTEMPTY || errno == EEXIST
              ? Status::already_exists("directory " + volume_dir(name) + " exists but is not a loaded volume")
              : errno_status(errno, "rename " + staging);
+  }
+  if (st.is_ok() && cloned) {
+    st = fsync_dir(opts_.state_root + "/volumes");
+    if (!st.is_ok() && ::rename(volume_dir(name).c_str(), staging.c_str()) != 0) {
+      log_.error("could not undo unjournaled create", {{"volume", name}, {"error", std::strerror(errno)}});
+    }
   }
   if (st.is_ok()) {
     st = log_put(rec, Durability::kDisk);
@@ -651,6 +674,14 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   if (!st.is_ok()) {
     (void)remove_tree(staging);
     return fail(st);
+  }
+  if (cloned && ::unlink((volume_dir(name) + "/" + std::string(kClonePending)).c_str()) != 0) {
+    // Harmless while the record exists (the journal now, volume.json after
+    // the next checkpoint), but it would let a start that finds neither
+    // discard the clone; say so.
+    log_.warn("could not delete the pending-create marker of a committed clone; delete it by hand",
+              {{"volume", name}, {"path", volume_dir(name) + "/" + std::string(kClonePending)},
+               {"error", std::strerror(errno)}});
   }
   e->record = std::move(rec);
   e->state = Entry::State::kReady;
@@ -824,6 +855,9 @@ Status VolumeManager::check_ready(Entry& e, const std::string& name) {
 Status VolumeManager::clone_into(const std::string& staging, const VolumeOptions& opts) {
   STOWAGE_RETURN_IF_ERROR(need_snapshots());
   STOWAGE_ASSIGN_OR_RETURN(auto src, ready_entry(opts.from_volume));
+  STOWAGE_RETURN_IF_ERROR(write_file_atomic(staging + "/" + std::string(kClonePending),
+                                     "a Create from " + opts.from_volume + "@" + opts.from_snapshot +
+                                         " that has not been acknowledged yet\n"));
   std::string data = backend_.data_path(staging);
   auto copied = opts_.snapshots->clone(volume_dir(opts.from_volume), opts.from_snapshot, data);
   if (!copied.is_ok()) {

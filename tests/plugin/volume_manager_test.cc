@@ -298,6 +298,56 @@ TEST_F(VolumeManagerTest, CreateThatCrashedBeforeItsCommitIsDiscarded) {
   EXPECT_TRUE(m->create("ghost", {}).is_ok());  // the name is free again
 }
 
+// A Create from a snapshot killed between renaming its clone into place and
+// its journal commit leaves a directory full of data that Docker never heard
+// of. The pending-create marker, deleted once the Create is committed, tells
+// it apart from data someone else put there.
+TEST_F(VolumeManagerTest, CloneThatCrashedBeforeItsCommitIsDiscardedWithItsData) {
+  {
+    auto m = open();
+    auto v = m->create("v", {});
+    ASSERT_TRUE(v.is_ok());
+    test::write_file(v->mountpoint + "/a", "one");
+    ASSERT_TRUE(m->snapshot_create("v", "s").is_ok());
+    auto w = m->create("w", {{"from-snapshot", "v@s"}});
+    ASSERT_TRUE(w.is_ok()) << w.status().message();
+    EXPECT_FALSE(fs::exists(vol_dir("w") + "/create-pending"));  // committed
+  }
+  // What the kill leaves: the clone in place, the marker beside it.
+  fs::create_directories(vol_dir("ghost") + "/_data/sub");
+  test::write_file(vol_dir("ghost") + "/_data/sub/a", "one");
+  test::write_file(vol_dir("ghost") + "/create-pending", "pending");
+  // The same, with something a Create does not make: kept.
+  fs::create_directories(vol_dir("odd") + "/_data");
+  test::write_file(vol_dir("odd") + "/_data/a", "one");
+  test::write_file(vol_dir("odd") + "/create-pending", "pending");
+  test::write_file(vol_dir("odd") + "/notes", "mine");
+  // Killed after w's commit, before its marker went: w is a volume like any
+  // other, and the marker goes at the start.
+  test::write_file(vol_dir("w") + "/create-pending", "pending");
+
+  auto m = open();
+  m->finish_removals();
+  EXPECT_EQ(m->get("ghost", false).status().code(), Code::kNotFound);
+  EXPECT_FALSE(fs::exists(vol_dir("ghost")));
+  for (auto& e : fs::directory_iterator(dir_.path() + "/volumes")) {
+    EXPECT_FALSE(e.path().filename().string().starts_with(".trash-")) << "left behind: " << e.path();
+  }
+  auto odd = m->get("odd", false);
+  ASSERT_TRUE(odd.is_ok());
+  EXPECT_NE(odd->problem.find("holds more than a Create makes"), std::string::npos) << odd->problem;
+  EXPECT_EQ(test::read_file(vol_dir("odd") + "/_data/a"), "one");
+  auto w = m->get("w", false);
+  ASSERT_TRUE(w.is_ok());
+  EXPECT_EQ(w->problem, "");
+  EXPECT_EQ(test::read_file(w->mountpoint + "/a"), "one");
+  EXPECT_FALSE(fs::exists(vol_dir("w") + "/create-pending"));
+  // The name is free again.
+  auto again = m->create("ghost", {{"from-snapshot", "v@s"}});
+  ASSERT_TRUE(again.is_ok()) << again.status().message();
+  EXPECT_EQ(test::read_file(again->mountpoint + "/a"), "one");
+}
+
 TEST_F(VolumeManagerTest, DirectoryWithoutRecordButWithDataIsKeptAndRefused) {
   // Not something Stowage leaves behind; someone put data there. Keep it.
   fs::create_directories(vol_dir("found") + "/_data");
