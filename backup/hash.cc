@@ -6,8 +6,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <random>
 
 namespace stowage {
+
+namespace detail {
+const uint64_t kHash256Key = [] {
+  std::random_device rd;
+  return uint64_t{rd()} << 32 ^ rd();
+}();
+}  // namespace detail
 
 namespace {
 

@@ -125,7 +125,7 @@ Index& Index::operator=(Index&&) noexcept = default;
 Index::Record& Index::record(uint32_t n) const { return blocks_[n / kBlockRecords][n % kBlockRecords]; }
 
 uint32_t Index::find_slot(const BlobId& id) const {
-  // Ids are SHA-256 digests, uniform already: their first bytes are the hash.
+  // Keyed over all 32 bytes: an index file's writer chooses its ids.
   const size_t mask = slots_.size() - 1;
   size_t s = Hash256Hasher{}(id) & mask;
   while (slots_[s] != 0 && std::memcmp(record(slots_[s] - 1).id, id.bytes.data(), 32) != 0) s = (s + 1) & mask;

@@ -1,5 +1,7 @@
 #include "stowage/pack.h"
 
+#include <zstd.h>
+
 #include <cstring>
 #include <string>
 
@@ -45,6 +47,12 @@ Result<PackBlob> parse_pack_entry(const char* p, std::string_view what) {
   if (b.compression == Compression::kRaw && b.stored_length != b.raw_length) {
     return bad("raw blob with stored length " + std::to_string(b.stored_length) + " != raw length " +
                std::to_string(b.raw_length));
+  }
+  // Readers fetch and allocate stored_length bytes: bound it by what zstd can
+  // make of the largest blob.
+  if (b.compression == Compression::kZstd && b.stored_length > ZSTD_COMPRESSBOUND(kMaxBlobSize)) {
+    return bad("stored length " + std::to_string(b.stored_length) + " exceeds what zstd makes of " +
+               std::to_string(kMaxBlobSize) + " bytes");
   }
   return b;
 }

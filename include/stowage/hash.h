@@ -38,12 +38,35 @@ struct Hash256 {
 using BlobId = Hash256;
 using PackId = Hash256;
 
-// For unordered containers: the digest is already uniform, so its first eight
-// bytes are a perfect hash.
+namespace detail {
+// Drawn once per process from std::random_device (hash.cc).
+extern const uint64_t kHash256Key;
+// A bijective 64-bit finalizer (MurmurHash3's fmix64): every input bit
+// reaches every output bit.
+constexpr uint64_t mix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+}  // namespace detail
+
+// For unordered containers and the index's table. An id is a digest only once
+// its blob has been read and checked; ids in index files and trees are
+// whatever the repository holds, and its writer can choose them to share
+// their first bytes, turning every table into one long probe sequence. So all
+// 32 bytes are mixed with a per-process random key: colliding ids cannot be
+// chosen without it. Not cryptographic; a few nanoseconds per call.
 struct Hash256Hasher {
-  size_t operator()(const Hash256& h) const {
-    uint64_t v;
-    std::memcpy(&v, h.bytes.data(), sizeof v);
+  size_t operator()(const Hash256& h) const noexcept {
+    uint64_t v = detail::kHash256Key;
+    for (size_t i = 0; i < h.bytes.size(); i += 8) {
+      uint64_t w;
+      std::memcpy(&w, h.bytes.data() + i, sizeof w);
+      v = detail::mix64(v ^ w);
+    }
     return static_cast<size_t>(v);
   }
 };

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
+#include <set>
 
 #include "backup/test_data.h"
 
@@ -102,6 +104,13 @@ TEST(IndexFile, RejectsDamage) {
   b[24 + 40 + 44] = 7;  // first entry: unknown type
   expect_corrupt(resign(b), "unknown type");
   expect_corrupt(resign(body + "zz"), "trailing");
+  // A compressed blob longer than zstd ever makes of kMaxBlobSize bytes, in a
+  // pack claimed long enough to hold it: a reader would fetch gigabytes.
+  IndexFile huge = make_file(1, 1, 2);
+  ASSERT_EQ(huge.packs[0].blobs[0].compression, Compression::kZstd);
+  huge.packs[0].length = 0xFFFFFFFFu;
+  huge.packs[0].blobs[0].stored_length = 0xF0000000u;
+  expect_corrupt(serialize_index_file(huge), "stored length");
 }
 
 TEST(IndexFile, RandomCorruptionNeverCrashes) {
@@ -197,6 +206,46 @@ TEST(Index, MemoryPerBlobWithinBudget) {
   std::printf("index: %zu blobs, %zu packs, %.1f bytes per blob\n", index.size(), index.pack_count(), per_blob);
   EXPECT_EQ(index.size(), size_t{kPacks} * kPerPack);
   for (int k = 0; k < 1000; ++k) EXPECT_TRUE(index.contains(sha256(std::to_string(k * 97))));
+}
+
+// A repository's writer chooses the ids in its index files and trees (they
+// are checked against content only when a blob is read), so ids made to agree
+// in the bytes a hash looks at must still spread over a table's buckets;
+// otherwise loading such an index takes quadratic time.
+TEST(Index, IdsChosenToShareBytesStillSpreadOverBuckets) {
+  const size_t kIds = 4096, kBuckets = 4096;
+  // Each family varies two bytes of otherwise equal ids: the tail, the high
+  // bytes of the first word, the second word's low bytes.
+  for (size_t first : {30u, 6u, 8u}) {
+    std::set<size_t> buckets;
+    for (size_t i = 0; i < kIds; ++i) {
+      Hash256 id = sha256("shared");
+      id.bytes[first] = static_cast<uint8_t>(i);
+      id.bytes[first + 1] = static_cast<uint8_t>(i >> 8);
+      buckets.insert(Hash256Hasher{}(id) % kBuckets);
+    }
+    // Uniform hashing fills 1 - 1/e of them, about 2589 (sd ≈ 25).
+    EXPECT_GT(buckets.size(), 2400u) << "ids varying in bytes " << first << ".." << first + 1;
+  }
+  // And the index itself keeps them apart.
+  Index index;
+  const PackId pack = sha256("pack");
+  for (uint32_t i = 0; i < 20000; ++i) {
+    PackBlob b = blob_at(i, i * 100, 100);
+    b.id = sha256("shared");
+    std::memcpy(b.id.bytes.data() + 28, &i, sizeof i);
+    auto r = index.add(pack, 16u << 20, b);
+    ASSERT_TRUE(r.is_ok() && *r) << i;
+  }
+  EXPECT_EQ(index.size(), 20000u);
+  Hash256 probe = sha256("shared");
+  uint32_t k = 12345;
+  std::memcpy(probe.bytes.data() + 28, &k, sizeof k);
+  ASSERT_TRUE(index.find(probe).has_value());
+  EXPECT_EQ(index.find(probe)->offset, 12345u * 100);
+  k = 20000;
+  std::memcpy(probe.bytes.data() + 28, &k, sizeof k);
+  EXPECT_FALSE(index.contains(probe));
 }
 
 }  // namespace
