@@ -300,9 +300,12 @@ Result<Tree> parse_tree(std::string_view text) {
       e.hardlink = get_optional<uint64_t>(j, "hardlink");
       if (j.contains("xattrs")) e.xattrs = json_util::xattrs_from_json(j.at("xattrs"));
       if (j.contains("holes")) {
+        if (!j.at("holes").is_array()) return Status::corruption("tree: holes is not an array");
         for (const auto& hj : j.at("holes")) {
-          if (!hj.is_array() || hj.size() != 2) return Status::corruption("tree: a hole is not [offset, length]");
-          e.holes.push_back({hj.at(0).get<uint64_t>(), hj.at(1).get<uint64_t>()});
+          if (!hj.is_array() || hj.size() != 2 || !hj[0].is_number_unsigned() || !hj[1].is_number_unsigned()) {
+            return Status::corruption("tree: a hole is not [offset, length] of unsigned integers");
+          }
+          e.holes.push_back({hj[0].get<uint64_t>(), hj[1].get<uint64_t>()});
         }
       }
       e.chunks = get_ids(j, "chunks");

@@ -121,6 +121,11 @@ TEST(Tree, HostileTreesAreRefused) {
   expect_refused([](J& j) { j["entries"][0]["holes"] = {{1 << 20, 1}}; }, "holes");
   expect_refused([](J& j) { j["entries"][0]["holes"] = {{1, ~uint64_t{0}}}; }, "holes");
   expect_refused([](J& j) { j["entries"][0]["holes"] = {{1, 2, 3}}; }, "hole");
+  // Numbers a cast would quietly turn into other offsets.
+  expect_refused([](J& j) { j["entries"][0]["holes"] = {{J(1.5), 4096}}; }, "hole");
+  expect_refused([](J& j) { j["entries"][0]["holes"] = {{0, J(-4096)}}; }, "hole");
+  expect_refused([](J& j) { j["entries"][0]["holes"] = {{"0", 4096}}; }, "hole");
+  expect_refused([](J& j) { j["entries"][0]["holes"] = J::object({{"a", {0, 4096}}}); }, "holes");
   expect_refused([](J& j) { j["entries"][0]["chunks"] = {"nothex"}; }, "chunks");
   expect_refused([](J& j) { j["entries"][0]["chunk_xxh128"] = ChunkSummer(sha256("r"))("c1").hex(); }, "one sum per chunk");
   expect_refused([](J& j) { j["entries"][0]["chunk_xxh128"] = std::string(64, 'z'); }, "chunk_xxh128");
