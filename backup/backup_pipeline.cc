@@ -271,7 +271,8 @@ class Pipeline {
   // The parent's entry of the same name, if it is a file.
   static const TreeEntry* parent_file(const TreeEntry& fresh, const std::vector<TreeEntry>* parent);
   // `old` when `fresh` is the same file unchanged (size, mtime, ctime,
-  // inode) and all its chunks are in the index; else nullptr.
+  // inode) and all its chunks are in the index and, with its holes, make up
+  // its size; else nullptr.
   const TreeEntry* reusable(const TreeEntry& fresh, const TreeEntry* old) const;
   // The chunks of `old` with offsets and sums, for reuse in place by a
   // changed file; empty when `old` has no sums or a chunk is not indexed.
@@ -351,10 +352,16 @@ const TreeEntry* Pipeline::reusable(const TreeEntry& fresh, const TreeEntry* old
     return nullptr;
   }
   // Blobs only in packs that prune marked count as absent (FORMAT.md §8.3).
+  // The lengths must add up to the file: a damaged or planted parent entry
+  // copied as it is would make every later snapshot unrestorable.
+  uint64_t covered = 0;
+  for (const auto& h : old->holes) covered += h.length;
   for (const auto& c : old->chunks) {
-    if (!index_.contains(c)) return nullptr;
+    const auto loc = index_.find(c);
+    if (!loc) return nullptr;
+    covered += loc->raw_length;
   }
-  return old;
+  return covered == fresh.size ? old : nullptr;
 }
 
 ParentChunks Pipeline::parent_chunks(const TreeEntry* old) const {

@@ -761,6 +761,29 @@ TEST_F(HostileTest, AnIndexListingAnotherBlobAtAChunksPlaceIsCaught) {
   expect_refused(id, sha256(two).hex());
 }
 
+// A parent snapshot whose entry for an unchanged file lists chunks that do
+// not add up to the file (a damaged or planted tree) must not pass that on:
+// the next backup reads the file again instead of copying the entry.
+TEST_F(HostileTest, AParentEntryWhoseChunksDoNotCoverTheFileIsNotReused) {
+  const std::string src = dir_ / "live";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  test::write_file(src + "/liar", "hello world");
+  struct stat st {};
+  ASSERT_EQ(::stat((src + "/liar").c_str(), &st), 0);
+  auto ns = [](const timespec& t) { return std::to_string(int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec); };
+  const std::string tree = R"({"entries":[{"type":"file","name":"liar","mode":)" + std::to_string(st.st_mode & 07777) +
+                           R"(,"uid":)" + std::to_string(st.st_uid) + R"(,"gid":)" + std::to_string(st.st_gid) +
+                           R"(,"mtime_ns":)" + ns(st.st_mtim) + R"(,"ctime_ns":)" + ns(st.st_ctim) + R"(,"inode":)" +
+                           std::to_string(st.st_ino) + R"(,"size":11,"chunks":[")" + sha256("hello").hex() + R"("]}]})";
+  const Hash256 parent = plant({tree}, {"hello"});
+  auto opts = test::backup_opts(src, "evil", kT0 + 1);
+  opts.parent = parent;
+  auto b = run_backup(*repo_, opts);
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  ASSERT_TRUE(run_restore(*repo_, b->snapshot_id, test::restore_opts(dir_ / "back")).is_ok());
+  EXPECT_EQ(test::read_file(dir_ / "back/liar"), "hello world");
+}
+
 // Trees are read ahead of the planner (TreePrefetcher). A hostile entry in
 // the first of many directories stops the restore with that entry's error
 // while the reader is blocked further ahead; nothing hangs or leaks.
