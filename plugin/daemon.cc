@@ -38,6 +38,9 @@ constexpr unsigned kWaitThreads = 8;
 // restores, takeovers: seconds to hours). Further ones queue; reads of the
 // admin API and every Docker call are served meanwhile.
 constexpr unsigned kAdminWaitThreads = 4;
+// Threads for admin reads: they walk volumes for their usage and probe the
+// repository (up to 5 s when it does not answer).
+constexpr unsigned kAdminReadThreads = 2;
 
 // Holds an exclusive flock on <root>/stowaged.lock for the process lifetime:
 // two daemons on one state root would corrupt it.
@@ -165,16 +168,17 @@ Status run_daemon(const DaemonOptions& opts) {
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.plugin_socket)));
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.admin_socket)));
   // The admin socket first: once the plugin socket accepts, everything is up.
-  // Its POSTs and DELETEs run on a pool of their own: a snapshot copy or a
-  // backup an operator starts must never hold the I/O threads that answer
-  // Docker. Destroyed (joined) after the servers stop.
+  // No admin call runs on the I/O threads that answer Docker: its POSTs and
+  // DELETEs (a snapshot copy, a backup) on one pool, its reads (usage walks,
+  // a repository probe) on another, so that reads are answered while long
+  // operations fill the first. Destroyed (joined) after the servers stop.
   boost::asio::thread_pool admin_pool(kAdminWaitThreads);
+  boost::asio::thread_pool admin_read_pool(kAdminReadThreads);
   HttpServer::Options admin_opts;
   admin_opts.socket_path = opts.admin_socket;
   admin_opts.socket_mode = 0600;
   admin_opts.name = "admin";
-  admin_opts.wait_pool = &admin_pool;
-  admin_opts.may_wait = [](const HttpRequest& r) { return r.method != "GET"; };
+  admin_opts.pool_for = [&](const HttpRequest& r) { return r.method == "GET" ? &admin_read_pool : &admin_pool; };
   STOWAGE_ASSIGN_OR_RETURN(
       auto admin_server,
       HttpServer::listen(
@@ -187,21 +191,22 @@ Status run_daemon(const DaemonOptions& opts) {
 
   // Docker calls that may wait run on a pool of their own, so a slow flush
   // (or object store) never holds up the I/O threads serving Mount, Get and
-  // Path for other containers (HttpServer::Options::may_wait). Destroyed
+  // Path for other containers (HttpServer::Options::pool_for). Destroyed
   // before docker_api and the volumes its handlers use.
   boost::asio::thread_pool wait_pool(kWaitThreads);
   HttpServer::Options plugin_opts;
   plugin_opts.socket_path = opts.plugin_socket;
   plugin_opts.socket_mode = 0660;
   plugin_opts.name = "docker";
-  plugin_opts.wait_pool = &wait_pool;
-  plugin_opts.may_wait = [](const HttpRequest& r) {
+  plugin_opts.pool_for = [&](const HttpRequest& r) -> boost::asio::thread_pool* {
     // Create and Remove wait for the journal's flush; Mount and Unmount for
     // a snapshot, clone or rollback of their volume (its `busy` lock, held
     // for a whole copy) and, with a repository, for leases, a restore or a
-    // final backup. Get, Path, List and Capabilities never wait.
-    return r.target == "/VolumeDriver.Create" || r.target == "/VolumeDriver.Remove" ||
-           r.target == "/VolumeDriver.Mount" || r.target == "/VolumeDriver.Unmount";
+    // final backup. Get, Path, List and Capabilities never wait (Get takes
+    // the last usage measure: VolumeManager::Usage::kCached).
+    const bool waits = r.target == "/VolumeDriver.Create" || r.target == "/VolumeDriver.Remove" ||
+                       r.target == "/VolumeDriver.Mount" || r.target == "/VolumeDriver.Unmount";
+    return waits ? &wait_pool : nullptr;
   };
   STOWAGE_ASSIGN_OR_RETURN(
       auto plugin_server,

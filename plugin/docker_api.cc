@@ -158,7 +158,8 @@ HttpResponse DockerVolumeApi::handle(const HttpRequest& req) {
       return json{{"Mountpoint", mp}, {"Err", ""}};
     }
     // Get
-    STOWAGE_ASSIGN_OR_RETURN(auto info, volumes_.get(volume, true));
+    // Never waits for a usage walk: dockerd calls Get at every container start.
+    STOWAGE_ASSIGN_OR_RETURN(auto info, volumes_.get(volume, VolumeManager::Usage::kCached));
     return json{{"Volume", volume_json(info, true)}, {"Err", ""}};
   };
 

@@ -105,9 +105,9 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
     const auto& o = server_->opts;
-    if (o.wait_pool && o.may_wait && o.may_wait(in)) {
+    if (asio::thread_pool* pool = o.pool_for ? o.pool_for(in) : nullptr) {
       // No read is pending meanwhile: the session waits for this response.
-      asio::post(*o.wait_pool, [self = shared_from_this(), in = std::move(in), keep_alive, version]() mutable {
+      asio::post(*pool, [self = shared_from_this(), in = std::move(in), keep_alive, version]() mutable {
         HttpResponse out = self->handle(in);
         asio::post(self->stream_.get_executor(), [self, out = std::move(out), keep_alive, version]() mutable {
           self->write(std::move(out), keep_alive, version);

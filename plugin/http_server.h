@@ -4,7 +4,7 @@
 // limit and an idle timeout, passed to one handler, and answered; keep-alive is
 // honoured. Handlers run on the server's I/O threads and may block briefly;
 // run the io_context on several threads. Requests that may wait for the disk
-// can be sent to a pool of their own (Options::may_wait).
+// can be sent to a pool of their own (Options::pool_for).
 #pragma once
 
 #include <atomic>
@@ -57,13 +57,13 @@ class HttpServer {
     std::chrono::seconds idle_timeout{120};  // per request, header to last body byte
     size_t max_connections = 4096;
     std::string name = "http";  // for logs and request IDs
-    // Requests for which this returns true may wait for the disk (a journal
-    // flush): their handler runs on `wait_pool` instead of an I/O thread, so
-    // a flush that stalls cannot occupy every I/O thread and hold up the
-    // requests that never wait (Docker's Mount, Get, Path). Set both or
-    // neither; the pool must outlive the server and its connections' work.
-    std::function<bool(const HttpRequest&)> may_wait;
-    boost::asio::thread_pool* wait_pool = nullptr;
+    // The pool a request's handler runs on; nullptr (or no function): the
+    // I/O thread that read it. Requests that may wait (for a journal flush,
+    // a lease, a usage walk, a network probe) go to a pool, so that what
+    // stalls cannot occupy every I/O thread and hold up the requests that
+    // never wait (Docker's Get and Path). Pools must outlive the server and
+    // its connections' work.
+    std::function<boost::asio::thread_pool*(const HttpRequest&)> pool_for;
   };
 
   // Binds and listens on options.socket_path (a stale socket file there is

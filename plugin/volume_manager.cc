@@ -46,7 +46,7 @@ int64_t system_now_ns() {
 
 }  // namespace
 
-struct VolumeManager::Entry {
+struct VolumeManager::Entry : std::enable_shared_from_this<Entry> {
   enum class State { kCreating, kReady, kBroken, kRemoved };
   // Serialises operations on this volume's data for their whole length:
   // snapshot create/remove/rollback, a clone from it, Mount, Unmount, Remove,
@@ -64,6 +64,8 @@ struct VolumeManager::Entry {
   std::string problem;  // why a kBroken record could not be read
   std::optional<VolumeUsage> usage;
   int64_t usage_at_ns = 0;
+  bool usage_queued = false;  // a background measure is queued or running
+  bool usage_expired = false;  // `usage` is shown until measured again, but not reused as recent
 };
 
 VolumeManager::VolumeManager(Options options, VolumeBackend& backend, Logger& log)
@@ -78,6 +80,7 @@ VolumeManager::~VolumeManager() {
   }
   loop_cv_.notify_all();
   if (loop_.joinable()) loop_.join();
+  if (chores_.joinable()) chores_.join();
 }
 
 Result<std::unique_ptr<VolumeManager>> VolumeManager::open(Options options, VolumeBackend& backend, Logger& log) {
@@ -87,6 +90,7 @@ Result<std::unique_ptr<VolumeManager>> VolumeManager::open(Options options, Volu
   std::unique_ptr<VolumeManager> m(new VolumeManager(std::move(options), backend, log));
   STOWAGE_RETURN_IF_ERROR(m->load().with_context("load volumes from " + m->opts_.state_root));
   m->loop_ = std::thread([p = m.get()] { p->checkpoint_loop(); });
+  m->chores_ = std::thread([p = m.get()] { p->chores_loop(); });
   return m;
 }
 
@@ -159,6 +163,29 @@ void VolumeManager::checkpoint_loop() {
       }
       continue;
     }
+    if (loop_wanted_) {
+      loop_cv_.wait_until(lock, not_before);
+    } else {
+      loop_cv_.wait(lock);
+    }
+  }
+}
+
+void VolumeManager::chores_loop() {
+  std::unique_lock lock(loop_mu_);
+  while (!loop_stop_) {
+    // Measures first: each is bounded by usage_max_entries, a deletion is not.
+    if (!usage_queue_.empty()) {
+      auto e = std::move(usage_queue_.front());
+      usage_queue_.pop_front();
+      usage_running_ = true;
+      lock.unlock();
+      measure_usage(*e, nullptr);
+      lock.lock();
+      usage_running_ = false;
+      loop_cv_.notify_all();  // settle_usage() waits for this
+      continue;
+    }
     if (!trash_.empty()) {
       std::string trash = trash_.front();
       lock.unlock();
@@ -171,17 +198,46 @@ void VolumeManager::checkpoint_loop() {
       loop_cv_.notify_all();  // finish_removals() waits for an empty queue
       continue;
     }
-    if (loop_wanted_) {
-      loop_cv_.wait_until(lock, not_before);
-    } else {
-      loop_cv_.wait(lock);
-    }
+    loop_cv_.wait(lock);
   }
 }
 
 void VolumeManager::finish_removals() {
   std::unique_lock lock(loop_mu_);
   loop_cv_.wait(lock, [&] { return loop_stop_ || trash_.empty(); });
+}
+
+void VolumeManager::settle_usage() {
+  std::unique_lock lock(loop_mu_);
+  loop_cv_.wait(lock, [&] { return loop_stop_ || (usage_queue_.empty() && !usage_running_); });
+}
+
+void VolumeManager::measure_usage(Entry& e, VolumeInfo* info) {
+  std::string name;
+  {
+    std::lock_guard vlock(e.mu);
+    name = e.record.name;
+  }
+  // Stamped with the walk's start: what changed during it may be missing.
+  const int64_t started = opts_.now_unix_ns();
+  auto u = backend_.usage(volume_dir(name), opts_.usage_max_entries);
+  std::lock_guard vlock(e.mu);
+  e.usage_queued = false;
+  if (!u.is_ok()) {
+    // Removed meanwhile, most likely; a later call measures again.
+    if (e.state == Entry::State::kReady) {
+      log_.warn("usage measurement failed", {{"volume", name}, {"error", u.status().message()}});
+    }
+    return;
+  }
+  if (e.state != Entry::State::kReady) return;
+  e.usage = *u;
+  e.usage_at_ns = started;
+  e.usage_expired = false;
+  if (info) {
+    info->usage = e.usage;
+    info->usage_measured_unix_ns = started;
+  }
 }
 
 Status VolumeManager::checkpoint() {
@@ -557,21 +613,19 @@ namespace {
 Status no_such_volume(const std::string& name) { return Status::not_found("no such volume: " + name); }
 }  // namespace
 
-VolumeInfo VolumeManager::info_locked(Entry& e, bool with_usage) {
+VolumeInfo VolumeManager::info_locked(Entry& e, Usage usage, bool* walk_now) {
   VolumeInfo info;
   info.record = e.record;
   info.mountpoint = backend_.data_path(volume_dir(e.record.name));
   info.problem = e.problem;
-  if (with_usage && e.state == Entry::State::kReady) {
-    int64_t now = opts_.now_unix_ns();
-    if (!e.usage || now - e.usage_at_ns > opts_.usage_ttl_ns) {
-      auto u = backend_.usage(volume_dir(e.record.name), opts_.usage_max_entries);
-      if (u.is_ok()) {
-        e.usage = *u;
-        e.usage_at_ns = now;
-      } else {
-        log_.warn("usage measurement failed", {{"volume", e.record.name}, {"error", u.status().message()}});
-      }
+  if (usage != Usage::kNone && e.state == Entry::State::kReady) {
+    const bool stale = !e.usage || e.usage_expired || opts_.now_unix_ns() - e.usage_at_ns > opts_.usage_ttl_ns;
+    if (stale && usage == Usage::kFresh && walk_now) *walk_now = true;
+    if (stale && usage == Usage::kCached && !e.usage_queued) {
+      e.usage_queued = true;
+      std::lock_guard lock(loop_mu_);  // after e.mu, never before
+      usage_queue_.push_back(e.shared_from_this());
+      loop_cv_.notify_all();
     }
     info.usage = e.usage;
     info.usage_measured_unix_ns = e.usage_at_ns;
@@ -607,7 +661,7 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
     std::unique_lock<std::mutex> existing_lock(e->mu);
     if (e->state == Entry::State::kRemoved) continue;  // removed meanwhile: try again
     if (e->state == Entry::State::kReady) {
-      if (e->record.options == opts) return info_locked(*e, false);
+      if (e->record.options == opts) return info_locked(*e, Usage::kNone);
       return Status::already_exists("volume '" + name + "' already exists with different options");
     }
     if (e->state == Entry::State::kBroken) {
@@ -683,11 +737,20 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
               {{"volume", name}, {"path", volume_dir(name) + "/" + std::string(kClonePending)},
                {"error", std::strerror(errno)}});
   }
+  // Measured now, so that Docker's first Get has a number (it never waits
+  // for a walk): one empty directory, or a clone that took longer to copy.
+  // Containers fill a new volume soon, so the next Get measures again.
+  const int64_t measured = opts_.now_unix_ns();
+  if (auto u = backend_.usage(volume_dir(name), opts_.usage_max_entries); u.is_ok()) {
+    e->usage = *u;
+    e->usage_at_ns = measured;
+    e->usage_expired = true;
+  }
   e->record = std::move(rec);
   e->state = Entry::State::kReady;
   e->being_created = false;
   log_.info("volume created", {{"volume", name}, {"kind", backend_.kind()}});
-  return info_locked(*e, false);
+  return info_locked(*e, Usage::kNone);
 }
 
 Status VolumeManager::remove(const std::string& name) {
@@ -975,15 +1038,21 @@ Status VolumeManager::snapshot_rollback(const std::string& volume, const std::st
   return Status::ok();
 }
 
-Result<VolumeInfo> VolumeManager::get(const std::string& name, bool with_usage) {
+Result<VolumeInfo> VolumeManager::get(const std::string& name, Usage usage) {
   auto e = find(name);
   if (!e || e->being_created) return no_such_volume(name);
-  std::lock_guard vlock(e->mu);
-  if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) return no_such_volume(name);
-  return info_locked(*e, with_usage);
+  VolumeInfo info;
+  bool walk = false;
+  {
+    std::lock_guard vlock(e->mu);
+    if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) return no_such_volume(name);
+    info = info_locked(*e, usage, &walk);
+  }
+  if (walk) measure_usage(*e, &info);
+  return info;
 }
 
-std::vector<VolumeInfo> VolumeManager::list(bool with_usage) {
+std::vector<VolumeInfo> VolumeManager::list(Usage usage) {
   std::vector<std::shared_ptr<Entry>> all;
   {
     std::lock_guard lock(mu_);
@@ -993,10 +1062,13 @@ std::vector<VolumeInfo> VolumeManager::list(bool with_usage) {
   for (auto& e : all) {
     // Not listed anyway; and a Create from a big snapshot holds its lock for long.
     if (e->being_created) continue;
-    std::lock_guard vlock(e->mu);
-    if (e->state == Entry::State::kReady || e->state == Entry::State::kBroken) {
-      out.push_back(info_locked(*e, with_usage));
+    bool walk = false;
+    {
+      std::lock_guard vlock(e->mu);
+      if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) continue;
+      out.push_back(info_locked(*e, usage, &walk));
     }
+    if (walk) measure_usage(*e, &out.back());
   }
   return out;
 }

@@ -250,7 +250,7 @@ TEST(HttpServer, DrainingARefusedBodyStopsAtTheDrainLimit) {
   f.stop(threads);
 }
 
-// Requests that may wait (Options::may_wait) run on their own pool: with
+// Requests that may wait (Options::pool_for) run on their own pool: with
 // more of them blocked than there are I/O threads, another request is still
 // answered. Without the pool, the two I/O threads would both be blocked and
 // the slow handlers would never all start (the wait below gives up after
@@ -263,8 +263,7 @@ TEST(HttpServer, RequestsThatMayWaitDoNotHoldUpTheOthers) {
   int waiting = 0;
   bool open = false;
   HttpServer::Options o;
-  o.wait_pool = &wait_pool;
-  o.may_wait = [](const HttpRequest& r) { return r.body.rfind("slow", 0) == 0; };
+  o.pool_for = [&](const HttpRequest& r) { return r.body.rfind("slow", 0) == 0 ? &wait_pool : nullptr; };
   f.listen_with(std::move(o), [&](const HttpRequest& r) {
     if (r.body.rfind("slow", 0) == 0) {
       std::unique_lock lock(mu);

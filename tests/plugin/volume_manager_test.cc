@@ -449,6 +449,100 @@ TEST_F(VolumeManagerTest, UsageCountsBytesAndIsCachedForTtl) {
   EXPECT_GE(m->get("v", true)->usage->bytes, 2u << 20);
 }
 
+// A directory backend whose usage walks wait at a gate while it is closed.
+class GatedUsageBackend : public VolumeBackend {
+ public:
+  std::string kind() const override { return inner_.kind(); }
+  Status provision(const std::string& dir, const VolumeOptions& o) override { return inner_.provision(dir, o); }
+  std::string data_path(const std::string& dir) const override { return inner_.data_path(dir); }
+  Result<VolumeUsage> usage(const std::string& dir, uint64_t max_entries) override {
+    {
+      std::unique_lock lock(mu_);
+      ++waiting_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return !closed_; });
+      --waiting_;
+    }
+    return inner_.usage(dir, max_entries);
+  }
+  void set_closed(bool closed) {
+    std::lock_guard lock(mu_);
+    closed_ = closed;
+    cv_.notify_all();
+  }
+  // True once `n` walks wait at the gate (false after 20 s).
+  bool wait_for_walks(int n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(20), [&] { return waiting_ >= n; });
+  }
+
+ private:
+  DirBackend inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool closed_ = false;
+  int waiting_ = 0;
+};
+
+// A usage walk takes ~0.3 s at 200,000 entries, more from the disk. Docker's
+// Get (called at every container start) never waits for one, and no walk
+// holds up the volume's Mount, its Get, or the background checkpoint.
+TEST_F(VolumeManagerTest, UsageWalksHoldUpNeitherDockersGetNorTheVolume) {
+  GatedUsageBackend backend;
+  auto o = options(dir_.path());
+  o.checkpoint_bytes = 4096;
+  auto opened = VolumeManager::open(o, backend, log_);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().message();
+  auto& m = *opened;
+  auto v = m->create("v", {});  // measured as it is made, with the gate open
+  ASSERT_TRUE(v.is_ok());
+  test::write_file(v->mountpoint + "/f", std::string(1 << 20, 'x'));
+  std::future<Result<VolumeInfo>> fresh;
+  std::future<bool> others;
+  // Destroyed first: a failing assertion must not leave walks (and the
+  // futures and manager waiting for them) at a closed gate.
+  struct OpenAtEnd {
+    GatedUsageBackend& b;
+    ~OpenAtEnd() { b.set_closed(false); }
+  } open_at_end{backend};
+  backend.set_closed(true);
+
+  // Docker's Get answers with the measure made at the Create and queues a new one.
+  auto got = m->get("v", VolumeManager::Usage::kCached);
+  ASSERT_TRUE(got.is_ok());
+  ASSERT_TRUE(got->usage.has_value());
+  EXPECT_LT(got->usage->bytes, 1u << 20);
+  ASSERT_TRUE(backend.wait_for_walks(1));  // the background measure, at the gate
+  // stowctl's kind of Get walks itself, and waits at the gate too.
+  fresh = std::async(std::launch::async, [&] { return m->get("v", VolumeManager::Usage::kFresh); });
+  ASSERT_TRUE(backend.wait_for_walks(2));
+
+  // Meanwhile the volume mounts, Get answers, and the background checkpoint
+  // (asked for by the journal's size) writes its record.
+  others = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 100; ++i) {
+      if (!m->mount("v", "id" + std::to_string(i)).is_ok()) return false;
+    }
+    return m->get("v", VolumeManager::Usage::kCached).is_ok();
+  });
+  ASSERT_EQ(others.wait_for(std::chrono::seconds(20)), std::future_status::ready) << "held up by a usage walk";
+  EXPECT_TRUE(others.get());
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        auto rec = volume_record_from_json(test::read_file(vol_dir("v") + "/volume.json"));
+        return rec.is_ok() && rec->mount_ids.size() >= 50;
+      },
+      std::chrono::seconds(20)));
+
+  backend.set_closed(false);
+  auto measured = fresh.get();
+  ASSERT_TRUE(measured.is_ok());
+  ASSERT_TRUE(measured->usage.has_value());
+  EXPECT_GE(measured->usage->bytes, 1u << 20);
+  m->settle_usage();
+  EXPECT_GE(m->get("v", VolumeManager::Usage::kCached)->usage->bytes, 1u << 20);
+}
+
 TEST_F(VolumeManagerTest, ConcurrentCreatesOfOneNameAgree) {
   auto m = open();
   std::vector<std::thread> threads;
