@@ -65,7 +65,6 @@ struct DirRec {
   size_t parent = 0;  // index into dirs_; the root is its own parent
   std::string name;
   TreeEntry meta;  // chunks/subtree dropped
-  std::vector<std::string> path;
 };
 
 // `n` bytes aligned to kBlock, as O_DIRECT needs; zeroed if `zero`.
@@ -120,10 +119,28 @@ struct FetcherMade {
   bool created = false;
 };
 
+// A range of a file's data (its content minus holes): where it lies in the
+// file and where in the data stream, which its chunks cut.
+struct DataRange {
+  uint64_t offset = 0;  // in the file
+  uint64_t length = 0;
+  uint64_t stream = 0;  // data bytes before it
+};
+
+std::vector<DataRange> stream_ranges(uint64_t size, const std::vector<Hole>& holes) {
+  std::vector<DataRange> out;
+  uint64_t stream = 0;
+  for (const auto& r : fs_util::data_ranges(size, holes)) {
+    out.push_back({r.offset, r.length, stream});
+    stream += r.length;
+  }
+  return out;
+}
+
 struct FileRec {
   size_t dir = 0;
   std::string name;
-  std::vector<Hole> data;  // data ranges (file offsets)
+  std::vector<DataRange> data;  // ascending, none empty
   uint64_t size = 0;
   std::unique_ptr<DirectFile> direct;  // null: written through the page cache
   // Set while the fetcher is to make the file; null for a file the planner
@@ -132,10 +149,10 @@ struct FileRec {
 };
 
 // Data bytes of a file (its data ranges) in block `b`.
-uint64_t data_in_block(const std::vector<Hole>& ranges, uint64_t b) {
+uint64_t data_in_block(const std::vector<DataRange>& ranges, uint64_t b) {
   const uint64_t lo = b * kBlock, hi = lo + kBlock;
   auto it = std::partition_point(ranges.begin(), ranges.end(),
-                                 [&](const Hole& r) { return r.offset + r.length <= lo; });
+                                 [&](const DataRange& r) { return r.offset + r.length <= lo; });
   uint64_t n = 0;
   for (; it != ranges.end() && it->offset < hi; ++it) n += std::min(hi, it->offset + it->length) - std::max(lo, it->offset);
   return n;
@@ -166,22 +183,20 @@ struct WriteOp {
 // Calls fn(file_offset, offset_in_piece, length) for each file range that
 // bytes [pos, pos+len) of a file's data stream (content minus holes) occupy.
 // Stops at fn's first error. *mapped (less than len if the data runs past the
-// file's data ranges) counts the bytes handed to fn.
+// file's data ranges) counts the bytes handed to fn. Finds the first range by
+// bisection: a chunk of a file with many holes costs the ranges it covers,
+// not all those before it.
 template <typename Fn>
-Status map_data(const std::vector<Hole>& ranges, uint64_t pos, uint64_t len, uint64_t* mapped, Fn&& fn) {
-  uint64_t stream = 0, done = 0;
-  for (const auto& r : ranges) {
-    if (done == len) break;
-    if (pos >= stream + r.length) {
-      stream += r.length;
-      continue;
-    }
-    const uint64_t in = pos - stream;
-    const uint64_t n = std::min<uint64_t>(r.length - in, len - done);
-    STOWAGE_RETURN_IF_ERROR(fn(r.offset + in, done, n));
+Status map_data(const std::vector<DataRange>& ranges, uint64_t pos, uint64_t len, uint64_t* mapped, Fn&& fn) {
+  uint64_t done = 0;
+  auto it = std::partition_point(ranges.begin(), ranges.end(),
+                                 [&](const DataRange& r) { return r.stream + r.length <= pos; });
+  for (; it != ranges.end() && done < len; ++it) {
+    const uint64_t in = pos - it->stream;  // 0 after the first range
+    const uint64_t n = std::min<uint64_t>(it->length - in, len - done);
+    STOWAGE_RETURN_IF_ERROR(fn(it->offset + in, done, n));
     done += n;
     pos += n;
-    stream += r.length;
   }
   *mapped = done;
   return Status::ok();
@@ -303,8 +318,18 @@ class Restorer {
       stderr_log_sink()(msg);
     }
   }
+  // The names from the root down to `dir` (none for the root). Made when
+  // needed rather than kept per directory: at the depth limit a copy per
+  // directory would hold 4096²/2 names.
+  std::vector<std::string> components(size_t dir) const {
+    std::vector<std::string> names;
+    for (size_t d = dir; d != 0; d = dirs_[d].parent) names.push_back(dirs_[d].name);
+    std::reverse(names.begin(), names.end());
+    return names;
+  }
+  std::string where(size_t dir) const { return repo_util::display_path(components(dir)); }
   std::string where(size_t dir, const std::string& name) const {
-    auto p = dirs_[dir].path;
+    auto p = components(dir);
     p.push_back(name);
     return repo_util::display_path(p);
   }
@@ -379,7 +404,7 @@ class Restorer {
   Fd open_reusable(size_t dir, const std::string& name);
   // Copies the chunk at data offset `pos` from `old_fd` into `fd` if the bytes
   // there hash to `id`; false if they do not (or cannot be read).
-  Result<bool> reuse_chunk(int old_fd, int fd, const std::vector<Hole>& ranges, uint64_t pos, uint32_t len,
+  Result<bool> reuse_chunk(int old_fd, int fd, const std::vector<DataRange>& ranges, uint64_t pos, uint32_t len,
                            const BlobId& id);
 
   Repository& repo_;
@@ -451,8 +476,6 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
       DirRec rec;
       rec.parent = dir;
       rec.name = name;
-      rec.path = dirs_[dir].path;
-      rec.path.push_back(name);
       std::vector<BlobId> subtree = std::move(e.subtree);
       rec.meta = std::move(e);
       dirs_.push_back(std::move(rec));
@@ -493,7 +516,7 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
         link_leaders_.emplace(e.hardlink, LinkLeader{dir, name, e.size, e.chunks, e.holes});
       }
       const size_t file = files_.size();
-      files_.push_back({dir, name, fs_util::data_ranges(e.size, e.holes), e.size, nullptr, nullptr});
+      files_.push_back({dir, name, stream_ranges(e.size, e.holes), e.size, nullptr, nullptr});
       progress_->bytes_total += data;
       progress_->files_total += 1;
       Fd old = open_reusable(dir, name);
@@ -521,7 +544,7 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
         // under a shared lock; into a hole each write holds the inode lock
         // until its I/O completes, which serialized the fetchers. (Where
         // fallocate is not supported the writes are merely serialized.)
-        for (const Hole& r : files_[file].data) {
+        for (const DataRange& r : files_[file].data) {
           if (::fallocate(f.get(), 0, static_cast<off_t>(r.offset), static_cast<off_t>(r.length)) != 0) {
             if (errno == EOPNOTSUPP) break;
             return errno_status(errno, "allocate " + where(dir, name));
@@ -597,10 +620,9 @@ Status Restorer::plan_tree(int rootfd, const std::vector<BlobId>& root) {
   };
   std::vector<Level> stack;
   auto enter = [&](int fd, Fd owned, size_t dir, const std::vector<BlobId>& subtree) -> Status {
-    const std::string path = repo_util::display_path(dirs_[dir].path);
-    if (stack.size() > kMaxDepth) return Status::corruption(path + ": nesting deeper than 4096");
+    if (stack.size() > kMaxDepth) return Status::corruption(where(dir) + ": nesting deeper than 4096");
     auto entries = trees_->next(subtree);
-    if (!entries.is_ok()) return entries.status().with_context(path);
+    if (!entries.is_ok()) return entries.status().with_context(where(dir));
     stack.push_back({fd, std::move(owned), dir, std::move(entries).value()});
     return Status::ok();
   };
@@ -629,7 +651,7 @@ Result<int> Restorer::open_dir(size_t dir) {
     const int next = ::openat(fd, dirs_[*it].name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     const int err = errno;
     ::close(fd);
-    if (next < 0) return errno_status(err, "open " + repo_util::display_path(dirs_[*it].path));
+    if (next < 0) return errno_status(err, "open " + where(*it));
     fd = next;
   }
   return fd;
@@ -917,7 +939,7 @@ Status Restorer::apply_meta(int dirfd, const std::string& name, const TreeEntry&
 Fd Restorer::open_reusable(size_t dir, const std::string& name) {
   if (reuse_root_.get() < 0) return Fd();
   std::string rel;
-  for (const auto& p : dirs_[dir].path) rel += p + "/";
+  for (const auto& p : components(dir)) rel += p + "/";
   rel += name;
   Fd f(open_beneath(reuse_root_.get(), rel));
   struct stat st {};
@@ -925,7 +947,7 @@ Fd Restorer::open_reusable(size_t dir, const std::string& name) {
   return f;
 }
 
-Result<bool> Restorer::reuse_chunk(int old_fd, int fd, const std::vector<Hole>& ranges, uint64_t pos, uint32_t len,
+Result<bool> Restorer::reuse_chunk(int old_fd, int fd, const std::vector<DataRange>& ranges, uint64_t pos, uint32_t len,
                                    const BlobId& id) {
   std::string buf(len, '\0');
   uint64_t mapped = 0;
@@ -1038,7 +1060,7 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
     STOWAGE_ASSIGN_OR_RETURN(const int dfd, open_dir(d));
     Fd fd(dfd);
     STOWAGE_RETURN_IF_ERROR(
-        apply_meta(-1, dirs_[d].name, dirs_[d].meta, dfd).with_context(repo_util::display_path(dirs_[d].path)));
+        apply_meta(-1, dirs_[d].name, dirs_[d].meta, dfd).with_context(where(d)));
   }
   if (manifest.root) {
     TreeEntry root;

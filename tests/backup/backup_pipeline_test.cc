@@ -612,6 +612,50 @@ TEST_F(PipelineTest, SparseFilesChangedInPlaceReuseChunksToo) {
   expect_restores_to(second.snapshot_id, src);
 }
 
+// A file of thousands of data ranges, like a sparse disk image: each chunk
+// spans many of them. Restore puts every byte back in its place and keeps
+// the holes, both written whole (O_DIRECT) and into an old copy it reuses.
+TEST_F(PipelineTest, AFileOfThousandsOfDataRangesRestoresExactly) {
+  const std::string src = dir_ / "islands";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  const std::string path = src + "/disk.img";
+  constexpr int kIslands = 3000;
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    for (int i = 0; i < kIslands; ++i) {
+      const std::string page = test::random_bytes(4096, 700 + static_cast<uint64_t>(i));
+      ASSERT_EQ(::pwrite(fd, page.data(), page.size(), off_t{i} * 12288), 4096);
+    }
+    ASSERT_EQ(::ftruncate(fd, off_t{kIslands} * 12288), 0);
+    ::close(fd);
+  }
+  ASSERT_LT(test::allocated_bytes(path), 16u << 20) << "the test directory's file system must keep holes";
+  const auto first = backup(src, "islands", 1'700'000'000'000'000'000);
+  const std::string target = dir_ / "islands-back";
+  test::expect_restores_to(*repo_, first.snapshot_id, target, src);
+  EXPECT_LT(test::allocated_bytes(target + "/disk.img"), 16u << 20) << "the holes were filled";
+  // One island in a hundred changes; a restore that may reuse the first
+  // copy's chunks takes the others from it.
+  {
+    const int fd = ::open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    for (int i = 0; i < kIslands; i += 100) {
+      const std::string page = test::random_bytes(4096, 9000 + static_cast<uint64_t>(i));
+      ASSERT_EQ(::pwrite(fd, page.data(), page.size(), off_t{i} * 12288), 4096);
+    }
+    ::close(fd);
+  }
+  const auto second = backup(src, "islands", 1'700'000'000'000'000'001);
+  auto o = test::restore_opts(dir_ / "islands-again");
+  o.reuse_from = target;
+  auto r = run_restore(*repo_, second.snapshot_id, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_GT(r->blobs_reused, 0u);
+  const auto diffs = test::diff_trees(src, dir_ / "islands-again");
+  EXPECT_TRUE(diffs.empty()) << ::testing::PrintToString(diffs);
+}
+
 // A store failing while a changed file's batches mix reused and new chunks:
 // the backup ends with the store's error (the reused ids it points to live
 // until its chunks are done), and the next backup is the one a backup
