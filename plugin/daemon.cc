@@ -168,17 +168,24 @@ Status run_daemon(const DaemonOptions& opts) {
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.plugin_socket)));
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent_dir(opts.admin_socket)));
   // The admin socket first: once the plugin socket accepts, everything is up.
-  // No admin call runs on the I/O threads that answer Docker: its POSTs and
-  // DELETEs (a snapshot copy, a backup) on one pool, its reads (usage walks,
-  // a repository probe) on another, so that reads are answered while long
-  // operations fill the first. Destroyed (joined) after the servers stop.
+  // No admin call that may take long runs on the I/O threads that answer
+  // Docker: its POSTs and DELETEs (a snapshot copy, a backup) on one pool,
+  // its reads of volumes (usage walks, the repository's backups) and status
+  // (a repository probe) on another, so that they are answered while long
+  // operations fill the first. Health, metrics and schedules stay on the I/O
+  // threads, never behind a slow read. Destroyed (joined) after the servers
+  // stop.
   boost::asio::thread_pool admin_pool(kAdminWaitThreads);
   boost::asio::thread_pool admin_read_pool(kAdminReadThreads);
   HttpServer::Options admin_opts;
   admin_opts.socket_path = opts.admin_socket;
   admin_opts.socket_mode = 0600;
   admin_opts.name = "admin";
-  admin_opts.pool_for = [&](const HttpRequest& r) { return r.method == "GET" ? &admin_read_pool : &admin_pool; };
+  admin_opts.pool_for = [&](const HttpRequest& r) -> boost::asio::thread_pool* {
+    if (r.method != "GET") return &admin_pool;
+    const bool slow = r.target.starts_with("/v1/volumes") || r.target.starts_with("/v1/status");
+    return slow ? &admin_read_pool : nullptr;
+  };
   STOWAGE_ASSIGN_OR_RETURN(
       auto admin_server,
       HttpServer::listen(

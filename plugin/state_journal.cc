@@ -171,7 +171,8 @@ uint64_t StateJournal::flushes() const {
   return flushes_;
 }
 
-Status StateJournal::commit(std::string_view payload, Durability durability) {
+Status StateJournal::commit(std::string_view payload, Durability durability, bool* appended) {
+  if (appended) *appended = false;
   if (payload.size() > kMaxPayload) return Status::invalid_argument("journal record too large");
   std::string f = frame(payload);
   std::unique_lock lock(mu_);
@@ -197,6 +198,7 @@ Status StateJournal::commit(std::string_view payload, Durability durability) {
     bytes_ += static_cast<uint64_t>(n);
   }
   uint64_t mine = ++appended_;
+  if (appended) *appended = true;
   if (durability == Durability::kProcess) return Status::ok();
   while (durable_ < mine) {
     if (!failed_.is_ok()) return failed_;

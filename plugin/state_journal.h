@@ -77,7 +77,10 @@ class StateJournal {
   // fails this commit only; once space is freed the next commit works. After
   // a failed flush every later commit fails too: the file's state is unknown,
   // and the daemon must not acknowledge anything more in this generation.
-  [[nodiscard]] Status commit(std::string_view payload, Durability durability = Durability::kDisk);
+  // `*appended` (if given) tells a failed commit whose frame was written,
+  // and so may reach the disk and be replayed, from one that wrote nothing.
+  [[nodiscard]] Status commit(std::string_view payload, Durability durability = Durability::kDisk,
+                              bool* appended = nullptr);
 
   uint64_t number() const { return number_; }
   const std::string& path() const { return path_; }

@@ -66,6 +66,7 @@ struct VolumeManager::Entry : std::enable_shared_from_this<Entry> {
   int64_t usage_at_ns = 0;
   bool usage_queued = false;  // a background measure is queued or running
   bool usage_expired = false;  // `usage` is shown until measured again, but not reused as recent
+  uint64_t usage_epoch = 0;    // bumped by expire_usage(): walks begun before do not count
 };
 
 VolumeManager::VolumeManager(Options options, VolumeBackend& backend, Logger& log)
@@ -98,12 +99,13 @@ std::string VolumeManager::volume_dir(const std::string& name) const {
   return opts_.state_root + "/volumes/" + name;
 }
 
-Status VolumeManager::log_commit(const std::string& name, std::string payload, Durability durability) {
+Status VolumeManager::log_commit(const std::string& name, std::string payload, Durability durability,
+                                 bool* appended) {
   uint64_t size = 0;
   Status committed;
   {
     std::shared_lock jl(journal_mu_);
-    committed = journal_->commit(payload, durability);
+    committed = journal_->commit(payload, durability, appended);
     if (committed.is_ok()) {
       std::lock_guard dl(dirty_mu_);
       dirty_.insert(name);
@@ -124,8 +126,8 @@ Status VolumeManager::log_commit(const std::string& name, std::string payload, D
 
 // Payloads: 'P' + the full record as JSON, or 'D' + the volume name. (Built
 // with append: GCC 12 -O3 warns falsely on `"P" + std::string`.)
-Status VolumeManager::log_put(const VolumeRecord& rec, Durability durability) {
-  return log_commit(rec.name, std::string("P").append(volume_record_to_json(rec)), durability);
+Status VolumeManager::log_put(const VolumeRecord& rec, Durability durability, bool* appended) {
+  return log_commit(rec.name, std::string("P").append(volume_record_to_json(rec)), durability, appended);
 }
 
 Status VolumeManager::log_delete(const std::string& name) {
@@ -173,19 +175,24 @@ void VolumeManager::checkpoint_loop() {
 
 void VolumeManager::chores_loop() {
   std::unique_lock lock(loop_mu_);
+  // Measures and deletions take turns: Gets that keep asking for measures
+  // must not hold removed volumes' data on the disk, nor a long deletion
+  // every measure.
+  bool measured_last = false;
   while (!loop_stop_) {
-    // Measures first: each is bounded by usage_max_entries, a deletion is not.
-    if (!usage_queue_.empty()) {
+    if (!usage_queue_.empty() && (trash_.empty() || !measured_last)) {
       auto e = std::move(usage_queue_.front());
       usage_queue_.pop_front();
       usage_running_ = true;
       lock.unlock();
-      measure_usage(*e, nullptr);
+      measure_usage(*e, nullptr, true);
       lock.lock();
       usage_running_ = false;
+      measured_last = true;
       loop_cv_.notify_all();  // settle_usage() waits for this
       continue;
     }
+    measured_last = false;
     if (!trash_.empty()) {
       std::string trash = trash_.front();
       lock.unlock();
@@ -212,17 +219,20 @@ void VolumeManager::settle_usage() {
   loop_cv_.wait(lock, [&] { return loop_stop_ || (usage_queue_.empty() && !usage_running_); });
 }
 
-void VolumeManager::measure_usage(Entry& e, VolumeInfo* info) {
+void VolumeManager::measure_usage(Entry& e, VolumeInfo* info, bool background) {
   std::string name;
+  uint64_t epoch = 0;
   {
     std::lock_guard vlock(e.mu);
     name = e.record.name;
+    epoch = e.usage_epoch;
   }
-  // Stamped with the walk's start: what changed during it may be missing.
-  const int64_t started = opts_.now_unix_ns();
   auto u = backend_.usage(volume_dir(name), opts_.usage_max_entries);
+  // Stamped with the walk's end, so that a walk longer than the TTL is not
+  // stale as it is stored (and queued again by the next Get, and again).
+  const int64_t done = opts_.now_unix_ns();
   std::lock_guard vlock(e.mu);
-  e.usage_queued = false;
+  if (background) e.usage_queued = false;
   if (!u.is_ok()) {
     // Removed meanwhile, most likely; a later call measures again.
     if (e.state == Entry::State::kReady) {
@@ -231,13 +241,19 @@ void VolumeManager::measure_usage(Entry& e, VolumeInfo* info) {
     return;
   }
   if (e.state != Entry::State::kReady) return;
-  e.usage = *u;
-  e.usage_at_ns = started;
-  e.usage_expired = false;
   if (info) {
-    info->usage = e.usage;
-    info->usage_measured_unix_ns = started;
+    info->usage = *u;
+    info->usage_measured_unix_ns = done;
   }
+  if (e.usage_epoch != epoch) return;  // a snapshot change since the walk began
+  e.usage = *u;
+  e.usage_at_ns = done;
+  e.usage_expired = false;
+}
+
+void VolumeManager::expire_usage(Entry& e) {
+  e.usage_expired = true;
+  ++e.usage_epoch;
 }
 
 Status VolumeManager::checkpoint() {
@@ -490,6 +506,11 @@ Status VolumeManager::load() {
                             " holds it broken until removed)";
       STOWAGE_RETURN_IF_ERROR(
           write_file_atomic(volume_dir(n) + "/" + std::string(kHeldBroken), it->second->problem));
+      // Now the operator's to decide: once held-broken goes, the marker must
+      // not make the next start discard what may be an acknowledged clone.
+      if (::unlink((volume_dir(n) + "/" + std::string(kClonePending)).c_str()) == 0) {
+        STOWAGE_RETURN_IF_ERROR(fsync_dir(volume_dir(n)));
+      }
       log_.warn("directory without a volume record kept: the journal is damaged", {{"dir", volume_dir(n)}});
       continue;
     }
@@ -705,6 +726,15 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   // is an unacknowledged clone's and not something to keep.
   const bool cloned = !opts.from_volume.empty();
   Status st = cloned ? clone_into(staging, opts) : backend_.provision(staging, opts);
+  // Measured now, so that Docker's first Get has a number (it never waits
+  // for a walk): one empty directory, or a clone that took longer to copy.
+  // Before the commit, while no checkpoint waits for this entry's lock.
+  // Containers fill a new volume soon, so the next Get measures again.
+  std::optional<VolumeUsage> first_usage;
+  const int64_t measured = opts_.now_unix_ns();
+  if (st.is_ok()) {
+    if (auto u = backend_.usage(staging, opts_.usage_max_entries); u.is_ok()) first_usage = *u;
+  }
   if (st.is_ok() && ::rename(staging.c_str(), volume_dir(name).c_str()) != 0) {
     st = errno == ENOTEMPTY || errno == EEXIST
              ? Status::already_exists("directory " + volume_dir(name) + " exists but is not a loaded volume")
@@ -717,7 +747,19 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
     }
   }
   if (st.is_ok()) {
-    st = log_put(rec, Durability::kDisk);
+    bool appended = false;
+    st = log_put(rec, Durability::kDisk, &appended);
+    if (!st.is_ok() && cloned && appended) {
+      // The record was written but not flushed: it may yet reach the disk and
+      // be replayed, which must find the clone, not make the volume again
+      // empty. So the clone stays, with its marker, and the next start decides
+      // (a volume if the record is there, else discarded); the name is taken
+      // until then.
+      log_.error("create from a snapshot failed after its record was written; its directory stays until the next "
+                 "start decides",
+                 {{"volume", name}, {"dir", volume_dir(name)}, {"error", st.message()}});
+      return fail(st.with_context("the record may have reached the disk: restart stowaged to settle it"));
+    }
     if (!st.is_ok()) {
       // Not acknowledged: take the volume away again.
       if (::rename(volume_dir(name).c_str(), staging.c_str()) != 0) {
@@ -737,15 +779,9 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
               {{"volume", name}, {"path", volume_dir(name) + "/" + std::string(kClonePending)},
                {"error", std::strerror(errno)}});
   }
-  // Measured now, so that Docker's first Get has a number (it never waits
-  // for a walk): one empty directory, or a clone that took longer to copy.
-  // Containers fill a new volume soon, so the next Get measures again.
-  const int64_t measured = opts_.now_unix_ns();
-  if (auto u = backend_.usage(volume_dir(name), opts_.usage_max_entries); u.is_ok()) {
-    e->usage = *u;
-    e->usage_at_ns = measured;
-    e->usage_expired = true;
-  }
+  e->usage = first_usage;
+  e->usage_at_ns = measured;
+  e->usage_expired = true;
   e->record = std::move(rec);
   e->state = Entry::State::kReady;
   e->being_created = false;
@@ -981,7 +1017,7 @@ Result<SnapshotInfo> VolumeManager::snapshot_create(const std::string& volume, s
   }
   {
     std::lock_guard vlock(e.mu);
-    e.usage.reset();
+    expire_usage(e);
   }
   log_.info("snapshot created", {{"volume", volume}, {"snapshot", name}, {"strategy", snap->strategy},
                                  {"bytes", std::to_string(snap->bytes)},
@@ -1008,7 +1044,7 @@ Status VolumeManager::snapshot_remove(const std::string& volume, const std::stri
   STOWAGE_ASSIGN_OR_RETURN(auto held, ready_entry(volume));
   STOWAGE_RETURN_IF_ERROR(opts_.snapshots->remove(volume_dir(volume), name));
   std::lock_guard vlock(held.first->mu);
-  held.first->usage.reset();
+  expire_usage(*held.first);
   log_.info("snapshot removed", {{"volume", volume}, {"snapshot", name}});
   return Status::ok();
 }
@@ -1032,7 +1068,7 @@ Status VolumeManager::snapshot_rollback(const std::string& volume, const std::st
                               .with_context("roll back volume '" + volume + "'"));
   {
     std::lock_guard vlock(e.mu);
-    e.usage.reset();
+    expire_usage(e);
   }
   log_.warn("volume rolled back", {{"volume", volume}, {"snapshot", name}, {"forced", force ? "true" : "false"}});
   return Status::ok();
@@ -1048,7 +1084,7 @@ Result<VolumeInfo> VolumeManager::get(const std::string& name, Usage usage) {
     if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) return no_such_volume(name);
     info = info_locked(*e, usage, &walk);
   }
-  if (walk) measure_usage(*e, &info);
+  if (walk) measure_usage(*e, &info, false);
   return info;
 }
 
@@ -1068,7 +1104,7 @@ std::vector<VolumeInfo> VolumeManager::list(Usage usage) {
       if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) continue;
       out.push_back(info_locked(*e, usage, &walk));
     }
-    if (walk) measure_usage(*e, &out.back());
+    if (walk) measure_usage(*e, &out.back(), false);
   }
   return out;
 }

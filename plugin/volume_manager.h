@@ -187,9 +187,10 @@ class VolumeManager {
   // Journals a volume's new record / its deletion; OK means committed with
   // `durability` (log_delete: flushed).
   using Durability = StateJournal::Durability;
-  Status log_put(const VolumeRecord& rec, Durability durability);
+  // `*appended`: as StateJournal::commit.
+  Status log_put(const VolumeRecord& rec, Durability durability, bool* appended = nullptr);
   Status log_delete(const std::string& name);
-  Status log_commit(const std::string& name, std::string payload, Durability durability);
+  Status log_commit(const std::string& name, std::string payload, Durability durability, bool* appended = nullptr);
   std::shared_ptr<Entry> find(const std::string& name);
   // kFailedPrecondition: a kBroken volume cannot be `verb` ("removed"), why,
   // and `advice` on what the operator can do.
@@ -207,9 +208,12 @@ class VolumeManager {
   // caller that there is no recent one. Queues a background measure for a
   // kCached one.
   VolumeInfo info_locked(Entry& e, Usage usage, bool* walk_now = nullptr);
-  // Walks `e`'s volume without its lock, stores the measure in `e` and
-  // `info` (if any).
-  void measure_usage(Entry& e, VolumeInfo* info);
+  // Walks `e`'s volume without its lock and stores the measure in `info`
+  // (if any) and in `e`, unless a snapshot change since the walk began
+  // voided it. `background`: the chores thread's measure, which `e` queued.
+  void measure_usage(Entry& e, VolumeInfo* info, bool background);
+  // After a snapshot is made, removed or rolled back: the next Get measures again.
+  static void expire_usage(Entry& e);
   // Bytes of zeros a new journal generation starts with: a little more than
   // the size that triggers a checkpoint, so commits rarely change its size.
   uint64_t journal_preallocate() const;

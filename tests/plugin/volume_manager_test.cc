@@ -458,6 +458,7 @@ class GatedUsageBackend : public VolumeBackend {
   Result<VolumeUsage> usage(const std::string& dir, uint64_t max_entries) override {
     {
       std::unique_lock lock(mu_);
+      ++walks_;
       ++waiting_;
       cv_.notify_all();
       cv_.wait(lock, [&] { return !closed_; });
@@ -469,6 +470,10 @@ class GatedUsageBackend : public VolumeBackend {
     std::lock_guard lock(mu_);
     closed_ = closed;
     cv_.notify_all();
+  }
+  int walks() {
+    std::lock_guard lock(mu_);
+    return walks_;
   }
   // True once `n` walks wait at the gate (false after 20 s).
   bool wait_for_walks(int n) {
@@ -482,6 +487,7 @@ class GatedUsageBackend : public VolumeBackend {
   std::condition_variable cv_;
   bool closed_ = false;
   int waiting_ = 0;
+  int walks_ = 0;
 };
 
 // A usage walk takes ~0.3 s at 200,000 entries, more from the disk. Docker's
@@ -541,6 +547,38 @@ TEST_F(VolumeManagerTest, UsageWalksHoldUpNeitherDockersGetNorTheVolume) {
   EXPECT_GE(measured->usage->bytes, 1u << 20);
   m->settle_usage();
   EXPECT_GE(m->get("v", VolumeManager::Usage::kCached)->usage->bytes, 1u << 20);
+}
+
+// A snapshot made while a walk is under way voids that walk's measure: it
+// is handed to its caller, but not kept as the volume's recent one.
+TEST_F(VolumeManagerTest, AMeasureBegunBeforeASnapshotChangeIsNotKept) {
+  GatedUsageBackend backend;
+  auto opened = VolumeManager::open(options(dir_.path()), backend, log_);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().message();
+  auto& m = *opened;
+  auto v = m->create("v", {});
+  ASSERT_TRUE(v.is_ok());
+  test::write_file(v->mountpoint + "/f", std::string(1 << 20, 'x'));
+  std::future<Result<VolumeInfo>> fresh;
+  struct OpenAtEnd {
+    GatedUsageBackend& b;
+    ~OpenAtEnd() { b.set_closed(false); }
+  } open_at_end{backend};
+  backend.set_closed(true);
+  fresh = std::async(std::launch::async, [&] { return m->get("v", VolumeManager::Usage::kFresh); });
+  ASSERT_TRUE(backend.wait_for_walks(1));
+  ASSERT_TRUE(m->snapshot_create("v", "s").is_ok());
+  backend.set_closed(false);
+  auto first = fresh.get();
+  ASSERT_TRUE(first.is_ok());
+  ASSERT_TRUE(first->usage.has_value());
+  // Within the TTL, yet measured again.
+  const int walks = backend.walks();
+  ASSERT_TRUE(m->get("v", VolumeManager::Usage::kFresh).is_ok());
+  EXPECT_EQ(backend.walks(), walks + 1);
+  // That measure is kept.
+  ASSERT_TRUE(m->get("v", VolumeManager::Usage::kFresh).is_ok());
+  EXPECT_EQ(backend.walks(), walks + 1);
 }
 
 TEST_F(VolumeManagerTest, ConcurrentCreatesOfOneNameAgree) {
