@@ -354,6 +354,17 @@ class Restorer {
     Fd fd;
   };
   Result<int> dir_fd(size_t dir, DirCursor& cursor);  // owned by `cursor`
+  // For the single-threaded final passes: the directories from the root down
+  // to the last one opened, all kept open, so the next directory costs only
+  // the opens below the deepest ancestor the two share. Visiting directories
+  // in (reverse) creation order then opens each about once, instead of
+  // component by component from the root each time (4096²/2 opens for a
+  // chain at the depth limit). Holds one descriptor per level, as planning
+  // does.
+  struct DirChain {
+    std::vector<std::pair<size_t, Fd>> open;  // (dir, its fd), from the root's child down
+  };
+  Result<int> chain_fd(size_t dir, DirChain& chain);  // owned by `chain`
   // A fetcher's open files: the kFdCache most recently written stay open, so
   // a large file whose blobs are spread over many packs is not reopened for
   // each one while many small files pass through.
@@ -655,6 +666,22 @@ Result<int> Restorer::open_dir(size_t dir) {
     fd = next;
   }
   return fd;
+}
+
+Result<int> Restorer::chain_fd(size_t dir, DirChain& chain) {
+  std::vector<size_t> want;  // dir and its ancestors below the root, root side first
+  for (size_t d = dir; d != 0; d = dirs_[d].parent) want.push_back(d);
+  std::reverse(want.begin(), want.end());
+  size_t keep = 0;
+  while (keep < chain.open.size() && keep < want.size() && chain.open[keep].first == want[keep]) ++keep;
+  chain.open.erase(chain.open.begin() + static_cast<std::ptrdiff_t>(keep), chain.open.end());
+  for (size_t i = keep; i < want.size(); ++i) {
+    const int at = i == 0 ? root_.get() : chain.open[i - 1].second.get();
+    const int fd = ::openat(at, dirs_[want[i]].name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return errno_status(errno, "open " + where(want[i]));
+    chain.open.emplace_back(want[i], Fd(fd));
+  }
+  return want.empty() ? root_.get() : chain.open.back().second.get();
 }
 
 Result<int> Restorer::dir_fd(size_t dir, DirCursor& cursor) {
@@ -1045,9 +1072,9 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   }
   // Metadata of everything but directories, then directories deepest first,
   // so creating entries does not disturb a directory's restored mtime.
-  DirCursor cursor;
+  DirChain chain;
   for (const auto& o : others_) {
-    STOWAGE_ASSIGN_OR_RETURN(const int dfd, dir_fd(o.dir, cursor));
+    STOWAGE_ASSIGN_OR_RETURN(const int dfd, chain_fd(o.dir, chain));
     Fd f;
     if (o.meta.type == NodeType::kFile) {
       const int fd = ::openat(dfd, o.meta.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -1056,12 +1083,13 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
     }
     STOWAGE_RETURN_IF_ERROR(apply_meta(dfd, o.meta.name, o.meta, f.get()).with_context(where(o.dir, o.meta.name)));
   }
+  // A directory comes after all of its descendants here, so none is opened
+  // through a directory whose (perhaps restrictive) mode is already set.
   for (size_t d = dirs_.size(); d-- > 1;) {
-    STOWAGE_ASSIGN_OR_RETURN(const int dfd, open_dir(d));
-    Fd fd(dfd);
-    STOWAGE_RETURN_IF_ERROR(
-        apply_meta(-1, dirs_[d].name, dirs_[d].meta, dfd).with_context(where(d)));
+    STOWAGE_ASSIGN_OR_RETURN(const int dfd, chain_fd(d, chain));
+    STOWAGE_RETURN_IF_ERROR(apply_meta(-1, dirs_[d].name, dirs_[d].meta, dfd).with_context(where(d)));
   }
+  chain.open.clear();
   if (manifest.root) {
     TreeEntry root;
     root.type = NodeType::kDir;

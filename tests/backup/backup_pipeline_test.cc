@@ -172,6 +172,42 @@ TEST_F(PipelineTest, AFilesChunksLieSideBySideInThePack) {
   EXPECT_LT(runs, chunks / 5) << runs << " runs of " << chunks << " chunks";
 }
 
+// Directories get their metadata last, deepest first, each opened through
+// its ancestors: every one of a branching tree, restrictive modes included,
+// gets exactly its own mode and mtime.
+TEST_F(PipelineTest, EveryDirectoryOfABranchingTreeGetsItsOwnModeAndTime) {
+  const std::string src = dir_ / "branches";
+  const std::vector<std::pair<std::string, unsigned>> dirs = {
+      {"a", 0750}, {"a/b", 0700}, {"a/b/c", 0500}, {"a/b/c/d", 0555}, {"a/e", 0711}, {"a/e/f", 0755}, {"g", 0500}};
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  for (const auto& [rel, mode] : dirs) {
+    ASSERT_EQ(::mkdir((src + "/" + rel).c_str(), 0755), 0);
+    test::write_file(src + "/" + rel + "/file", rel);
+  }
+  // Deepest first, as restore does: a mode set on a parent must not stop the
+  // setup (as another user) from reaching its children.
+  int64_t sec = 1600000000;
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    const std::string path = src + "/" + it->first;
+    ASSERT_EQ(::chmod(path.c_str(), it->second), 0);
+    ++sec;
+    const timespec times[2] = {{sec, 0}, {sec, sec % 1000 * 1000}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  }
+  const auto b = backup(src, "branches");
+  const std::string target = dir_ / "branches-back";
+  ASSERT_TRUE(run_restore(*repo_, b.snapshot_id, test::restore_opts(target)).is_ok());
+  for (const auto& [rel, mode] : dirs) {
+    struct stat want {}, got {};
+    ASSERT_EQ(::stat((src + "/" + rel).c_str(), &want), 0);
+    ASSERT_EQ(::stat((target + "/" + rel).c_str(), &got), 0) << rel;
+    EXPECT_EQ(got.st_mode & 07777, mode) << rel;
+    EXPECT_EQ(got.st_mtim.tv_sec, want.st_mtim.tv_sec) << rel;
+    EXPECT_EQ(got.st_mtim.tv_nsec, want.st_mtim.tv_nsec) << rel;
+    EXPECT_EQ(test::read_file(target + "/" + rel + "/file"), rel);
+  }
+}
+
 TEST_F(PipelineTest, RestoreRefusesNonEmptyTargetUnlessOverwrite) {
   const std::string src = dir_ / "src";
   ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
