@@ -60,6 +60,10 @@ struct VolumeManager::Entry : std::enable_shared_from_this<Entry> {
   // True from the moment create() publishes the entry until it is done with
   // it. Read without `mu` (that is the point); never becomes true again.
   std::atomic<bool> being_created{false};
+  // Set when create()'s record is committed (log_commit). A checkpoint skips
+  // an entry being created whose record is not: it has nothing to write, and
+  // waiting for its lock would wait for a whole snapshot copy.
+  std::atomic<bool> create_committed{false};
   VolumeRecord record;
   std::string problem;  // why a kBroken record could not be read
   std::optional<VolumeUsage> usage;
@@ -100,13 +104,14 @@ std::string VolumeManager::volume_dir(const std::string& name) const {
 }
 
 Status VolumeManager::log_commit(const std::string& name, std::string payload, Durability durability,
-                                 bool* appended) {
+                                 bool* appended, std::atomic<bool>* committed_flag) {
   uint64_t size = 0;
   Status committed;
   {
     std::shared_lock jl(journal_mu_);
     committed = journal_->commit(payload, durability, appended);
     if (committed.is_ok()) {
+      if (committed_flag) *committed_flag = true;
       std::lock_guard dl(dirty_mu_);
       dirty_.insert(name);
       size = journal_->bytes();
@@ -126,8 +131,9 @@ Status VolumeManager::log_commit(const std::string& name, std::string payload, D
 
 // Payloads: 'P' + the full record as JSON, or 'D' + the volume name. (Built
 // with append: GCC 12 -O3 warns falsely on `"P" + std::string`.)
-Status VolumeManager::log_put(const VolumeRecord& rec, Durability durability, bool* appended) {
-  return log_commit(rec.name, std::string("P").append(volume_record_to_json(rec)), durability, appended);
+Status VolumeManager::log_put(const VolumeRecord& rec, Durability durability, bool* appended,
+                              std::atomic<bool>* committed) {
+  return log_commit(rec.name, std::string("P").append(volume_record_to_json(rec)), durability, appended, committed);
 }
 
 Status VolumeManager::log_delete(const std::string& name) {
@@ -291,7 +297,12 @@ Status VolumeManager::checkpoint() {
   };
   for (const auto& name : names) {
     auto e = find(name);
-    if (!e) {  // removed: the directory fsync below makes that durable
+    // Removed (the directory fsync below makes that durable), or made again
+    // by a Create that has not committed yet (a Remove's frame put the name
+    // here; that Create may be copying a snapshot for minutes, holding `mu`).
+    // Generations were swapped above, so a record it commits from now on
+    // lands in the current one, which stays.
+    if (!e || (e->being_created && !e->create_committed)) {
       pending.erase(name);
       continue;
     }
@@ -748,7 +759,7 @@ Result<VolumeInfo> VolumeManager::create(const std::string& name, const std::map
   }
   if (st.is_ok()) {
     bool appended = false;
-    st = log_put(rec, Durability::kDisk, &appended);
+    st = log_put(rec, Durability::kDisk, &appended, &e->create_committed);
     if (!st.is_ok() && cloned && appended) {
       // The record was written but not flushed: it may yet reach the disk and
       // be replayed, which must find the clone, not make the volume again

@@ -32,6 +32,7 @@
 #include <set>
 #include <shared_mutex>
 #include <thread>
+#include <atomic>
 #include <condition_variable>
 #include <string>
 #include <vector>
@@ -187,10 +188,14 @@ class VolumeManager {
   // Journals a volume's new record / its deletion; OK means committed with
   // `durability` (log_delete: flushed).
   using Durability = StateJournal::Durability;
-  // `*appended`: as StateJournal::commit.
-  Status log_put(const VolumeRecord& rec, Durability durability, bool* appended = nullptr);
+  // `*appended`: as StateJournal::commit. `*committed` is set once the frame
+  // is committed, in the generation that holds it: a checkpoint that swapped
+  // generations before reading it false knows the frame is in none it deletes.
+  Status log_put(const VolumeRecord& rec, Durability durability, bool* appended = nullptr,
+                 std::atomic<bool>* committed = nullptr);
   Status log_delete(const std::string& name);
-  Status log_commit(const std::string& name, std::string payload, Durability durability, bool* appended = nullptr);
+  Status log_commit(const std::string& name, std::string payload, Durability durability, bool* appended = nullptr,
+                    std::atomic<bool>* committed = nullptr);
   std::shared_ptr<Entry> find(const std::string& name);
   // kFailedPrecondition: a kBroken volume cannot be `verb` ("removed"), why,
   // and `advice` on what the operator can do.

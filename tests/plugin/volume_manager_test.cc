@@ -471,6 +471,17 @@ class GatedUsageBackend : public VolumeBackend {
     closed_ = closed;
     cv_.notify_all();
   }
+  // Closes the gate until the returned guard goes. Declared after what waits
+  // at the gate (futures, the manager), it opens the gate before they are
+  // destroyed, so a failing assertion cannot leave them waiting.
+  struct OpenAtEnd {
+    GatedUsageBackend* b;
+    ~OpenAtEnd() { b->set_closed(false); }
+  };
+  [[nodiscard]] OpenAtEnd close_gate() {
+    set_closed(true);
+    return OpenAtEnd{this};
+  }
   int walks() {
     std::lock_guard lock(mu_);
     return walks_;
@@ -505,13 +516,7 @@ TEST_F(VolumeManagerTest, UsageWalksHoldUpNeitherDockersGetNorTheVolume) {
   test::write_file(v->mountpoint + "/f", std::string(1 << 20, 'x'));
   std::future<Result<VolumeInfo>> fresh;
   std::future<bool> others;
-  // Destroyed first: a failing assertion must not leave walks (and the
-  // futures and manager waiting for them) at a closed gate.
-  struct OpenAtEnd {
-    GatedUsageBackend& b;
-    ~OpenAtEnd() { b.set_closed(false); }
-  } open_at_end{backend};
-  backend.set_closed(true);
+  const auto open_at_end = backend.close_gate();
 
   // Docker's Get answers with the measure made at the Create and queues a new one.
   auto got = m->get("v", VolumeManager::Usage::kCached);
@@ -560,11 +565,7 @@ TEST_F(VolumeManagerTest, AMeasureBegunBeforeASnapshotChangeIsNotKept) {
   ASSERT_TRUE(v.is_ok());
   test::write_file(v->mountpoint + "/f", std::string(1 << 20, 'x'));
   std::future<Result<VolumeInfo>> fresh;
-  struct OpenAtEnd {
-    GatedUsageBackend& b;
-    ~OpenAtEnd() { b.set_closed(false); }
-  } open_at_end{backend};
-  backend.set_closed(true);
+  const auto open_at_end = backend.close_gate();
   fresh = std::async(std::launch::async, [&] { return m->get("v", VolumeManager::Usage::kFresh); });
   ASSERT_TRUE(backend.wait_for_walks(1));
   ASSERT_TRUE(m->snapshot_create("v", "s").is_ok());
@@ -579,6 +580,44 @@ TEST_F(VolumeManagerTest, AMeasureBegunBeforeASnapshotChangeIsNotKept) {
   // That measure is kept.
   ASSERT_TRUE(m->get("v", VolumeManager::Usage::kFresh).is_ok());
   EXPECT_EQ(backend.walks(), walks + 1);
+}
+
+// A name removed and made again from a snapshot within one journal
+// generation is in the checkpoint's list while the new Create still copies
+// (holding its entry's lock, for minutes with a big snapshot). The
+// checkpoint does not wait for it; the Create's record is kept all the same.
+TEST_F(VolumeManagerTest, ACheckpointDoesNotWaitForACreateStillCopying) {
+  GatedUsageBackend backend;
+  auto opened = VolumeManager::open(options(dir_.path()), backend, log_);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().message();
+  auto m = std::move(opened).value();
+  auto v = m->create("v", {});
+  ASSERT_TRUE(v.is_ok());
+  test::write_file(v->mountpoint + "/f", "snapshot data");
+  ASSERT_TRUE(m->snapshot_create("v", "s").is_ok());
+  ASSERT_TRUE(m->create("w", {}).is_ok());
+  ASSERT_TRUE(m->remove("w").is_ok());  // "w" is dirty in this generation
+
+  std::future<Result<VolumeInfo>> creating;
+  std::future<Status> checkpointing;
+  const auto open_at_end = backend.close_gate();  // the Create stops after its copy, before its commit
+  creating = std::async(std::launch::async, [&] { return m->create("w", {{"from-snapshot", "v@s"}}); });
+  ASSERT_TRUE(backend.wait_for_walks(1));
+  checkpointing = std::async(std::launch::async, [&] { return m->checkpoint(); });
+  ASSERT_EQ(checkpointing.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the checkpoint waited for the Create";
+  EXPECT_TRUE(checkpointing.get().is_ok());
+  backend.set_closed(false);
+  auto w = creating.get();
+  ASSERT_TRUE(w.is_ok()) << w.status().message();
+  // Committed after the checkpoint's swap: in the current generation, which
+  // the next start replays.
+  m.reset();
+  m = open();
+  auto again = m->get("w", false);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(again->problem, "");
+  EXPECT_EQ(test::read_file(again->mountpoint + "/f"), "snapshot data");
 }
 
 TEST_F(VolumeManagerTest, ConcurrentCreatesOfOneNameAgree) {
