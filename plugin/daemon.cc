@@ -33,6 +33,9 @@ namespace {
 
 // Threads for Docker calls that may wait (a journal flush, a lease): as many
 // as such calls can usefully wait at once; a flush releases them together.
+// Creates and Removes (which wait for a flush) and Mounts and Unmounts
+// (which wait only for their own volume) have a pool each, so that a flush
+// stall does not queue container starts behind the calls waiting for it.
 constexpr unsigned kWaitThreads = 8;
 // Threads for admin calls that change something (snapshots, backups,
 // restores, takeovers: seconds to hours). Further ones queue; reads of the
@@ -201,6 +204,7 @@ Status run_daemon(const DaemonOptions& opts) {
   // Path for other containers (HttpServer::Options::pool_for). Destroyed
   // before docker_api and the volumes its handlers use.
   boost::asio::thread_pool wait_pool(kWaitThreads);
+  boost::asio::thread_pool mount_pool(kWaitThreads);
   HttpServer::Options plugin_opts;
   plugin_opts.socket_path = opts.plugin_socket;
   plugin_opts.socket_mode = 0660;
@@ -211,9 +215,9 @@ Status run_daemon(const DaemonOptions& opts) {
     // for a whole copy) and, with a repository, for leases, a restore or a
     // final backup. Get, Path, List and Capabilities never wait (Get takes
     // the last usage measure: VolumeManager::Usage::kCached).
-    const bool waits = r.target == "/VolumeDriver.Create" || r.target == "/VolumeDriver.Remove" ||
-                       r.target == "/VolumeDriver.Mount" || r.target == "/VolumeDriver.Unmount";
-    return waits ? &wait_pool : nullptr;
+    if (r.target == "/VolumeDriver.Create" || r.target == "/VolumeDriver.Remove") return &wait_pool;
+    if (r.target == "/VolumeDriver.Mount" || r.target == "/VolumeDriver.Unmount") return &mount_pool;
+    return nullptr;
   };
   STOWAGE_ASSIGN_OR_RETURN(
       auto plugin_server,
