@@ -103,6 +103,16 @@ std::string VolumeManager::volume_dir(const std::string& name) const {
   return opts_.state_root + "/volumes/" + name;
 }
 
+std::string VolumeManager::trash_path(const std::string& name) const {
+  return opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
+}
+
+void VolumeManager::delete_in_background(std::string trash) {
+  std::lock_guard lock(loop_mu_);
+  trash_.push_back(std::move(trash));
+  loop_cv_.notify_all();
+}
+
 Status VolumeManager::log_commit(const std::string& name, std::string payload, Durability durability,
                                  bool* appended, std::atomic<bool>* committed_flag) {
   uint64_t size = 0;
@@ -387,10 +397,9 @@ Status VolumeManager::replay(const std::vector<StateJournal::Generation>& gens) 
       continue;
     }
     log_.info("finishing acknowledged remove", {{"volume", name}});
-    std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
+    std::string trash = trash_path(name);
     STOWAGE_RETURN_IF_ERROR(rename_durable(dir, trash));
-    std::lock_guard lock(loop_mu_);
-    trash_.push_back(std::move(trash));  // deleted in the background
+    delete_in_background(std::move(trash));
   }
   for (const auto& name : dirty_) {
     auto it = entries_.find(name);
@@ -439,8 +448,7 @@ Status VolumeManager::load() {
       // aside): finished by the background thread, so that a large or
       // undeletable tree neither delays nor stops the start.
       log_.info("finishing interrupted remove", {{"dir", dir}});
-      std::lock_guard lock(loop_mu_);
-      trash_.push_back(dir);
+      delete_in_background(dir);
       continue;
     }
     if (n.starts_with(".")) continue;  // not ours: leave it alone
@@ -628,10 +636,9 @@ Result<bool> VolumeManager::discard_unacknowledged(const std::string& name) {
     return false;
   }
   log_.info(clone ? "discarding interrupted create from a snapshot" : "discarding interrupted create", {{"dir", dir}});
-  std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
+  std::string trash = trash_path(name);
   STOWAGE_RETURN_IF_ERROR(rename_durable(dir, trash));
-  std::lock_guard lock(loop_mu_);
-  trash_.push_back(std::move(trash));  // deleted in the background: a clone can be large
+  delete_in_background(std::move(trash));  // a clone can be large
   return true;
 }
 
@@ -828,7 +835,7 @@ Status VolumeManager::remove(const std::string& name) {
                                          " SNAPSHOT'");
     }
   }
-  std::string trash = opts_.state_root + "/volumes/" + std::string(kTrashPrefix) + name + "-" + unique_suffix();
+  std::string trash = trash_path(name);
   // The commit point comes first. A crash before it leaves the volume as it
   // was; after it, the next start finishes the Remove (replay). Moving the
   // directory aside first, a crash between the two brought the volume back
@@ -852,11 +859,7 @@ Status VolumeManager::remove(const std::string& name) {
   }
   // The data is deleted by the background thread, after the answer: a big
   // volume's files take long to delete, and the call is already durable.
-  if (moved) {
-    std::lock_guard lock(loop_mu_);
-    trash_.push_back(std::move(trash));
-  }
-  loop_cv_.notify_all();
+  if (moved) delete_in_background(std::move(trash));
   log_.info("volume removed", {{"volume", name}});
   return Status::ok();
 }
@@ -1085,18 +1088,24 @@ Status VolumeManager::snapshot_rollback(const std::string& volume, const std::st
   return Status::ok();
 }
 
+std::optional<VolumeInfo> VolumeManager::info_of(Entry& e, Usage usage) {
+  std::optional<VolumeInfo> info;
+  bool walk = false;
+  {
+    std::lock_guard vlock(e.mu);
+    if (e.state != Entry::State::kReady && e.state != Entry::State::kBroken) return info;
+    info = info_locked(e, usage, &walk);
+  }
+  if (walk) measure_usage(e, &*info, false);
+  return info;
+}
+
 Result<VolumeInfo> VolumeManager::get(const std::string& name, Usage usage) {
   auto e = find(name);
   if (!e || e->being_created) return no_such_volume(name);
-  VolumeInfo info;
-  bool walk = false;
-  {
-    std::lock_guard vlock(e->mu);
-    if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) return no_such_volume(name);
-    info = info_locked(*e, usage, &walk);
-  }
-  if (walk) measure_usage(*e, &info, false);
-  return info;
+  auto info = info_of(*e, usage);
+  if (!info) return no_such_volume(name);
+  return *std::move(info);
 }
 
 std::vector<VolumeInfo> VolumeManager::list(Usage usage) {
@@ -1109,13 +1118,7 @@ std::vector<VolumeInfo> VolumeManager::list(Usage usage) {
   for (auto& e : all) {
     // Not listed anyway; and a Create from a big snapshot holds its lock for long.
     if (e->being_created) continue;
-    bool walk = false;
-    {
-      std::lock_guard vlock(e->mu);
-      if (e->state != Entry::State::kReady && e->state != Entry::State::kBroken) continue;
-      out.push_back(info_locked(*e, usage, &walk));
-    }
-    if (walk) measure_usage(*e, &out.back(), false);
+    if (auto info = info_of(*e, usage)) out.push_back(*std::move(info));
   }
   return out;
 }

@@ -22,6 +22,7 @@
 // different volumes run in parallel.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -32,7 +33,6 @@
 #include <set>
 #include <shared_mutex>
 #include <thread>
-#include <atomic>
 #include <condition_variable>
 #include <string>
 #include <vector>
@@ -185,6 +185,10 @@ class VolumeManager {
   // otherwise leaves it, marked broken, with a warning (false).
   Result<bool> discard_unacknowledged(const std::string& name);
   std::string volume_dir(const std::string& name) const;
+  // A new .trash-* path for volume `name`'s directory, deleted from there by
+  // the chores thread once delete_in_background() has queued it.
+  std::string trash_path(const std::string& name) const;
+  void delete_in_background(std::string trash);
   // Journals a volume's new record / its deletion; OK means committed with
   // `durability` (log_delete: flushed).
   using Durability = StateJournal::Durability;
@@ -213,6 +217,9 @@ class VolumeManager {
   // caller that there is no recent one. Queues a background measure for a
   // kCached one.
   VolumeInfo info_locked(Entry& e, Usage usage, bool* walk_now = nullptr);
+  // What get() and list() report of `e` (a kFresh walk made without its
+  // lock), or nothing if it is not a ready or broken volume.
+  std::optional<VolumeInfo> info_of(Entry& e, Usage usage);
   // Walks `e`'s volume without its lock and stores the measure in `info`
   // (if any) and in `e`, unless a snapshot change since the walk began
   // voided it. `background`: the chores thread's measure, which `e` queued.
@@ -223,9 +230,9 @@ class VolumeManager {
   // the size that triggers a checkpoint, so commits rarely change its size.
   uint64_t journal_preallocate() const;
   // The background threads: one checkpoints when asked; the other does the
-  // chores that may take long (usage measures, then deleting removed
-  // volumes' data), so that a deletion of millions of files never holds up
-  // the checkpoint that a failed journal flush waits for.
+  // chores that may take long (usage measures and deleting removed volumes'
+  // data, taking turns), so that a deletion of millions of files never holds
+  // up the checkpoint that a failed journal flush waits for.
   void checkpoint_loop();
   void chores_loop();
 
