@@ -354,8 +354,7 @@ const TreeEntry* Pipeline::reusable(const TreeEntry& fresh, const TreeEntry* old
   // Blobs only in packs that prune marked count as absent (FORMAT.md §8.3).
   // The lengths must add up to the file: a damaged or planted parent entry
   // copied as it is would make every later snapshot unrestorable.
-  uint64_t covered = 0;
-  for (const auto& h : old->holes) covered += h.length;
+  uint64_t covered = hole_bytes(old->holes);
   for (const auto& c : old->chunks) {
     const auto loc = index_.find(c);
     if (!loc) return nullptr;

@@ -506,8 +506,7 @@ Result<std::optional<Restorer::OpenedDir>> Restorer::create_entry(int dirfd, siz
         if (pack && *pack != loc->pack) one_pack = false;
         pack = loc->pack;
       }
-      uint64_t holes = 0;
-      for (const auto& h : e.holes) holes += h.length;
+      const uint64_t holes = hole_bytes(e.holes);
       if (data + holes != e.size) {
         return Status::corruption(where(dir, name) + ": size " + std::to_string(e.size) + " != data " +
                                   std::to_string(data) + " + holes " + std::to_string(holes));

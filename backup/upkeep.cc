@@ -714,9 +714,7 @@ Result<CheckReport> run_check(Repository& repo, const CheckOptions& opts) {
       }
       data += loc->raw_length;
     }
-    uint64_t holes = 0;
-    for (const auto& h : e.holes) holes += h.length;
-    if (data + holes != e.size) out.push_back({e.name, "size does not match its chunks and holes", true});
+    if (data + hole_bytes(e.holes) != e.size) out.push_back({e.name, "size does not match its chunks and holes", true});
     // A wrong sum does not hurt a restore, but the next backup of the file
     // would trust it to find the chunk in place: an error, not damage.
     for (size_t i = 0; i < e.chunk_sums.size() && i < e.chunks.size(); ++i) {

@@ -34,6 +34,15 @@ struct Hole {
   bool operator==(const Hole&) const = default;
 };
 
+// Bytes in `holes`: a file's size is its chunks' raw bytes plus these
+// (FORMAT.md §6.2), which restore, check and backup's reuse of a parent
+// entry each verify against the index.
+inline uint64_t hole_bytes(const std::vector<Hole>& holes) {
+  uint64_t n = 0;
+  for (const auto& h : holes) n += h.length;
+  return n;
+}
+
 struct TreeEntry {
   NodeType type = NodeType::kFile;
   std::string name;  // raw bytes of one path component
