@@ -113,17 +113,30 @@ std::string Radosgw::start(const std::string& dir) {
     return std::make_unique<Subprocess>(std::move(o));
   };
   mon_ = spawn({"ceph-mon", "-c", conf_, "-i", "a", "-f"}, "mon");
-  const std::string osd_uuid = uuid();
   // A monitor that has just started can refuse the first commands (seen under
-  // load: the call fails in well under its timeout); `osd new UUID` is
-  // idempotent, so it is retried a few times.
-  bool osd_made = false;
-  for (int attempt = 0; attempt < 5 && !osd_made; ++attempt) {
+  // load: the call fails in well under its timeout), so ask a few times. The
+  // answer must be this cluster's fsid: were the port taken by another
+  // cluster's monitor, every later step would quietly join that cluster.
+  std::string answered_fsid;
+  for (int attempt = 0; attempt < 5 && answered_fsid.empty(); ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(seconds(1));
-    osd_made = sh("ceph -c " + q + " --connect-timeout 30 osd new " + osd_uuid) == 0;
+    std::string out;
+    // Only stdout is the answer; stderr goes to the setup log.
+    if (run_shell("{ timeout 60 ceph -c " + q + " --connect-timeout 30 fsid 2>>'" + setup_log + "'; }", &out) == 0) {
+      answered_fsid = out.substr(0, out.find_first_of("\r\n"));
+    }
   }
-  if (!osd_made) {
-    return fail("'ceph osd new' failed 5 times: monitor not answering (its log: " + dir_ + "/log/mon.a.log)", setup_log);
+  if (answered_fsid.empty()) {
+    return fail("'ceph fsid' failed 5 times: monitor not answering (its log: " + dir_ + "/log/mon.a.log)", setup_log);
+  }
+  if (answered_fsid != fsid) {
+    return fail("the monitor on port " + std::to_string(mon_port) + " belongs to another cluster (fsid " +
+                    answered_fsid + ", ours " + fsid + ")",
+                dir_ + "/log/mon.a.log");
+  }
+  const std::string osd_uuid = uuid();
+  if (sh("ceph -c " + q + " --connect-timeout 30 osd new " + osd_uuid) != 0) {
+    return fail("'ceph osd new' failed", setup_log);
   }
   if (sh("ceph-osd -c " + q + " --mkfs -i 0 --osd-uuid " + osd_uuid) != 0) {
     return fail("ceph-osd --mkfs failed", setup_log);

@@ -6,14 +6,20 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -170,20 +176,61 @@ void write_file(const std::string& path, const std::string& data) {
 }
 
 int free_tcp_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    throw std::runtime_error("bind failed");
+  // Tests run in parallel (ctest -j) and several start servers whose port is
+  // chosen here but bound later by another process (ceph-mon, radosgw,
+  // stowaged). Two hazards follow, and each is closed off:
+  //  - two test processes picking the same port: a port is claimed by binding
+  //    an abstract unix socket named after it, held for the life of this
+  //    process and released by the kernel when it dies;
+  //  - an outgoing connection taking the port as its ephemeral source port
+  //    before the server binds it: ports come from outside the kernel's
+  //    ephemeral range (ip_local_port_range), which connect() never uses.
+  // Seen without this: one radosgw fixture's OSD joined another test's
+  // monitor and was refused with "wrong fsid".
+  static std::mutex mu;
+  static std::vector<int> claims;  // held open until the process exits
+  std::lock_guard lock(mu);
+  int eph_low = 32768, eph_high = 60999;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> eph_low >> eph_high;
+  int first = std::max(10000, eph_low - 12800), last = eph_low - 1;
+  if (last - first < 1000) first = eph_high + 1, last = 65535;  // an unusual range: use the ports above it
+  const int span = last - first + 1;
+  if (span <= 0) throw std::runtime_error("no TCP ports outside the ephemeral range");
+  const int start = static_cast<int>(std::random_device{}() % span);
+  for (int i = 0; i < span; ++i) {
+    const int port = first + (start + i) % span;
+    int claim = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (claim < 0) throw std::runtime_error(std::string("socket(AF_UNIX): ") + std::strerror(errno));
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    const std::string name = "stowage-test-tcp-port-" + std::to_string(port);
+    std::memcpy(un.sun_path + 1, name.data(), name.size());  // sun_path[0] == 0: abstract
+    const auto un_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    if (bind(claim, reinterpret_cast<sockaddr*>(&un), un_len) != 0) {
+      close(claim);  // another test process holds it
+      continue;
+    }
+    int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+      close(claim);
+      throw std::runtime_error(std::string("socket(AF_INET): ") + std::strerror(errno));
+    }
+    const int one = 1;
+    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // as the servers will
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    in.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free = bind(probe, reinterpret_cast<sockaddr*>(&in), sizeof in) == 0;
+    close(probe);
+    if (!free) {
+      close(claim);  // something outside the tests listens there
+      continue;
+    }
+    claims.push_back(claim);
+    return port;
   }
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
+  throw std::runtime_error("no free TCP port in " + std::to_string(first) + "-" + std::to_string(last) + " on 127.0.0.1");
 }
 
 std::string bin_dir() {

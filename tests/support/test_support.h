@@ -95,7 +95,9 @@ int run_shell(const std::string& cmd, std::string* out = nullptr);
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
+// A TCP port on 127.0.0.1, free when chosen, outside the kernel's ephemeral
+// range, and claimed for the life of this process so that no other test
+// process is handed it too. Throws if none is left.
 int free_tcp_port();
 
 // Directory with the built binaries (set by CMake as STOWAGE_BIN_DIR).
