@@ -1059,14 +1059,16 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   STOWAGE_RETURN_IF_ERROR(finish_files());
   result_.bytes_written = progress_->bytes_written;
 
-  // Hard links after their leader's data is written.
-  for (const auto& l : links_) {
-    STOWAGE_ASSIGN_OR_RETURN(const int from, open_dir(l.leader_dir));
-    Fd from_fd(from);
-    STOWAGE_ASSIGN_OR_RETURN(const int to, open_dir(l.dir));
-    Fd to_fd(to);
-    if (::linkat(from, l.leader_name.c_str(), to, l.name.c_str(), 0) != 0) {
-      return errno_status(errno, "link " + where(l.dir, l.name));
+  // Hard links after their leader's data is written. Each side keeps its own
+  // chain of open directories, so a link costs no walk from the root.
+  {
+    DirChain leaders, links;
+    for (const auto& l : links_) {
+      STOWAGE_ASSIGN_OR_RETURN(const int from, chain_fd(l.leader_dir, leaders));
+      STOWAGE_ASSIGN_OR_RETURN(const int to, chain_fd(l.dir, links));
+      if (::linkat(from, l.leader_name.c_str(), to, l.name.c_str(), 0) != 0) {
+        return errno_status(errno, "link " + where(l.dir, l.name));
+      }
     }
   }
   // Metadata of everything but directories, then directories deepest first,
