@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <random>
@@ -73,6 +75,14 @@ Result<int64_t> parse_duration_ns(const std::string& text) {
 
 Result<std::unique_ptr<Repository>> open_repo(const std::string& url) {
   if (url.empty()) return Status::invalid_argument("no repository: pass --repo URL or set STOWAGE_REPOSITORY");
+  // Opening a file store creates its directory; only 'repo init' may do that,
+  // or a mistyped path would leave an empty directory behind.
+  if (url.starts_with("file://")) {
+    std::error_code ec;
+    if (!std::filesystem::exists(url.substr(7), ec) && !ec) {
+      return Status::not_found("no repository at " + url + " (no such directory); 'stowctl repo init' creates one");
+    }
+  }
   STOWAGE_ASSIGN_OR_RETURN(auto store, open_object_store(url));
   auto repo = Repository::open(std::move(store));
   if (!repo.is_ok()) return repo.status().with_context(url);
@@ -392,7 +402,8 @@ int cmd_check(const BackupCliState& st) {
 // read once, after parsing, in run_backup_command().
 CLI::Option* repo_option(CLI::App* cmd, BackupCliState& st) {
   return cmd->add_option("--repo,-r", st.repo,
-                         "Repository URL (file:///abs/path or s3://bucket/prefix); default: $STOWAGE_REPOSITORY");
+                         "Repository: a local directory (a path, or file:///abs/path) or s3://bucket/prefix; "
+                         "default: $STOWAGE_REPOSITORY");
 }
 
 }  // namespace
@@ -477,6 +488,20 @@ std::optional<int> run_backup_command(const BackupCliState& parsed) {
   BackupCliState st = parsed;
   if (st.repo.empty()) {
     if (const char* env = std::getenv("STOWAGE_REPOSITORY")) st.repo = env;  // an explicit --repo wins
+  }
+  // A plain path, as restic takes it: a local repository, relative to here.
+  // Anything that starts like a URL scheme ("s3:", "file:") stays a URL, to be
+  // refused if malformed rather than taken for a directory ("./a:b" is one).
+  const size_t colon = st.repo.find(':');
+  const bool url_like = colon != std::string::npos && colon > 0 &&
+                        std::isalpha(static_cast<unsigned char>(st.repo[0])) &&
+                        st.repo.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") ==
+                            colon;
+  if (!st.repo.empty() && !url_like) {
+    std::error_code ec;
+    const auto abs = std::filesystem::absolute(st.repo, ec);
+    if (ec) return fail("--repo " + st.repo, Status::invalid_argument("cannot make the path absolute: " + ec.message()));
+    st.repo = "file://" + abs.lexically_normal().string();
   }
   if (st.init && st.init->parsed()) return cmd_init(st);
   if (st.create && st.create->parsed()) return cmd_create(st);

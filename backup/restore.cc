@@ -1011,7 +1011,7 @@ Result<RestoreResult> Restorer::run(const Hash256& id) {
   if (!opts_.overwrite) {
     STOWAGE_ASSIGN_OR_RETURN(const auto names, fs_util::list_dir(rfd));
     if (!names.empty()) {
-      return Status::failed_precondition("target " + opts_.target + " is not empty (use overwrite to restore into it)");
+      return Status::failed_precondition("target " + opts_.target + " is not empty (--overwrite restores into it)");
     }
   }
   if (!opts_.reuse_from.empty()) {

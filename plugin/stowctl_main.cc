@@ -87,9 +87,15 @@ std::optional<int> run_volume_backup_command(const stowage::BackupCliState& st, 
     return arg.find('/') == std::string::npos && ::access(arg.c_str(), F_OK) != 0 &&
            stowage::validate_volume_name(arg).is_ok();
   };
+  // On failure, the reader may have meant a directory that does not exist.
+  auto failed = [](const std::string& arg) {
+    std::cerr << "stowctl: ('" << arg << "' was taken as a volume name: it has no '/' and nothing here has that "
+              << "name; for a directory, write ./" << arg << ")\n";
+    return 1;
+  };
   if (st.create && st.create->parsed() && is_volume(st.path)) {
     auto j = call(socket, "POST", "/v1/volumes/" + st.path + "/backup", json{{"reason", "manual"}}.dump());
-    if (!j) return 1;
+    if (!j) return failed(st.path);
     if (st.json) {
       std::cout << j->dump(2) << "\n";
     } else {
@@ -100,7 +106,7 @@ std::optional<int> run_volume_backup_command(const stowage::BackupCliState& st, 
   }
   if (st.restore && st.restore->parsed() && is_volume(st.target)) {
     auto j = call(socket, "POST", "/v1/volumes/" + st.target + "/restore", json{{"snapshot", st.snapshot}}.dump());
-    if (!j) return 1;
+    if (!j) return failed(st.target);
     if (st.json) {
       std::cout << j->dump(2) << "\n";
     } else {

@@ -27,7 +27,7 @@ class StowctlTest : public ::testing::Test {
     const std::string o = dir_ / "out.txt", e = dir_ / "err.txt";
     const std::string cmd = "STOWAGE_REPOSITORY='file://" + dir_.path() + "/repo' '" + test::bin_dir() +
                             "/stowctl' " + args + " >'" + o + "' 2>'" + e + "'";
-    const std::string wrapped = "( " + cmd + " )";
+    const std::string wrapped = "( " + (cwd_.empty() ? "" : "cd '" + cwd_ + "' && ") + cmd + " )";
     const int status = test::run_shell(wrapped);
     if (out) *out = test::read_file(o);
     if (err) *err = test::read_file(e);
@@ -49,6 +49,7 @@ class StowctlTest : public ::testing::Test {
     return src;
   }
   TempDir dir_{"stowage-cli"};
+  std::string cwd_;  // where stowctl runs; "" = the test's own directory
 };
 
 TEST_F(StowctlTest, InitBackupLsRestoreCheckForgetPrune) {
@@ -232,6 +233,41 @@ TEST_F(StowctlTest, ExplicitRepoWinsOverEnvironment) {
   EXPECT_EQ(stowctl_json("restore latest --to '" + target + "' " + other)["snapshot"], mine["snapshot"]);
   EXPECT_EQ(stowctl_json("check " + other)["snapshots"], 1);
   EXPECT_EQ(stowctl_json("prune " + other)["packs_deleted"], 0);
+}
+
+// --repo also takes a plain path, relative to where stowctl runs, as restic
+// does. Only 'repo init' creates a directory: a mistyped path given to any
+// other command is refused and leaves nothing behind.
+TEST_F(StowctlTest, APlainPathIsALocalRepositoryAndOnlyInitCreatesIt) {
+  const std::string src = small_source();
+  cwd_ = dir_.path();
+  std::string err;
+  EXPECT_NE(stowctl("backup ls --repo typo", nullptr, &err), 0);
+  EXPECT_NE(err.find("no repository at file://" + dir_.path() + "/typo"), std::string::npos) << err;
+  EXPECT_NE(stowctl("backup create '" + src + "' --repo ./typo", nullptr, &err), 0);
+  EXPECT_NE(stowctl("check --repo typo/", nullptr, &err), 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "typo"));
+
+  EXPECT_EQ(stowctl_json("repo init --repo plain")["repository"], "file://" + dir_.path() + "/plain");
+  const json made = stowctl_json("backup create '" + src + "' --repo '" + dir_.path() + "/plain'");
+  const json listed = stowctl_json("backup ls --repo ./sub/../plain");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["id"], made["snapshot"]);
+  // Something shaped like a URL stays one, refused if it is not a known kind.
+  EXPECT_NE(stowctl("backup ls --repo s3:plain", nullptr, &err), 0);
+  EXPECT_NE(err.find("unsupported store URL"), std::string::npos) << err;
+}
+
+// A bare word for --to (or for backup create) means a volume of stowaged;
+// when that fails, the error says how it was read and how to name a directory.
+TEST_F(StowctlTest, ABareNameTakenForAVolumeSaysSoWhenItFails) {
+  cwd_ = dir_.path();
+  std::string err;
+  EXPECT_NE(stowctl("--admin-socket '" + dir_.path() + "/none.sock' restore latest --to target", nullptr, &err), 0);
+  EXPECT_NE(err.find("cannot reach stowaged"), std::string::npos) << err;
+  EXPECT_NE(err.find("'target' was taken as a volume name"), std::string::npos) << err;
+  EXPECT_NE(err.find("write ./target"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "target"));
 }
 
 // The repository's filesystem fills up during a backup: the backup fails
