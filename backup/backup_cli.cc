@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cctype>
+#include <charconv>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -422,7 +423,16 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
   // directory here) to the daemon instead.
   st.create->add_option("path", st.path, "Directory to back up, or the name of a stowaged volume")->required();
   repo_option(st.create, st);
-  st.create->add_option("--tag", st.tags, "Tag for the snapshot (repeatable)");
+  st.create->add_option("--tag", st.tags, "Tag for the snapshot (repeatable)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v.empty()) return "a tag cannot be empty";
+            for (unsigned char c : v) {
+              if (c < 0x20 || c == 0x7f || c == ',') return "a tag cannot hold control characters or ','";
+            }
+            return "";
+          },
+          "TAG"));
   st.create->add_option("--name", st.name, "Source name (default: the directory's name)");
   st.create->add_option("--host", st.host, "Host name to record (default: this host)");
   st.create->add_flag("--no-parent", st.no_parent, "Read every file instead of skipping unchanged ones");
@@ -453,8 +463,19 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
                         "Snapshot ids (unique prefixes) to forget instead of a policy; also removes a manifest "
                         "that cannot be read");
   repo_option(st.forget, st);
+  // CLI11's PositiveNumber names its range as 0 to 1.8e308; say it plainly.
+  const CLI::Validator at_least_one(
+      [](std::string& v) -> std::string {
+        int n = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc() || end != v.data() + v.size() || n < 1) {
+          return "must be a whole number of at least 1, got '" + v + "'";
+        }
+        return "";
+      },
+      "N>=1");
   auto keep = [&](const char* flag, int& count, const char* what) {
-    st.forget->add_option(flag, count, what)->check(CLI::PositiveNumber);
+    st.forget->add_option(flag, count, what)->check(at_least_one);
   };
   keep("--keep-last", st.keep_last, "Keep the N newest snapshots");
   keep("--keep-hourly", st.keep_hourly, "Keep the newest snapshot of each of the last N hours");

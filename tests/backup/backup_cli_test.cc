@@ -124,11 +124,30 @@ TEST_F(StowctlTest, InitBackupLsRestoreCheckForgetPrune) {
 TEST_F(StowctlTest, KeepCountsBelowOneAreRefusedByName) {
   ASSERT_EQ(stowctl("repo init"), 0);
   std::string err;
-  for (const char* bad : {"--keep-last -1", "--keep-last 0", "--keep-daily -3"}) {
+  for (const char* bad : {"--keep-last -1", "--keep-last 0", "--keep-daily -3", "--keep-weekly 2.5"}) {
     EXPECT_NE(stowctl(std::string("forget ") + bad, nullptr, &err), 0) << bad;
     EXPECT_EQ(err.find("no keep rule"), std::string::npos) << bad << ": " << err;
     EXPECT_NE(err.find("--keep-"), std::string::npos) << bad << ": " << err;
+    EXPECT_NE(err.find("must be a whole number of at least 1"), std::string::npos) << bad << ": " << err;
   }
+}
+
+// A tag is a word a later 'forget --keep-tag' can name and 'backup ls' can
+// list (comma-separated): empty ones, commas and control characters are
+// refused before anything is read.
+TEST_F(StowctlTest, TagsThatCannotBeListedOrNamedAreRefused) {
+  const std::string src = small_source();
+  ASSERT_EQ(stowctl("repo init"), 0);
+  std::string err;
+  for (const std::string bad : {"''", "'a,b'", "\"$(printf 'tab\\there')\""}) {
+    EXPECT_NE(stowctl("backup create '" + src + "' --tag " + bad, nullptr, &err), 0) << bad;
+    EXPECT_NE(err.find("--tag: a tag cannot"), std::string::npos) << bad << ": " << err;
+  }
+  EXPECT_EQ(stowctl_json("backup ls").size(), 0u);
+  ASSERT_EQ(stowctl("backup create '" + src + "' --tag nightly --tag pre-upgrade.2"), 0);
+  const json ls = stowctl_json("backup ls");
+  ASSERT_EQ(ls.size(), 1u);
+  EXPECT_EQ(ls[0]["tags"], json::array({"nightly", "pre-upgrade.2"}));
 }
 
 // --compression-level outside zstd's range used to be taken silently.
