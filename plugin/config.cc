@@ -49,7 +49,7 @@ const std::vector<Spec>& specs() {
       {"metrics.allow_non_loopback", "STOWAGE_METRICS_ALLOW_NON_LOOPBACK", "--metrics-allow-non-loopback",
        "Allow metrics.listen on a non-loopback address (the endpoint has no authentication)", Kind::kBool},
       {"repository.url", "STOWAGE_REPOSITORY", "--repository",
-       "Backup repository: file:///abs/path or s3://bucket[/prefix] (\"\" = none)", Kind::kUrl},
+       "Backup repository: /abs/path, file:///abs/path or s3://bucket[/prefix] (\"\" = none)", Kind::kUrl},
       {"repository.s3.endpoint", "STOWAGE_S3_ENDPOINT", "--s3-endpoint",
        "http(s)://host[:port] of an S3-compatible server (\"\" = AWS)", Kind::kEndpoint},
       {"repository.s3.region", "AWS_REGION", "--s3-region", "S3 signing region (default us-east-1)", Kind::kRegion},
@@ -159,7 +159,8 @@ Status check_string(const Spec& spec, const std::string& v) {
         return Status::ok();
       }
       if (v.starts_with("s3://")) return check_s3_url(v);
-      return bad("must be file:///path or s3://bucket[/prefix], got '" + v + "'");
+      if (v.starts_with("/")) return Status::ok();
+      return bad("must be an absolute path, file:///path or s3://bucket[/prefix], got '" + v + "'");
     }
     case Kind::kEndpoint:
       if (v.empty()) return Status::ok();
@@ -424,6 +425,8 @@ Result<DaemonOptions> load_config(const ConfigInput& in) {
   }
 
   text("repository.url", opts.repository_url);
+  // An absolute path is a local repository, as for stowctl --repo.
+  if (opts.repository_url.starts_with("/")) opts.repository_url = "file://" + opts.repository_url;
   if (opts.repository_url.starts_with("s3://")) {
     // s3_config_from_env() knows the AWS conventions (shared files, profiles,
     // tuning variables); the file's repository.s3 keys answer for the

@@ -138,6 +138,13 @@ TEST_F(ConfigTest, EnvironmentOverridesFileAndFlagsOverrideBoth) {
   EXPECT_EQ(o->log_level, LogLevel::kWarn) << "file beats default";
 }
 
+// An absolute path names a local repository, as it does for stowctl --repo.
+TEST_F(ConfigTest, AnAbsolutePathRepositoryIsAFileUrl) {
+  auto o = load(R"({"repository": {"url": "/srv/stowage-repo"}})");
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_EQ(o->repository_url, "file:///srv/stowage-repo");
+}
+
 TEST_F(ConfigTest, S3CredentialsFromFileAreOverriddenByTheEnvironment) {
   env_["AWS_SECRET_ACCESS_KEY"] = "env-secret";
   auto o = load(R"({"repository": {"url": "s3://bkt", "s3": {"access_key_id": "FILEKEYID",
@@ -218,7 +225,8 @@ TEST_F(ConfigTest, ErrorBadValues) {
   EXPECT_HAS(error(R"({"metrics": {"listen": "example.com:9723"}})"), "'example.com' is not an IP address");
   EXPECT_HAS(error(R"({"metrics": {"listen": "127.0.0.1:99999"}})"), "port '99999' is not a number in 1..65535");
   EXPECT_HAS(error(R"({"repository": {"url": "ftp://x"}})"),
-             "key 'repository.url': must be file:///path or s3://bucket[/prefix], got 'ftp://x'");
+             "key 'repository.url': must be an absolute path, file:///path or s3://bucket[/prefix], got 'ftp://x'");
+  EXPECT_HAS(error(R"({"repository": {"url": "relative/repo"}})"), "must be an absolute path, file:///path");
   EXPECT_HAS(error(R"({"repository": {"url": "file://relative"}})"), "file URLs need an absolute path");
   EXPECT_HAS(error(R"({"repository": {"url": "s3://Bad_Bucket"}})"), "'Bad_Bucket' is not a valid S3 bucket name");
   std::string e = error(R"({"repository": {"url": "s3://KEYID:topsecret@bucket/p"}})");
