@@ -161,7 +161,7 @@ Result<Schedule> parse_cron(std::string_view text, std::string_view expr) {
   if (fields.size() != 5) {
     return Status::invalid_argument("'" + std::string(text) + "' has " + std::to_string(fields.size()) +
                                     " fields; a cron schedule has 5 (minute hour day-of-month month day-of-week), "
-                                    "or use @hourly, @daily, @weekly, @monthly, @yearly, every:DURATION or off");
+                                    "or use @hourly, @daily, @weekly, @monthly, @yearly (the @ may be left out), every:DURATION or off");
   }
   Schedule s;
   s.kind = Schedule::Kind::kCron;
@@ -291,8 +291,12 @@ Result<Schedule> parse_schedule(std::string_view raw) {
     s.text = "off";
     return s;
   }
-  if (text[0] == '@') {
+  // "daily" is read as "@daily": it is what people write, and a single
+  // word can be nothing else (a cron expression has five fields).
+  const bool bare_macro = std::ranges::any_of(kMacros, [l = lower(text)](const Macro& m) { return l == m.name.substr(1); });
+  if (text[0] == '@' || bare_macro) {
     std::string l = lower(text);
+    if (l[0] != '@') l.insert(0, 1, '@');
     for (const auto& m : kMacros) {
       if (l == m.name) {
         auto s = parse_cron(text, m.cron);

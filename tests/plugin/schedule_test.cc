@@ -75,6 +75,11 @@ TEST(Schedule, Macros) {
   EXPECT_EQ(runs("@yearly", "2026-11-26 12:34"), V{"2027-01-01 00:00:00 Fri"});
   EXPECT_EQ(runs("@annually", "2027-01-01 00:00"), V{"2028-01-01 00:00:00 Sat"});
   EXPECT_EQ(parse_ok("  @Daily ").text, "@daily");
+  // The @ may be left out; the schedule is then shown with it.
+  EXPECT_EQ(parse_ok("daily").text, "@daily");
+  EXPECT_EQ(parse_ok("Weekly").text, "@weekly");
+  EXPECT_EQ(runs("hourly", "2026-11-26 12:34:56"), V{"2026-11-26 13:00:00 Thu"});
+  EXPECT_FALSE(parse_schedule("dailyish").is_ok());
 }
 
 TEST(Schedule, NextIsStrictlyAfterAndOnAWholeMinute) {
