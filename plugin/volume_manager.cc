@@ -1075,7 +1075,7 @@ Status VolumeManager::snapshot_rollback(const std::string& volume, const std::st
   }
   if (mounts > 0 && !force) {
     return Status::failed_precondition("volume '" + volume + "' is mounted by " + std::to_string(mounts) +
-                                       " container(s); stop them first, or force (running containers keep "
+                                       " container(s); stop them first, or use --force (running containers keep "
                                        "the old data until they restart)");
   }
   STOWAGE_RETURN_IF_ERROR(opts_.snapshots->rollback(volume_dir(volume), backend_.data_path(volume_dir(volume)), name)
