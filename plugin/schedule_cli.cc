@@ -36,7 +36,7 @@ void add_schedule_commands(CLI::App& app, ScheduleCliState& st) {
       "Scheduled backups of volumes (set with docker volume create -o backup=SCHEDULE -o keep=POLICY)");
   st.schedule->require_subcommand(1);
   st.schedule->footer(
-      "Schedules (UTC): @hourly @daily @weekly @monthly @yearly, cron \"MIN HOUR DOM MON DOW\"\n"
+      "Schedules (UTC): @hourly @daily @weekly @monthly @yearly (or daily, …), cron \"MIN HOUR DOM MON DOW\"\n"
       "(e.g. \"*/15 * * * *\", \"30 2 * * mon-fri\"), every:DURATION (every:10m, every:1h30m; at least 1m), off.\n"
       "Each run starts at its slot plus a random delay of at most a tenth of the interval (5 minutes at most);\n"
       "a slot missed while stowaged was down runs once at start; a slot that comes while the volume's\n"
