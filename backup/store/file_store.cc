@@ -57,7 +57,7 @@ Status make_dirs(const std::string& dir) {
   if (errno != ENOENT) return errno_status(errno, "stat " + dir);
   std::string parent = parent_of(dir);
   STOWAGE_RETURN_IF_ERROR(make_dirs(parent));
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + dir);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + dir);
   return fsync_dir(parent);
 }
 
@@ -129,15 +129,15 @@ class FileStore final : public ObjectStore {
     {
       constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
       const bool large = data.size() >= kDirectMinSize;
-      int raw = large ? ::open(tmp.c_str(), kFlags | O_DIRECT, 0644) : -1;
+      int raw = large ? ::open(tmp.c_str(), kFlags | O_DIRECT, 0600) : -1;
       const bool direct = raw >= 0;
       if (large && !direct && errno == EINVAL) {
         // A file system without O_DIRECT refuses the open with EINVAL after
         // creating the (uniquely named) temp file: write it buffered.
         ::unlink(tmp.c_str());
-        raw = ::open(tmp.c_str(), kFlags, 0644);
+        raw = ::open(tmp.c_str(), kFlags, 0600);
       } else if (!large) {
-        raw = ::open(tmp.c_str(), kFlags, 0644);
+        raw = ::open(tmp.c_str(), kFlags, 0600);
       }
       Fd fd(raw);
       if (!fd.ok()) return errno_status(errno, ctx + ": create temp file");

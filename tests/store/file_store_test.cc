@@ -48,6 +48,23 @@ TEST(FileStore, WritesStayUnderRootAndLeaveNoTempFiles) {
   EXPECT_EQ((*s)->describe(), "file://" + dir.path() + "/root");
 }
 
+// A repository holds copies of every volume's files, unencrypted: nobody but
+// its owner may read it, whatever the modes of the files it copied were.
+TEST(FileStore, ObjectsAndDirectoriesAreTheOwnersAlone) {
+  test::TempDir dir;
+  const mode_t old_umask = ::umask(022);
+  auto s = open_file_store(dir / "root");
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  ASSERT_TRUE((*s)->put("data/ab/small", "1").is_ok());
+  ASSERT_TRUE((*s)->put("data/ab/large", std::string(4u << 20, 'x')).is_ok());  // the O_DIRECT path
+  ::umask(old_umask);
+  for (const char* path : {"root", "root/data", "root/data/ab", "root/data/ab/small", "root/data/ab/large"}) {
+    struct stat st{};
+    ASSERT_EQ(::stat((dir / path).c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 077, 0u) << path << " has mode " << std::oct << (st.st_mode & 0777);
+  }
+}
+
 TEST(FileStore, ObjectAndDirectoryConflictIsPermanent) {
   test::TempDir dir;
   auto s = open_file_store(dir.path());
