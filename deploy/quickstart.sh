@@ -24,9 +24,15 @@ if [[ ! -e $config ]]; then
   chmod 0600 "$config"
   echo "quickstart: wrote $config (backups to file://$repo)"
 fi
-if [[ ! -e $repo/config ]]; then
-  mkdir -p /var/lib/stowage
-  /usr/local/sbin/stowctl repo init --repo "file://$repo"
+default_repo=false
+if grep -Eq "\"(file://)?$repo/?\"" "$config"; then
+  default_repo=true
+  if [[ ! -e $repo/config ]]; then
+    mkdir -p /var/lib/stowage
+    /usr/local/sbin/stowctl repo init --repo "file://$repo"
+  fi
+else
+  echo "quickstart: $config names another repository (or none); $repo is not made"
 fi
 
 sock=/run/docker/plugins/stowage.sock
@@ -53,6 +59,11 @@ if ! /usr/local/sbin/stowctl volume ls >/dev/null 2>&1; then
 fi
 echo
 echo "stowaged is running: Docker plugin socket $sock, state in /var/lib/stowage, config $config."
-echo "Try:  docker volume create --driver stowage -o uid=1000 -o backup=@daily -o keep=daily:7 demo"
-echo "      stowctl volume ls; stowctl schedule ls"
-echo "      STOWAGE_REPOSITORY=$repo stowctl backup ls"
+if $default_repo; then
+  echo "Try:  docker volume create --driver stowage -o uid=1000 -o backup=@daily -o keep=daily:7 demo"
+  echo "      stowctl volume ls; stowctl schedule ls"
+  echo "      stowctl backup ls --repo $repo"
+else
+  echo "Try:  docker volume create --driver stowage -o uid=1000 demo"
+  echo "      stowctl volume ls"
+fi
