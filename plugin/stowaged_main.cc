@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "fs_util.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
     flag_opts[key] = app.add_option(std::string(k.flag), flag_values[key], desc);
   }
   CLI11_PARSE(app, argc, argv);
+  stowage::raise_open_file_limit();  // deep trees hold a descriptor per level
 
   stowage::ConfigInput in;
   in.env = stowage::process_env();

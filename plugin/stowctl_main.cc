@@ -9,6 +9,7 @@
 
 #include "admin_client.h"
 #include "daemon.h"
+#include "fs_util.h"
 #include "stowage/backup_cli.h"
 #include "stowage/volume.h"
 #include "schedule_cli.h"
@@ -249,6 +250,7 @@ int main(int argc, char** argv) {
   stowage::ScheduleCliState schedule_cli;
   stowage::add_schedule_commands(app, schedule_cli);
   CLI11_PARSE(app, argc, argv);
+  stowage::raise_open_file_limit();  // deep trees hold a descriptor per level
   if (auto rc = stowage::run_schedule_command(schedule_cli, socket)) return *rc;
   if (auto rc = run_volume_backup_command(backup_cli, socket)) return *rc;
   if (auto rc = stowage::run_backup_command(backup_cli)) return *rc;

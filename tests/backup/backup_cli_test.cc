@@ -1,6 +1,7 @@
 // Runs the real stowctl binary end to end on a file:// repository: repo init,
 // backup create, backup ls --json, restore, check --read-data, forget, prune.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -130,6 +131,41 @@ TEST_F(StowctlTest, KeepCountsBelowOneAreRefusedByName) {
     EXPECT_NE(err.find("--keep-"), std::string::npos) << bad << ": " << err;
     EXPECT_NE(err.find("must be a whole number of at least 1"), std::string::npos) << bad << ": " << err;
   }
+}
+
+// A tree deeper than the usual soft limit of 1024 open files needs a
+// descriptor per level to back up and restore; stowctl raises its soft limit
+// to the hard one instead of failing with "Too many open files".
+TEST_F(StowctlTest, ATreeDeeperThanTheSoftFileLimitRoundTrips) {
+  const std::string src = dir_ / "src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  int fd = ::open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  for (int depth = 0; depth < 600; ++depth) {  // one-letter names: 1,200 bytes of path
+    ASSERT_EQ(::mkdirat(fd, "d", 0755), 0);
+    const int next = ::openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ::close(fd);
+    ASSERT_GE(next, 0);
+    fd = next;
+  }
+  const int f = ::openat(fd, "leaf", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(f, 0);
+  ASSERT_EQ(::write(f, "deep", 4), 4);
+  ::close(f);
+  ::close(fd);
+  ASSERT_EQ(stowctl("repo init"), 0);
+  // Only the soft limit is lowered (to 256, below the depth): stowctl may
+  // raise it back up to the hard one.
+  auto low_limit_stowctl = [&](const std::string& args, std::string* out) {
+    return test::run_shell("STOWAGE_REPOSITORY='file://" + dir_.path() + "/repo' sh -c 'ulimit -Sn 256 && exec \"$0\" " +
+                               "\"$@\"' '" + test::bin_dir() + "/stowctl' " + args,
+                           out);
+  };
+  std::string out;
+  ASSERT_EQ(low_limit_stowctl("backup create '" + src + "' --name deep", &out), 0) << out;
+  const std::string target = dir_ / "restored";
+  ASSERT_EQ(low_limit_stowctl("restore latest --to '" + target + "'", &out), 0) << out;
+  EXPECT_TRUE(test::diff_trees(src, target).empty()) << ::testing::PrintToString(test::diff_trees(src, target));
 }
 
 // A tag is a word a later 'forget --keep-tag' can name and 'backup ls' can
