@@ -78,7 +78,7 @@ Result<std::unique_ptr<Repository>> open_repo(const std::string& url) {
   if (url.empty()) return Status::invalid_argument("no repository: pass --repo URL or set STOWAGE_REPOSITORY");
   // Opening a file store creates its directory; only 'repo init' may do that,
   // or a mistyped path would leave an empty directory behind.
-  if (url.starts_with("file://")) {
+  if (url.starts_with("file:///")) {  // a relative one is refused by the store, with its own message
     std::error_code ec;
     if (!std::filesystem::exists(url.substr(7), ec) && !ec) {
       return Status::not_found("no repository at " + url + " (no such directory); 'stowctl repo init' creates one");
@@ -464,18 +464,21 @@ void add_backup_commands(CLI::App& app, BackupCliState& st) {
                         "that cannot be read");
   repo_option(st.forget, st);
   // CLI11's PositiveNumber names its range as 0 to 1.8e308; say it plainly.
+  // A transform, not a check: the number is written back in plain decimal,
+  // or CLI11's own conversion would read "010" as octal 8.
   const CLI::Validator at_least_one(
       [](std::string& v) -> std::string {
         int n = 0;
         const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
         if (ec != std::errc() || end != v.data() + v.size() || n < 1) {
-          return "must be a whole number of at least 1, got '" + v + "'";
+          return "must be a whole decimal number of at least 1, got '" + v + "'";
         }
+        v = std::to_string(n);
         return "";
       },
       "N>=1");
   auto keep = [&](const char* flag, int& count, const char* what) {
-    st.forget->add_option(flag, count, what)->check(at_least_one);
+    st.forget->add_option(flag, count, what)->transform(at_least_one);
   };
   keep("--keep-last", st.keep_last, "Keep the N newest snapshots");
   keep("--keep-hourly", st.keep_hourly, "Keep the newest snapshot of each of the last N hours");

@@ -7,7 +7,7 @@ namespace stowage {
 namespace {
 constexpr const char* kHowToConfigure =
     "configure one with \"repository\": {\"url\": \"file:///var/lib/stowage/repo\"} in /etc/stowage/stowage.json, "
-    "STOWAGE_REPOSITORY=URL or stowaged --repository URL (file:///path or s3://bucket/prefix; docs/CONFIG.md)";
+    "STOWAGE_REPOSITORY=URL or stowaged --repository URL (/abs/path, file:///path or s3://bucket/prefix; docs/CONFIG.md)";
 }  // namespace
 
 Status check_backup_repository(const VolumeOptions& opts, bool repository_configured) {

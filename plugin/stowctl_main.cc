@@ -34,9 +34,11 @@ std::string human_bytes(const json& v) {
 }
 
 // Calls the daemon; prints the error and returns nullopt on failure.
+// `*http_status` (if given) is the reply's status, 0 when there was none.
 std::optional<json> call(const std::string& socket, const std::string& method, const std::string& path,
-                         const std::string& body = "") {
+                         const std::string& body = "", int* http_status = nullptr) {
   auto r = stowage::admin_call(socket, method, path, body);
+  if (http_status) *http_status = r.is_ok() ? r->status : 0;
   if (!r.is_ok()) {
     std::cerr << "stowctl: " << r.status().message() << "\n";
     return std::nullopt;
@@ -88,14 +90,24 @@ std::optional<int> run_volume_backup_command(const stowage::BackupCliState& st, 
     return arg.find('/') == std::string::npos && ::access(arg.c_str(), F_OK) != 0 &&
            stowage::validate_volume_name(arg).is_ok();
   };
-  // On failure, the reader may have meant a directory that does not exist.
-  auto failed = [](const std::string& arg) {
-    std::cerr << "stowctl: ('" << arg << "' was taken as a volume name: it has no '/' and nothing here has that "
-              << "name; for a directory, write ./" << arg << ")\n";
+  // When there is no daemon or no such volume, the user may have meant a
+  // directory that does not exist (yet).
+  int status = 0;
+  auto failed = [&status, &socket](const std::string& arg) {
+    // The error may be about something else (the snapshot, the repository):
+    // ask whether the volume exists.
+    auto no_volume = [&] {
+      auto r = stowage::admin_call(socket, "GET", "/v1/volumes/" + arg, "");
+      return r.is_ok() && r->status == 404;
+    };
+    if (status == 0 || no_volume()) {
+      std::cerr << "stowctl: ('" << arg << "' was taken as a volume name: it has no '/' and nothing here has that "
+                << "name; for a directory, write ./" << arg << ")\n";
+    }
     return 1;
   };
   if (st.create && st.create->parsed() && is_volume(st.path)) {
-    auto j = call(socket, "POST", "/v1/volumes/" + st.path + "/backup", json{{"reason", "manual"}}.dump());
+    auto j = call(socket, "POST", "/v1/volumes/" + st.path + "/backup", json{{"reason", "manual"}}.dump(), &status);
     if (!j) return failed(st.path);
     if (st.json) {
       std::cout << j->dump(2) << "\n";
@@ -106,7 +118,8 @@ std::optional<int> run_volume_backup_command(const stowage::BackupCliState& st, 
     return 0;
   }
   if (st.restore && st.restore->parsed() && is_volume(st.target)) {
-    auto j = call(socket, "POST", "/v1/volumes/" + st.target + "/restore", json{{"snapshot", st.snapshot}}.dump());
+    auto j = call(socket, "POST", "/v1/volumes/" + st.target + "/restore", json{{"snapshot", st.snapshot}}.dump(),
+                  &status);
     if (!j) return failed(st.target);
     if (st.json) {
       std::cout << j->dump(2) << "\n";

@@ -129,8 +129,12 @@ TEST_F(StowctlTest, KeepCountsBelowOneAreRefusedByName) {
     EXPECT_NE(stowctl(std::string("forget ") + bad, nullptr, &err), 0) << bad;
     EXPECT_EQ(err.find("no keep rule"), std::string::npos) << bad << ": " << err;
     EXPECT_NE(err.find("--keep-"), std::string::npos) << bad << ": " << err;
-    EXPECT_NE(err.find("must be a whole number of at least 1"), std::string::npos) << bad << ": " << err;
+    EXPECT_NE(err.find("must be a whole decimal number of at least 1"), std::string::npos) << bad << ": " << err;
   }
+  // A leading zero is no octal prefix: --keep-last 010 keeps ten.
+  const std::string src = small_source();
+  for (int i = 0; i < 11; ++i) ASSERT_EQ(stowctl("backup create '" + src + "' --tag n" + std::to_string(i)), 0);
+  EXPECT_EQ(stowctl_json("forget --keep-last 010")["remove"].size(), 1u);
 }
 
 // A tree deeper than the usual soft limit of 1024 open files needs a
@@ -323,6 +327,31 @@ TEST_F(StowctlTest, ABareNameTakenForAVolumeSaysSoWhenItFails) {
   EXPECT_NE(err.find("'target' was taken as a volume name"), std::string::npos) << err;
   EXPECT_NE(err.find("write ./target"), std::string::npos) << err;
   EXPECT_FALSE(std::filesystem::exists(dir_ / "target"));
+}
+
+// ... and only then: a daemon that has the volume but refuses the restore
+// (here: it has no repository) gives its reason without the hint; for a
+// volume it does not have, the hint follows the reason.
+TEST_F(StowctlTest, AnExistingVolumeGetsNoVolumeNameHint) {
+  const std::string state = dir_ / "state", admin = dir_ / "admin.sock", plugin = dir_ / "plugin.sock";
+  test::write_file(dir_ / "stowage.json", "{}");  // not the host's /etc/stowage/stowage.json
+  test::Subprocess::Options o;
+  o.argv = {test::bin_dir() + "/stowaged", "--config", dir_ / "stowage.json", "--state-root", state, "--admin-socket", admin,
+            "--plugin-socket", plugin, "--repository", ""};
+  o.log_path = dir_ / "stowaged.log";
+  test::Subprocess daemon(std::move(o));
+  ASSERT_TRUE(test::wait_until([&] { return std::filesystem::exists(admin); }, std::chrono::seconds(20)))
+      << test::read_file(dir_ / "stowaged.log");
+  ASSERT_EQ(test::run_shell("curl -sf --unix-socket '" + plugin + "' -XPOST http://x/VolumeDriver.Create -d "
+                            "'{\"Name\":\"vol1\"}'"),
+            0);
+  cwd_ = dir_.path();
+  std::string err;
+  EXPECT_NE(stowctl("--admin-socket '" + admin + "' restore latest --to vol1", nullptr, &err), 0);
+  EXPECT_NE(err.find("no repository"), std::string::npos) << err;
+  EXPECT_EQ(err.find("was taken as a volume name"), std::string::npos) << err;
+  EXPECT_NE(stowctl("--admin-socket '" + admin + "' restore latest --to vol2", nullptr, &err), 0);
+  EXPECT_NE(err.find("'vol2' was taken as a volume name"), std::string::npos) << err;
 }
 
 // The repository's filesystem fills up during a backup: the backup fails

@@ -116,7 +116,9 @@ std::string Radosgw::start(const std::string& dir) {
   // A monitor that has just started can refuse the first commands (seen under
   // load: the call fails in well under its timeout), so ask a few times. The
   // answer must be this cluster's fsid: were the port taken by another
-  // cluster's monitor, every later step would quietly join that cluster.
+  // cluster's monitor, every later step would quietly join that cluster (the
+  // ceph CLI adopts whatever monmap the monitor hands it: checked by hand,
+  // `ceph -c <conf with fsid B> fsid` against a monitor of fsid A prints A).
   std::string answered_fsid;
   for (int attempt = 0; attempt < 5 && answered_fsid.empty(); ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(seconds(1));
@@ -134,10 +136,14 @@ std::string Radosgw::start(const std::string& dir) {
                     answered_fsid + ", ours " + fsid + ")",
                 dir_ + "/log/mon.a.log");
   }
+  // `osd new UUID` is idempotent: retried, as the first command was.
   const std::string osd_uuid = uuid();
-  if (sh("ceph -c " + q + " --connect-timeout 30 osd new " + osd_uuid) != 0) {
-    return fail("'ceph osd new' failed", setup_log);
+  bool osd_made = false;
+  for (int attempt = 0; attempt < 3 && !osd_made; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(seconds(1));
+    osd_made = sh("ceph -c " + q + " --connect-timeout 30 osd new " + osd_uuid) == 0;
   }
+  if (!osd_made) return fail("'ceph osd new' failed 3 times", setup_log);
   if (sh("ceph-osd -c " + q + " --mkfs -i 0 --osd-uuid " + osd_uuid) != 0) {
     return fail("ceph-osd --mkfs failed", setup_log);
   }

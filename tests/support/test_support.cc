@@ -193,9 +193,11 @@ int free_tcp_port() {
   int eph_low = 32768, eph_high = 60999;
   std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> eph_low >> eph_high;
   int first = std::max(10000, eph_low - 12800), last = eph_low - 1;
-  if (last - first < 1000) first = eph_high + 1, last = 65535;  // an unusual range: use the ports above it
+  if (last - first < 1000) first = eph_high + 1, last = 65535;  // a low range: use the ports above it
+  if (last - first < 1000) first = std::max(1024, eph_low), last = eph_high;  // all ephemeral: claims only
   const int span = last - first + 1;
-  if (span <= 0) throw std::runtime_error("no TCP ports outside the ephemeral range");
+  if (span <= 0) throw std::runtime_error("no usable TCP port range (ip_local_port_range " + std::to_string(eph_low) +
+                                          " " + std::to_string(eph_high) + ")");
   const int start = static_cast<int>(std::random_device{}() % span);
   for (int i = 0; i < span; ++i) {
     const int port = first + (start + i) % span;
