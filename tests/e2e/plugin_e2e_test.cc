@@ -139,6 +139,23 @@ TEST(PluginE2E, ConfigMatchesWhatDockerExpects) {
   EXPECT_EQ(envs["STOWAGE_STATE_ROOT"], c["propagatedMount"]);
   EXPECT_EQ(envs["STOWAGE_PLUGIN_SOCKET"], "/run/docker/plugins/stowage.sock");
   EXPECT_EQ(envs["STOWAGE_DOCKER_SOCKET"], mounts["docker-socket"]["destination"]);
+  // Every STOWAGE_ variable the plugin declares (and docs/PLUGIN.md offers to
+  // `docker plugin set`) is one stowaged reads, with a valid default.
+  const std::string help = shell(bin_dir() + "/stowaged --help");
+  for (const auto& [name, value] : envs) {
+    if (name.starts_with("STOWAGE_")) {
+      EXPECT_NE(help.find("$" + name + "]"), std::string::npos) << name;
+    }
+  }
+  std::string env_prefix;
+  for (const auto& [name, value] : envs) {
+    if (name.starts_with("STOWAGE_") && name != "STOWAGE_STATE_ROOT") env_prefix += name + "='" + value + "' ";
+  }
+  TempDir dir("stowage-plugin-config");
+  write_file(dir.path() + "/empty.json", "{}");
+  EXPECT_EQ(run_shell(env_prefix + "STOWAGE_STATE_ROOT='" + dir.path() + "/state' " + bin_dir() +
+                      "/stowaged --check-config --config " + dir.path() + "/empty.json"),
+            0);
 }
 
 TEST(PluginE2E, DataSurvivesDisableEnableAndUpgrade) {
