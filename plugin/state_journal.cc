@@ -128,7 +128,7 @@ Result<std::vector<StateJournal::Generation>> StateJournal::read_all(const std::
 namespace {
 
 // Writes `bytes` zeros at the start of `fd` and flushes them with the file's size.
-Status fill_with_zeros(int fd, uint64_t bytes, const std::string& path) {
+Status fill_with_zeros(int fd, uint64_t bytes, const std::string& path, const StateJournal::SyncFn& sync) {
   static const std::string kZeros(64 << 10, '\0');
   uint64_t off = 0;
   while (off < bytes) {
@@ -138,25 +138,26 @@ Status fill_with_zeros(int fd, uint64_t bytes, const std::string& path) {
     if (w < 0) return errno_status(errno, "preallocate journal " + path);
     off += static_cast<uint64_t>(w);
   }
-  if (::fdatasync(fd) != 0) return errno_status(errno, "flush preallocated journal " + path);
+  if ((sync ? sync(fd) : ::fdatasync(fd)) != 0) return errno_status(errno, "flush preallocated journal " + path);
   return Status::ok();
 }
 
 }  // namespace
 
 Result<std::unique_ptr<StateJournal>> StateJournal::create(const std::string& dir, uint64_t number,
-                                                           uint64_t preallocate_bytes) {
+                                                           uint64_t preallocate_bytes, SyncFn sync) {
   std::string path = journal_path(dir, number);
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return errno_status(errno, "create journal " + path);
-  Status st = preallocate_bytes > 0 ? fill_with_zeros(fd, preallocate_bytes, path) : Status::ok();
+  Status st = preallocate_bytes > 0 ? fill_with_zeros(fd, preallocate_bytes, path, sync) : Status::ok();
   if (st.is_ok()) st = fsync_dir(dir);
   if (!st.is_ok()) {
     ::close(fd);
     ::unlink(path.c_str());
     return st;
   }
-  return std::unique_ptr<StateJournal>(new StateJournal(fd, number, std::move(path), preallocate_bytes));
+  return std::unique_ptr<StateJournal>(
+      new StateJournal(fd, number, std::move(path), preallocate_bytes, std::move(sync)));
 }
 
 StateJournal::~StateJournal() { ::close(fd_); }
@@ -211,7 +212,7 @@ Status StateJournal::commit(std::string_view payload, Durability durability, boo
     flushing_ = true;
     uint64_t target = appended_;
     lock.unlock();
-    int rc = ::fdatasync(fd_);
+    int rc = sync_ ? sync_(fd_) : ::fdatasync(fd_);
     int err = errno;
     lock.lock();
     flushing_ = false;

@@ -26,6 +26,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -55,12 +56,18 @@ class StateJournal {
   // Like read_all() without reading the files: only `number` and `path` are set.
   [[nodiscard]] static Result<std::vector<Generation>> list(const std::string& dir);
 
+  // What commit() and create()'s preallocation flush with: fdatasync(2)
+  // unless a test puts a failing one in its place (returns -1 with errno
+  // set, as fdatasync does).
+  using SyncFn = std::function<int(int fd)>;
+
   // Creates generation `number` in `dir` (which must exist) and makes its
   // directory entry durable. kAlreadyExists if that generation exists. With
   // `preallocate_bytes` > 0 the file is first filled with that many zero bytes
   // and flushed (see above).
   [[nodiscard]] static Result<std::unique_ptr<StateJournal>> create(const std::string& dir, uint64_t number,
-                                                                    uint64_t preallocate_bytes = 0);
+                                                                    uint64_t preallocate_bytes = 0,
+                                                                    SyncFn sync = {});
 
   ~StateJournal();
 
@@ -90,13 +97,14 @@ class StateJournal {
   uint64_t flushes() const;
 
  private:
-  StateJournal(int fd, uint64_t number, std::string path, uint64_t preallocated)
-      : fd_(fd), number_(number), path_(std::move(path)), preallocated_(preallocated) {}
+  StateJournal(int fd, uint64_t number, std::string path, uint64_t preallocated, SyncFn sync)
+      : fd_(fd), number_(number), path_(std::move(path)), preallocated_(preallocated), sync_(std::move(sync)) {}
 
   int fd_;
   uint64_t number_;
   std::string path_;
   uint64_t preallocated_;  // bytes of zeros the file started with
+  SyncFn sync_;            // empty: fdatasync
   mutable std::mutex mu_;
   std::condition_variable flushed_;
   uint64_t appended_ = 0;  // frames written to the file

@@ -282,8 +282,8 @@ Status VolumeManager::checkpoint() {
   {
     std::shared_lock jl(journal_mu_);
     if (journal_->bytes() > 0) {
-      STOWAGE_ASSIGN_OR_RETURN(next,
-                               StateJournal::create(journal_dir_, journal_->number() + 1, journal_preallocate()));
+      STOWAGE_ASSIGN_OR_RETURN(next, StateJournal::create(journal_dir_, journal_->number() + 1, journal_preallocate(),
+                                                          opts_.journal_sync));
     }
   }
   {
@@ -569,14 +569,14 @@ Status VolumeManager::load() {
     if (::link(from.c_str(), to.c_str()) != 0 && errno != EEXIST) return errno_status(errno, "keep a copy of " + from);
   }
   if (!set_aside.empty()) STOWAGE_RETURN_IF_ERROR(fsync_dir(journal_dir_));
-  auto journal = StateJournal::create(journal_dir_, next_gen, journal_preallocate());
+  auto journal = StateJournal::create(journal_dir_, next_gen, journal_preallocate(), opts_.journal_sync);
   if (!journal.is_ok() && journal.status().code() == Code::kResourceExhausted) {
     // A full disk must not keep stowaged from starting: dockerd forgets the
     // volumes whose Get fails. Without preallocated zeros, frames extend the
     // file as space allows; calls that find none are refused.
     log_.warn("disk full: journal generation started without preallocated space",
               {{"error", journal.status().message()}});
-    journal = StateJournal::create(journal_dir_, next_gen, 0);
+    journal = StateJournal::create(journal_dir_, next_gen, 0, opts_.journal_sync);
   }
   STOWAGE_ASSIGN_OR_RETURN(journal_, std::move(journal));
   // Fold what was replayed into volume.json files now, so the journal starts

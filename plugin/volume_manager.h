@@ -75,6 +75,8 @@ class VolumeManager {
     // Daemon-level checks of a new volume's options (backup= needs a
     // repository); volumes already created or loaded are not checked again.
     std::function<Status(const VolumeOptions&)> check_create;
+    // Tests only: what the journal flushes commits with (default fdatasync).
+    StateJournal::SyncFn journal_sync;
   };
 
   // Loads every volume under options.state_root/volumes, finishing or discarding

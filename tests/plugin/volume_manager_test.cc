@@ -348,6 +348,74 @@ TEST_F(VolumeManagerTest, CloneThatCrashedBeforeItsCommitIsDiscardedWithItsData)
   EXPECT_EQ(test::read_file(again->mountpoint + "/a"), "one");
 }
 
+// A clone whose journal flush fails after its record was written is not
+// acknowledged, yet its record may reach the disk and be replayed, which must
+// then find the clone and not make the volume again, empty. So the clone stays
+// with its marker and the next start decides: the record is there, a volume
+// with the data; the record is lost, discarded and the name free.
+TEST_F(VolumeManagerTest, ACloneWhoseFlushFailedAfterItsRecordWasWrittenIsSettledAtTheNextStart) {
+  for (const bool record_survives : {true, false}) {
+    SCOPED_TRACE(record_survives ? "the record reached the disk" : "the record was lost");
+    test::TempDir root("stowage-vm-flush");
+    auto o = options(root.path());
+    auto failing = std::make_shared<std::atomic<bool>>(false);
+    o.journal_sync = [failing](int fd) {
+      if (failing->load()) {
+        errno = EIO;
+        return -1;
+      }
+      return ::fdatasync(fd);
+    };
+    const std::string w_dir = root.path() + "/volumes/w";
+    std::map<std::string, std::string> journal_before;  // file -> contents, just before the failed flush
+    {
+      auto m = open_with(o);
+      ASSERT_TRUE(m);
+      auto v = m->create("v", {});
+      ASSERT_TRUE(v.is_ok());
+      test::write_file(v->mountpoint + "/a", "one");
+      ASSERT_TRUE(m->snapshot_create("v", "s").is_ok());
+      for (auto& e : fs::directory_iterator(root.path() + "/journal")) {
+        journal_before[e.path()] = test::read_file(e.path());
+      }
+      failing->store(true);
+      auto w = m->create("w", {{"from-snapshot", "v@s"}});
+      ASSERT_FALSE(w.is_ok());
+      EXPECT_NE(w.status().message().find("restart stowaged to settle it"), std::string::npos) << w.status().message();
+      EXPECT_TRUE(fs::exists(w_dir + "/create-pending"));
+      EXPECT_EQ(test::read_file(w_dir + "/_data/a"), "one");
+      // Nothing more is acknowledged in a journal whose state is unknown.
+      EXPECT_FALSE(m->create("x", {}).is_ok());
+      // The checkpoint that would settle it fails too (its new generation's
+      // flush): what stays on disk is what a crash at this moment leaves.
+    }
+    if (!record_survives) {  // the disk kept only what was flushed
+      for (auto& e : fs::directory_iterator(root.path() + "/journal")) {
+        if (!journal_before.contains(e.path())) fs::remove(e.path());
+      }
+      for (const auto& [path, contents] : journal_before) test::write_file(path, contents);
+    }
+    o.journal_sync = {};
+    auto m = open_with(o);
+    ASSERT_TRUE(m);
+    m->finish_removals();
+    auto w = m->get("w", false);
+    if (record_survives) {
+      ASSERT_TRUE(w.is_ok()) << w.status().message();
+      EXPECT_EQ(w->problem, "");
+      EXPECT_EQ(test::read_file(w->mountpoint + "/a"), "one");
+      EXPECT_FALSE(fs::exists(w_dir + "/create-pending"));
+    } else {
+      EXPECT_EQ(w.status().code(), Code::kNotFound);
+      EXPECT_FALSE(fs::exists(w_dir));
+      auto again = m->create("w", {});
+      ASSERT_TRUE(again.is_ok()) << again.status().message();
+      EXPECT_FALSE(fs::exists(again->mountpoint + "/a"));
+    }
+    EXPECT_EQ(test::read_file(root.path() + "/volumes/v/_data/a"), "one");
+  }
+}
+
 TEST_F(VolumeManagerTest, DirectoryWithoutRecordButWithDataIsKeptAndRefused) {
   // Not something Stowage leaves behind; someone put data there. Keep it.
   fs::create_directories(vol_dir("found") + "/_data");
