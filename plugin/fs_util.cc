@@ -114,9 +114,7 @@ uint64_t raise_open_file_limit() {
   if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
   if (lim.rlim_cur < lim.rlim_max) {
     rlimit raised = lim;
-    // An unlimited hard limit is not a valid soft one for files: take the
-    // kernel's default ceiling (fs.nr_open) instead.
-    raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : lim.rlim_max;
+    raised.rlim_cur = lim.rlim_max;  // never RLIM_INFINITY for files: the kernel caps it at fs.nr_open
     if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
   }
   return lim.rlim_cur;

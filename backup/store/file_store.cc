@@ -46,8 +46,9 @@ std::string parent_of(const std::string& path) {
 }
 
 // mkdir -p that fsyncs the parent of every directory it creates, so that a
-// durable object is reachable after a crash.
-Status make_dirs(const std::string& dir) {
+// durable object is reachable after a crash. Inside a repository directories
+// are the owner's alone (0700); its own missing parents get 0755.
+Status make_dirs(const std::string& dir, mode_t mode = 0700) {
   struct stat st;
   if (::stat(dir.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) return Status::ok();
@@ -56,8 +57,8 @@ Status make_dirs(const std::string& dir) {
   if (errno == ENOTDIR) return Status::failed_precondition(dir + ": a parent is an object, not a directory");
   if (errno != ENOENT) return errno_status(errno, "stat " + dir);
   std::string parent = parent_of(dir);
-  STOWAGE_RETURN_IF_ERROR(make_dirs(parent));
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + dir);
+  STOWAGE_RETURN_IF_ERROR(make_dirs(parent, mode));
+  if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) return errno_status(errno, "mkdir " + dir);
   return fsync_dir(parent);
 }
 
@@ -115,6 +116,7 @@ class FileStore final : public ObjectStore {
   explicit FileStore(std::string root) : root_(std::move(root)), tmp_dir_(root_ + "/" + std::string(kTmpDir)) {}
 
   Status init() {
+    STOWAGE_RETURN_IF_ERROR(make_dirs(parent_of(root_), 0755));
     STOWAGE_RETURN_IF_ERROR(make_dirs(root_));
     return make_dirs(tmp_dir_);
   }

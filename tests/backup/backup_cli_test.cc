@@ -2,10 +2,12 @@
 // backup create, backup ls --json, restore, check --read-data, forget, prune.
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -141,11 +143,18 @@ TEST_F(StowctlTest, KeepCountsBelowOneAreRefusedByName) {
 // descriptor per level to back up and restore; stowctl raises its soft limit
 // to the hard one instead of failing with "Too many open files".
 TEST_F(StowctlTest, ATreeDeeperThanTheSoftFileLimitRoundTrips) {
+  // stowctl can only raise the soft limit up to the hard one: the tree is as
+  // deep as a quarter of that allows, and the soft limit half the depth.
+  rlimit lim{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &lim), 0);
+  const int depth = static_cast<int>(std::min<rlim_t>(600, lim.rlim_max / 4));
+  const int soft = depth / 2;
+  ASSERT_GE(soft, 16) << "hard open-file limit " << lim.rlim_max << " is too low for this test";
   const std::string src = dir_ / "src";
   ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
   int fd = ::open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   ASSERT_GE(fd, 0);
-  for (int depth = 0; depth < 600; ++depth) {  // one-letter names: 1,200 bytes of path
+  for (int level = 0; level < depth; ++level) {  // one-letter names: 2 bytes of path a level
     ASSERT_EQ(::mkdirat(fd, "d", 0755), 0);
     const int next = ::openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     ::close(fd);
@@ -158,11 +167,12 @@ TEST_F(StowctlTest, ATreeDeeperThanTheSoftFileLimitRoundTrips) {
   ::close(f);
   ::close(fd);
   ASSERT_EQ(stowctl("repo init"), 0);
-  // Only the soft limit is lowered (to 256, below the depth): stowctl may
-  // raise it back up to the hard one.
+  // Only the soft limit is lowered (below the depth): stowctl may raise it
+  // back up to the hard one.
   auto low_limit_stowctl = [&](const std::string& args, std::string* out) {
-    return test::run_shell("STOWAGE_REPOSITORY='file://" + dir_.path() + "/repo' sh -c 'ulimit -Sn 256 && exec \"$0\" " +
-                               "\"$@\"' '" + test::bin_dir() + "/stowctl' " + args,
+    return test::run_shell("STOWAGE_REPOSITORY='file://" + dir_.path() + "/repo' sh -c 'ulimit -Sn " +
+                               std::to_string(soft) + " && exec \"$0\" \"$@\"' '" + test::bin_dir() + "/stowctl' " +
+                               args,
                            out);
   };
   std::string out;
@@ -340,11 +350,11 @@ TEST_F(StowctlTest, AnExistingVolumeGetsNoVolumeNameHint) {
             "--plugin-socket", plugin, "--repository", ""};
   o.log_path = dir_ / "stowaged.log";
   test::Subprocess daemon(std::move(o));
-  ASSERT_TRUE(test::wait_until([&] { return std::filesystem::exists(admin); }, std::chrono::seconds(20)))
+  // The sockets exist before they accept: retry until the Create goes through.
+  const std::string create = "curl -sf --unix-socket '" + plugin + "' -XPOST http://x/VolumeDriver.Create -d " +
+                             "'{\"Name\":\"vol1\"}'";
+  ASSERT_TRUE(test::wait_until([&] { return test::run_shell(create) == 0; }, std::chrono::seconds(30)))
       << test::read_file(dir_ / "stowaged.log");
-  ASSERT_EQ(test::run_shell("curl -sf --unix-socket '" + plugin + "' -XPOST http://x/VolumeDriver.Create -d "
-                            "'{\"Name\":\"vol1\"}'"),
-            0);
   cwd_ = dir_.path();
   std::string err;
   EXPECT_NE(stowctl("--admin-socket '" + admin + "' restore latest --to vol1", nullptr, &err), 0);

@@ -53,15 +53,22 @@ TEST(FileStore, WritesStayUnderRootAndLeaveNoTempFiles) {
 TEST(FileStore, ObjectsAndDirectoriesAreTheOwnersAlone) {
   test::TempDir dir;
   const mode_t old_umask = ::umask(022);
-  auto s = open_file_store(dir / "root");
+  auto s = open_file_store(dir / "srv/backups/root");
   ASSERT_TRUE(s.is_ok()) << s.status().to_string();
   ASSERT_TRUE((*s)->put("data/ab/small", "1").is_ok());
   ASSERT_TRUE((*s)->put("data/ab/large", std::string(4u << 20, 'x')).is_ok());  // the O_DIRECT path
   ::umask(old_umask);
-  for (const char* path : {"root", "root/data", "root/data/ab", "root/data/ab/small", "root/data/ab/large"}) {
+  const std::string r = "srv/backups/root";
+  for (const std::string& path : {r, r + "/data", r + "/data/ab", r + "/data/ab/small", r + "/data/ab/large"}) {
     struct stat st{};
     ASSERT_EQ(::stat((dir / path).c_str(), &st), 0) << path;
     EXPECT_EQ(st.st_mode & 077, 0u) << path << " has mode " << std::oct << (st.st_mode & 0777);
+  }
+  // Directories above the repository that it had to make are ordinary ones.
+  for (const char* path : {"srv", "srv/backups"}) {
+    struct stat st{};
+    ASSERT_EQ(::stat((dir / path).c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0755u) << path << " has mode " << std::oct << (st.st_mode & 0777);
   }
 }
 
