@@ -177,13 +177,6 @@ void get_bytes(const Json& j, const char* field, std::string& out) {
   }
 }
 
-std::vector<BlobId> get_ids(const Json& j, const char* field) {
-  std::vector<BlobId> ids;
-  if (!j.contains(field)) return ids;
-  for (const auto& v : j.at(field)) ids.push_back(id_from_json(v, field));
-  return ids;
-}
-
 }  // namespace
 
 namespace json_util {
@@ -269,58 +262,132 @@ Result<std::string> serialize_tree(const Tree& tree) {
   return root.dump();
 }
 
+namespace {
+
+// What parse_tree() takes out of an entry while it is parsed, so that the
+// document never holds these lists: the parts whose length has no bound but
+// the blob's, and whose DOM would cost up to 25 times the text.
+struct EntryLists {
+  std::vector<Hole> holes;
+  std::vector<BlobId> chunks, subtree;
+  std::vector<Xattr> xattrs;
+};
+
+TreeEntry entry_from_json(const Json& j, EntryLists& lists) {
+  if (!j.is_object()) throw std::invalid_argument("an entry is not an object");
+  TreeEntry e;
+  const auto type = get_field<std::string>(j, "type");
+  size_t t = 0;
+  while (t < kTypeNames.size() && kTypeNames[t] != type) ++t;
+  if (t == kTypeNames.size()) throw std::invalid_argument("unknown entry type '" + type + "'");
+  e.type = static_cast<NodeType>(t);
+  get_bytes(j, "name", e.name);
+  e.mode = get_field<uint32_t>(j, "mode");
+  e.uid = get_field<uint32_t>(j, "uid");
+  e.gid = get_field<uint32_t>(j, "gid");
+  e.mtime_ns = get_field<int64_t>(j, "mtime_ns");
+  e.ctime_ns = get_field<int64_t>(j, "ctime_ns");
+  e.inode = get_optional<uint64_t>(j, "inode");
+  e.size = get_optional<uint64_t>(j, "size");
+  get_bytes(j, "target", e.target);
+  e.rdev = get_optional<uint64_t>(j, "rdev");
+  e.hardlink = get_optional<uint64_t>(j, "hardlink");
+  // The lists' elements were taken out as they were parsed; what is left here
+  // must still be an array (now empty).
+  for (const char* list : {"xattrs", "holes", "chunks", "subtree"}) {
+    if (j.contains(list) && !j.at(list).is_array()) throw std::invalid_argument(std::string(list) + " is not an array");
+  }
+  e.xattrs = std::move(lists.xattrs);
+  e.holes = std::move(lists.holes);
+  e.chunks = std::move(lists.chunks);
+  e.subtree = std::move(lists.subtree);
+  if (j.contains("chunk_xxh128")) {
+    const auto sums = get_field<std::string>(j, "chunk_xxh128");
+    if (sums.size() % 32 != 0) throw std::invalid_argument("chunk_xxh128 is not a list of 32-digit sums");
+    for (size_t i = 0; i < sums.size(); i += 32) {
+      auto cs = ChunkSum::from_hex(std::string_view(sums).substr(i, 32));
+      if (!cs.is_ok()) throw std::invalid_argument("chunk_xxh128: " + cs.status().message());
+      e.chunk_sums.push_back(*cs);
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
 Result<Tree> parse_tree(std::string_view text) {
+  // Parsed with a callback that turns each entry into a TreeEntry as soon as
+  // it is complete and drops it from the document, and takes the elements of
+  // an entry's lists out one by one: memory stays near the size of the
+  // result, whatever the blob holds (a 60 MiB blob of [0,0] holes took 1.5
+  // GB as a document). Depths: 0 the root, 1 its keys, 2 an entry, 3 an
+  // entry's keys, 4 a list element.
   Tree tree;
+  EntryLists lists;
+  std::string root_key, entry_key;
+  int element_parts = 0;  // events inside the current list element
+  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) -> bool {
+    using E = Json::parse_event_t;
+    if (depth == 1 && event == E::key) {
+      root_key = parsed.get<std::string>();
+      return true;
+    }
+    if (depth < 2) return true;
+    if (root_key != "entries") return false;  // not read: keep none of it
+    if (depth == 2) {
+      if (event == E::object_start) {
+        lists = {};
+        entry_key.clear();
+        return true;
+      }
+      if (event == E::key) return true;  // "entries" is an object: refused below
+      if (event == E::array_start) throw std::invalid_argument("an entry is not an object");
+      if (tree.entries.size() >= kMaxTreeEntries) {
+        throw std::invalid_argument("more than " + std::to_string(kMaxTreeEntries) + " entries");
+      }
+      tree.entries.push_back(entry_from_json(parsed, lists));
+      return false;
+    }
+    if (depth == 3) {
+      if (event == E::key) entry_key = parsed.get<std::string>();
+      return true;
+    }
+    // depth >= 4: inside one of the entry's values. An element of a list the
+    // entry keeps is a hole [offset, length], an id, or an xattr {name,
+    // value}: anything nested deeper or longer is refused before the document
+    // can grow with it.
+    if (depth == 4 && (event == E::array_start || event == E::object_start)) element_parts = 0;
+    if (depth >= 5 && (depth > 5 || ++element_parts > 8) &&
+        (entry_key == "holes" || entry_key == "chunks" || entry_key == "subtree" || entry_key == "xattrs")) {
+      throw std::invalid_argument("an element of " + entry_key + " is not what the format allows");
+    }
+    const bool element_done = depth == 4 && (event == E::value || event == E::array_end || event == E::object_end);
+    if (entry_key == "holes") {
+      if (!element_done) return true;
+      if (!parsed.is_array() || parsed.size() != 2 || !parsed[0].is_number_unsigned() ||
+          !parsed[1].is_number_unsigned()) {
+        throw std::invalid_argument("a hole is not [offset, length] of unsigned integers");
+      }
+      lists.holes.push_back({parsed[0].get<uint64_t>(), parsed[1].get<uint64_t>()});
+      return false;
+    }
+    if (entry_key == "chunks" || entry_key == "subtree") {
+      if (!element_done) return true;
+      (entry_key == "chunks" ? lists.chunks : lists.subtree).push_back(id_from_json(parsed, entry_key.c_str()));
+      return false;
+    }
+    if (entry_key == "xattrs") {
+      if (!element_done) return true;
+      auto one = json_util::xattrs_from_json(Json::array({std::move(parsed)}));
+      lists.xattrs.push_back(std::move(one.front()));
+      return false;
+    }
+    return false;  // a value no field reads: keep none of it
+  };
   try {
-    const auto root = Json::parse(text);
+    const auto root = Json::parse(text, callback);
     if (!root.is_object() || !root.contains("entries")) return Status::corruption("tree: no entries");
-    const auto& entries = root.at("entries");
-    if (!entries.is_array()) return Status::corruption("tree: entries is not an array");
-    if (entries.size() > kMaxTreeEntries) {
-      return Status::corruption("tree: more than " + std::to_string(kMaxTreeEntries) + " entries");
-    }
-    tree.entries.reserve(entries.size());
-    for (const auto& j : entries) {
-      TreeEntry e;
-      const auto type = get_field<std::string>(j, "type");
-      size_t t = 0;
-      while (t < kTypeNames.size() && kTypeNames[t] != type) ++t;
-      if (t == kTypeNames.size()) return Status::corruption("tree: unknown entry type '" + type + "'");
-      e.type = static_cast<NodeType>(t);
-      get_bytes(j, "name", e.name);
-      e.mode = get_field<uint32_t>(j, "mode");
-      e.uid = get_field<uint32_t>(j, "uid");
-      e.gid = get_field<uint32_t>(j, "gid");
-      e.mtime_ns = get_field<int64_t>(j, "mtime_ns");
-      e.ctime_ns = get_field<int64_t>(j, "ctime_ns");
-      e.inode = get_optional<uint64_t>(j, "inode");
-      e.size = get_optional<uint64_t>(j, "size");
-      get_bytes(j, "target", e.target);
-      e.rdev = get_optional<uint64_t>(j, "rdev");
-      e.hardlink = get_optional<uint64_t>(j, "hardlink");
-      if (j.contains("xattrs")) e.xattrs = json_util::xattrs_from_json(j.at("xattrs"));
-      if (j.contains("holes")) {
-        if (!j.at("holes").is_array()) return Status::corruption("tree: holes is not an array");
-        for (const auto& hj : j.at("holes")) {
-          if (!hj.is_array() || hj.size() != 2 || !hj[0].is_number_unsigned() || !hj[1].is_number_unsigned()) {
-            return Status::corruption("tree: a hole is not [offset, length] of unsigned integers");
-          }
-          e.holes.push_back({hj[0].get<uint64_t>(), hj[1].get<uint64_t>()});
-        }
-      }
-      e.chunks = get_ids(j, "chunks");
-      e.subtree = get_ids(j, "subtree");
-      if (j.contains("chunk_xxh128")) {
-        const auto sums = get_field<std::string>(j, "chunk_xxh128");
-        if (sums.size() % 32 != 0) return Status::corruption("tree: chunk_xxh128 is not a list of 32-digit sums");
-        for (size_t i = 0; i < sums.size(); i += 32) {
-          auto cs = ChunkSum::from_hex(std::string_view(sums).substr(i, 32));
-          if (!cs.is_ok()) return Status::corruption("tree: chunk_xxh128: " + cs.status().message());
-          e.chunk_sums.push_back(*cs);
-        }
-      }
-      tree.entries.push_back(std::move(e));
-    }
+    if (!root.at("entries").is_array()) return Status::corruption("tree: entries is not an array");
   } catch (const std::exception& e) {  // nlohmann type/parse errors and our own
     return Status::corruption(std::string("tree: ") + e.what());
   }

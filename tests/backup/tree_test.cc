@@ -151,6 +151,26 @@ TEST(Tree, HostileTreesAreRefused) {
   EXPECT_EQ(parse_tree("{\"entries\":[{\"type\":\"file\",\"name\":\"\xff\"}]}").status().code(), Code::kCorruption);
 }
 
+// A list element nested deeper or longer than the format allows is refused
+// as soon as it is seen, before the document can grow with it.
+TEST(Tree, ListElementsOfTheWrongShapeAreRefusedAsTheyAreRead) {
+  using J = nlohmann::json;
+  expect_refused([](J& j) { j["entries"][0]["holes"] = {{0, {1, 2}}}; }, "an element of holes");
+  expect_refused([](J& j) { j["entries"][0]["holes"] = {J(std::vector<int>(100, 0))}; }, "an element of holes");
+  expect_refused([](J& j) { j["entries"][0]["chunks"] = J::array({J::array({J::array({1})})}); }, "an element of chunks");
+  expect_refused([](J& j) { j["entries"][3]["subtree"] = {J(std::vector<int>(100, 0))}; }, "an element of subtree");
+  expect_refused([](J& j) { j["entries"][0]["xattrs"][0]["name"] = {{"deep"}}; }, "an element of xattrs");
+  expect_refused([](J& j) { j["entries"][0] = J(std::vector<int>(100, 0)); }, "an entry is not an object");
+  expect_refused([](J& j) { j["entries"][1] = 5; }, "an entry is not an object");
+  // Values no field reads are dropped, however large: still accepted.
+  auto j = J::parse(*serialize_tree(full_tree()));
+  j["entries"][0]["future"] = J(std::vector<int>(100000, 0));
+  j["later"] = {{"x", J(std::vector<int>(100000, 0))}};
+  auto parsed = parse_tree(j.dump());
+  ASSERT_TRUE(parsed.is_ok()) << parsed.status().to_string();
+  EXPECT_EQ(*parsed, full_tree());
+}
+
 // Error messages name entries; a crafted name's NUL, newline or escape
 // sequence used to reach the terminal raw.
 TEST(Tree, ErrorsShowControlBytesInNamesEscaped) {
