@@ -328,6 +328,7 @@ Result<Tree> parse_tree(std::string_view text) {
   int element_parts = 0;  // events inside the current list element
   auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) -> bool {
     using E = Json::parse_event_t;
+    if (depth == 0 && event == E::array_start) throw std::invalid_argument("no entries");  // not an object
     if (depth == 1 && event == E::key) {
       root_key = parsed.get<std::string>();
       return true;

@@ -162,6 +162,7 @@ TEST(Tree, ListElementsOfTheWrongShapeAreRefusedAsTheyAreRead) {
   expect_refused([](J& j) { j["entries"][0]["xattrs"][0]["name"] = {{"deep"}}; }, "an element of xattrs");
   expect_refused([](J& j) { j["entries"][0] = J(std::vector<int>(100, 0)); }, "an entry is not an object");
   expect_refused([](J& j) { j["entries"][1] = 5; }, "an entry is not an object");
+  expect_refused([](J& j) { j = J(std::vector<int>(100, 0)); }, "no entries");
   // Values no field reads are dropped, however large: still accepted.
   auto j = J::parse(*serialize_tree(full_tree()));
   j["entries"][0]["future"] = J(std::vector<int>(100000, 0));
