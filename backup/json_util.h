@@ -71,6 +71,8 @@ T get_optional(const Json& j, const char* name) {
 // a malformed list; the order and uniqueness rules are the caller's to check.
 Json xattrs_to_json(const std::vector<Xattr>& xattrs);
 std::vector<Xattr> xattrs_from_json(const Json& list);
+// One element of that list.
+Xattr xattr_from_json(const Json& xj);
 // "" when the list is sorted by name, unique and every name valid.
 std::string xattrs_problem(const std::vector<Xattr>& xattrs);
 

@@ -192,17 +192,19 @@ Json xattrs_to_json(const std::vector<Xattr>& xattrs) {
   return xs;
 }
 
+Xattr xattr_from_json(const Json& xj) {
+  Xattr x;
+  get_bytes(xj, "name", x.name);
+  if (!base64_decode(get_field<std::string>(xj, "value_b64"), x.value)) {
+    throw std::invalid_argument("xattr value is not valid base64");
+  }
+  return x;
+}
+
 std::vector<Xattr> xattrs_from_json(const Json& list) {
   if (!list.is_array()) throw std::invalid_argument("xattrs is not an array");
   std::vector<Xattr> out;
-  for (const auto& xj : list) {
-    Xattr x;
-    get_bytes(xj, "name", x.name);
-    if (!base64_decode(get_field<std::string>(xj, "value_b64"), x.value)) {
-      throw std::invalid_argument("xattr value is not valid base64");
-    }
-    out.push_back(std::move(x));
-  }
+  for (const auto& xj : list) out.push_back(xattr_from_json(xj));
   return out;
 }
 
@@ -357,14 +359,16 @@ Result<Tree> parse_tree(std::string_view text) {
     // entry keeps is a hole [offset, length], an id, or an xattr {name,
     // value}: anything nested deeper or longer is refused before the document
     // can grow with it.
+    const bool kept_list =
+        entry_key == "holes" || entry_key == "chunks" || entry_key == "subtree" || entry_key == "xattrs";
+    if (!kept_list) return false;  // a value no field reads: keep none of it
     if (depth == 4 && (event == E::array_start || event == E::object_start)) element_parts = 0;
-    if (depth >= 5 && (depth > 5 || ++element_parts > 8) &&
-        (entry_key == "holes" || entry_key == "chunks" || entry_key == "subtree" || entry_key == "xattrs")) {
+    if (depth >= 5 && (depth > 5 || ++element_parts > 8)) {
       throw std::invalid_argument("an element of " + entry_key + " is not what the format allows");
     }
     const bool element_done = depth == 4 && (event == E::value || event == E::array_end || event == E::object_end);
+    if (!element_done) return true;
     if (entry_key == "holes") {
-      if (!element_done) return true;
       if (!parsed.is_array() || parsed.size() != 2 || !parsed[0].is_number_unsigned() ||
           !parsed[1].is_number_unsigned()) {
         throw std::invalid_argument("a hole is not [offset, length] of unsigned integers");
@@ -372,18 +376,12 @@ Result<Tree> parse_tree(std::string_view text) {
       lists.holes.push_back({parsed[0].get<uint64_t>(), parsed[1].get<uint64_t>()});
       return false;
     }
-    if (entry_key == "chunks" || entry_key == "subtree") {
-      if (!element_done) return true;
-      (entry_key == "chunks" ? lists.chunks : lists.subtree).push_back(id_from_json(parsed, entry_key.c_str()));
-      return false;
-    }
     if (entry_key == "xattrs") {
-      if (!element_done) return true;
-      auto one = json_util::xattrs_from_json(Json::array({std::move(parsed)}));
-      lists.xattrs.push_back(std::move(one.front()));
+      lists.xattrs.push_back(json_util::xattr_from_json(parsed));
       return false;
     }
-    return false;  // a value no field reads: keep none of it
+    (entry_key == "chunks" ? lists.chunks : lists.subtree).push_back(id_from_json(parsed, entry_key.c_str()));
+    return false;
   };
   try {
     const auto root = Json::parse(text, callback);
