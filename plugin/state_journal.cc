@@ -138,7 +138,7 @@ Status fill_with_zeros(int fd, uint64_t bytes, const std::string& path, const St
     if (w < 0) return errno_status(errno, "preallocate journal " + path);
     off += static_cast<uint64_t>(w);
   }
-  if ((sync ? sync(fd) : ::fdatasync(fd)) != 0) return errno_status(errno, "flush preallocated journal " + path);
+  if (sync(fd) != 0) return errno_status(errno, "flush preallocated journal " + path);
   return Status::ok();
 }
 
@@ -146,6 +146,7 @@ Status fill_with_zeros(int fd, uint64_t bytes, const std::string& path, const St
 
 Result<std::unique_ptr<StateJournal>> StateJournal::create(const std::string& dir, uint64_t number,
                                                            uint64_t preallocate_bytes, SyncFn sync) {
+  if (!sync) sync = ::fdatasync;
   std::string path = journal_path(dir, number);
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return errno_status(errno, "create journal " + path);
@@ -212,7 +213,7 @@ Status StateJournal::commit(std::string_view payload, Durability durability, boo
     flushing_ = true;
     uint64_t target = appended_;
     lock.unlock();
-    int rc = sync_ ? sync_(fd_) : ::fdatasync(fd_);
+    int rc = sync_(fd_);
     int err = errno;
     lock.lock();
     flushing_ = false;

@@ -104,7 +104,7 @@ class StateJournal {
   uint64_t number_;
   std::string path_;
   uint64_t preallocated_;  // bytes of zeros the file started with
-  SyncFn sync_;            // empty: fdatasync
+  SyncFn sync_;            // fdatasync unless a test gave another
   mutable std::mutex mu_;
   std::condition_variable flushed_;
   uint64_t appended_ = 0;  // frames written to the file
