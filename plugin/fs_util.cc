@@ -109,15 +109,11 @@ Status remove_tree(const std::string& path) {
   return Status::ok();
 }
 
-uint64_t raise_open_file_limit() {
+void raise_open_file_limit() {
   rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
-  if (lim.rlim_cur < lim.rlim_max) {
-    rlimit raised = lim;
-    raised.rlim_cur = lim.rlim_max;  // never RLIM_INFINITY for files: the kernel caps it at fs.nr_open
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
-  }
-  return lim.rlim_cur;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  lim.rlim_cur = lim.rlim_max;  // never RLIM_INFINITY for files: the kernel caps it at fs.nr_open
+  (void)::setrlimit(RLIMIT_NOFILE, &lim);
 }
 
 }  // namespace stowage

@@ -3,7 +3,6 @@
 // the change survives a crash or power cut (data and directory entry fsynced).
 #pragma once
 
-#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -28,9 +27,8 @@ namespace stowage {
 
 // Raises this process's soft limit on open files to its hard limit. Restore
 // and backup walks hold one descriptor per directory level (up to 4096), more
-// than the usual soft limit of 1024. Returns the new soft limit (the old one
-// if it could not be raised).
-uint64_t raise_open_file_limit();
+// than the usual soft limit of 1024. Leaves the limit as it was if it cannot.
+void raise_open_file_limit();
 
 // Creates `dir` and missing parents (mode 0755 less umask; existing ones are left as they are).
 [[nodiscard]] Status make_dirs(const std::string& dir);
